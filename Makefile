@@ -1,0 +1,47 @@
+# The two commands that matter: `make demo` and `make test`. Each builds .venv first when it is missing or
+# older than requirements.txt, so a fresh clone needs nothing but Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench up down status env venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@echo "Installing pinned requirements into $(VENV) (about 2-3 minutes the first time)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@$(PY) -m local_stack demo
+
+test: $(STAMP)
+	@$(PY) -m pytest
+
+lint: $(STAMP)
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+
+bench: $(STAMP)
+	@$(PY) -m local_stack bench
+
+up: $(STAMP)
+	@$(PY) -m local_stack up
+
+down: $(STAMP)
+	@$(PY) -m local_stack down
+
+status: $(STAMP)
+	@$(PY) -m local_stack status
+
+env: $(STAMP)
+	@$(PY) -m local_stack env
+
+clean:
+	@$(PY) -m local_stack down --wipe 2>/dev/null || true
+	rm -rf $(VENV) .pytest_cache .ruff_cache

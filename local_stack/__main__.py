@@ -1,0 +1,87 @@
+"""Command line of the local stack: ``python -m local_stack up|down|status|env|check``.
+
+Errors a user can fix (a busy port, a missing binary, a service that would not start) print one line (plus the
+service's log tail where that explains it) and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+
+from local_stack.errors import StackError
+from local_stack.settings import PORT_OPTIONS, StackSettings
+from local_stack.stack import LocalStack
+
+SECRET_VARS = {"AWS_SECRET_ACCESS_KEY"}
+
+
+def _settings(args: argparse.Namespace) -> StackSettings:
+    overrides = {f.name: getattr(args, f.name) for f in fields(StackSettings) if getattr(args, f.name, None)}
+    return StackSettings(**overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", dest="state_dir", help="state directory (default .stack/, LOCAL_STACK_DIR)")
+    for field_name, (option, env_var) in PORT_OPTIONS.items():
+        parser.add_argument(option, dest=field_name, type=int, help=f"port (env {env_var})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start PostgreSQL, the S3 store and the MLflow server; wait until healthy")
+    down = sub.add_parser("down", help="stop the processes the stack started; keep data unless --wipe")
+    down.add_argument("--wipe", action="store_true", help="also delete all data (database, bucket, credentials)")
+    sub.add_parser("status", help="show which services run")
+    sub.add_parser("env", help='print `export NAME=value` lines for a client; use: eval "$(make env)"')
+    sub.add_parser("check", help="log a run with a metric and an artifact and read both back")
+    return parser
+
+
+def _print_env(stack: LocalStack, mask: bool) -> None:
+    for name, value in stack.client_env().items():
+        shown = '<hidden: eval "$(make env)" sets it>' if mask and name in SECRET_VARS else shlex.quote(value)
+        print(f"export {name}={shown}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        stack = LocalStack(_settings(args))
+        if args.command == "up":
+            stack.up()
+            print(f"\nlocal stack is up: MLflow UI and API at {stack.settings.tracking_uri}")
+            print('client environment (eval "$(make env)" to set it in your shell):')
+            _print_env(stack, mask=True)
+        elif args.command == "down":
+            stopped = stack.down(wipe=args.wipe)
+            print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+            if args.wipe:
+                print(f"deleted {stack.settings.state_dir}")
+        elif args.command == "status":
+            for name, pid in stack.status().items():
+                print(f"{name:8} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            print(f"state: {stack.settings.state_dir}")
+        elif args.command == "env":
+            if None in stack.status().values():
+                raise StackError("the local stack is not (fully) running; start it with `make up`")
+            _print_env(stack, mask=False)
+        elif args.command == "check":
+            from local_stack.smoke_check import run_smoke_check
+
+            result = run_smoke_check(stack)
+            print(f"run {result.run_id} in experiment {result.experiment_id}: metric answer={result.metric}")
+            print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
+            print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
+            print(f"see it in the UI: {stack.settings.tracking_uri}/#/experiments/{result.experiment_id}")
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Credentials of one local stack, generated on first use and kept in a 0600 file under its state directory.
+
+A fixed key pair in the code would be a credential in git; a fresh random one per stack is not, and the file
+mode keeps it private to the user who started the stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_KEY_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclass(frozen=True)
+class StackCredentials:
+    """What each service needs: PostgreSQL's superuser and MLflow role passwords, and the S3 key pair."""
+
+    postgres_superuser_password: str
+    mlflow_db_password: str
+    s3_access_key: str
+    s3_secret_key: str
+
+    @classmethod
+    def generate(cls) -> StackCredentials:
+        return cls(
+            postgres_superuser_password=secrets.token_urlsafe(24),
+            mlflow_db_password=secrets.token_urlsafe(24),
+            # Same shape as AWS keys (20 upper-case characters, 40-character secret), but a "LS" prefix so that
+            # no secret scanner mistakes them for real AWS keys.
+            s3_access_key="LS" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(18)),
+            s3_secret_key=secrets.token_urlsafe(30),
+        )
+
+
+def load_or_create(path: Path) -> StackCredentials:
+    """Return the stack's credentials, creating the 0600 file on first use; reuse keeps existing data readable."""
+    if path.exists():
+        return StackCredentials(**json.loads(path.read_text()))
+    creds = StackCredentials.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(asdict(creds), handle, indent=2)
+    return creds

@@ -1,0 +1,189 @@
+"""Start, find and stop the local stack's server processes by PID file.
+
+Each service runs in its own process session, so that ``down`` can stop the whole tree it started (MLflow's
+uvicorn workers, PostgreSQL's backends) and nothing else. A PID file records the PID and the process's start
+time: after a crash or a reboot a PID may belong to another program, and the start time tells them apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from local_stack.errors import StackError
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on (or holds) ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports the OS reports free right now (internal ports, and the test suite's stack)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a service log, for error messages that must show why a start failed."""
+    if not path.exists():
+        return f"(no log at {path})"
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:]) or f"(log {path} is empty)"
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """One server process of the stack, found again through its PID file."""
+
+    name: str
+    pid_file: Path
+    log_file: Path
+    #: PostgreSQL wants SIGINT (fast shutdown); SIGTERM would wait for every client to disconnect.
+    stop_signal: signal.Signals = signal.SIGTERM
+    #: Seconds between the stop signal and SIGKILL.
+    stop_timeout: float = 15.0
+
+    def running_pid(self) -> int | None:
+        """PID of the live process this file records, or None (a stale file is cleaned up on the way)."""
+        record = self._read_record()
+        if record is None:
+            return None
+        pid, started = record
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+                return pid
+        except psutil.NoSuchProcess:
+            # The leader is gone; its children may still be in its group. (If the PID now belongs to another
+            # program, our group was already empty, since Linux does not reuse a PID that names a live group.)
+            self._reap_orphans(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def start(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+        user: str | None = None,
+    ) -> int:
+        """Start the service in a new session with output appended to its log; return its PID."""
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {self.name}\n".encode())
+            log.flush()
+            try:
+                proc = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(env),
+                    cwd=cwd,
+                    user=user,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise StackError(
+                    f"{self.name}: cannot run {argv[0]} ({exc.strerror}); run `make venv` to install it"
+                ) from None
+        started = psutil.Process(proc.pid).create_time()
+        self.pid_file.write_text(json.dumps({"pid": proc.pid, "started": started}))
+        return proc.pid
+
+    def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``check`` until it passes; fail with the log tail if the process dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running_pid() is None:
+                raise StackError(
+                    f"{self.name} exited during start-up; last lines of {self.log_file}:\n{log_tail(self.log_file)}"
+                )
+            with contextlib.suppress(Exception):
+                if check():
+                    return
+            time.sleep(0.3)
+        raise StackError(
+            f"{self.name} did not become ready ({what}) within {timeout:.0f}s; "
+            f"last lines of {self.log_file}:\n{log_tail(self.log_file)}"
+        )
+
+    def stop(self) -> bool:
+        """Stop the service's whole process group and verify every member is gone; False if it was not running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        members = self._tree(pid)
+        self._signal_group(pid, self.stop_signal)
+        _, alive = psutil.wait_procs(members, timeout=self.stop_timeout)
+        if alive:
+            self._signal_group(pid, signal.SIGKILL)
+            for proc in alive:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            _, alive = psutil.wait_procs(alive, timeout=5)
+        if alive:
+            raise StackError(f"{self.name}: processes {[p.pid for p in alive]} survived SIGKILL; stop them by hand")
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def _read_record(self) -> tuple[int, float] | None:
+        try:
+            data = json.loads(self.pid_file.read_text())
+            return int(data["pid"]), float(data["started"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            self.pid_file.unlink(missing_ok=True)
+            return None
+
+    def _tree(self, pid: int) -> list[psutil.Process]:
+        """The leader, its process group and its descendants (PostgreSQL's children start sessions of their own)."""
+        members = {proc.pid: proc for proc in self._group_members(pid)}
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pid).children(recursive=True):
+                members.setdefault(child.pid, child)
+        return list(members.values())
+
+    @staticmethod
+    def _group_members(pgid: int) -> list[psutil.Process]:
+        members = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if os.getpgid(proc.pid) == pgid:
+                    members.append(proc)
+        return members
+
+    @staticmethod
+    def _signal_group(pgid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+
+    def _reap_orphans(self, pgid: int) -> None:
+        """After a crash of the session leader its children may live on in its group: stop them too."""
+        members = self._group_members(pgid)
+        if not members:
+            return
+        self._signal_group(pgid, signal.SIGKILL)
+        psutil.wait_procs(members, timeout=5)

@@ -1,0 +1,74 @@
+"""Where the local stack keeps its state and which ports it uses.
+
+Every value has a default and can be overridden by a CLI option or an environment variable, so several stacks
+(a developer's and the test suite's) can run side by side on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: Option and environment variable a user changes for each public port; errors name them.
+PORT_OPTIONS = {
+    "postgres_port": ("--postgres-port", "LOCAL_STACK_POSTGRES_PORT"),
+    "s3_port": ("--s3-port", "LOCAL_STACK_S3_PORT"),
+    "mlflow_port": ("--mlflow-port", "LOCAL_STACK_MLFLOW_PORT"),
+}
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a port number; set it to an integer such as {default}") from exc
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Settings of one local stack; two stacks differ in ``state_dir`` and ports."""
+
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")))
+    postgres_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_POSTGRES_PORT", 54329))
+    s3_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_S3_PORT", 8333))
+    mlflow_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_MLFLOW_PORT", 5000))
+    bucket: str = field(default_factory=lambda: os.environ.get("LOCAL_STACK_BUCKET", "mlflow-artifacts"))
+    artifact_prefix: str = "mlartifacts"
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().resolve())
+
+    @property
+    def run_dir(self) -> Path:
+        """PID files of the running services."""
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        """Generated credentials (mode 0600): the only place they are written."""
+        return self.state_dir / "credentials.json"
+
+    def log_file(self, service: str) -> Path:
+        return self.log_dir / f"{service}.log"
+
+    def pid_file(self, service: str) -> Path:
+        return self.run_dir / f"{service}.pid"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.host}:{self.s3_port}"

@@ -1,0 +1,111 @@
+"""The local stack as a whole: the same three services the cloud stack deploys, as processes on this machine.
+
+``up`` is idempotent (a running service is left alone), checks every public port before starting anything, and
+stops what it started if a later service fails, so a failed ``up`` leaves nothing half-started behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from local_stack import object_store, postgres, tracking_server
+from local_stack.credentials import StackCredentials, load_or_create
+from local_stack.errors import StackError
+from local_stack.processes import ServiceProcess, port_in_use
+from local_stack.settings import PORT_OPTIONS, StackSettings
+
+Starter = Callable[[StackSettings, StackCredentials, ServiceProcess], None]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port_field: str
+    start: Starter
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout: float = 15.0
+
+
+#: Start order is dependency order: MLflow needs both the database and the bucket.
+SERVICES: tuple[Service, ...] = (
+    Service(postgres.SERVICE, "postgres_port", postgres.start, signal.SIGINT),
+    # SeaweedFS takes over 20 s to shut down gracefully; its volumes and filer log are crash-safe, so 5 s will do.
+    Service(object_store.SERVICE, "s3_port", object_store.start, stop_timeout=5.0),
+    Service(tracking_server.SERVICE, "mlflow_port", tracking_server.start),
+)
+
+
+class LocalStack:
+    """One local stack, identified by its state directory."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.settings = settings or StackSettings()
+
+    def process(self, service: Service) -> ServiceProcess:
+        return ServiceProcess(
+            service.name,
+            self.settings.pid_file(service.name),
+            self.settings.log_file(service.name),
+            service.stop_signal,
+            service.stop_timeout,
+        )
+
+    @property
+    def credentials(self) -> StackCredentials:
+        return load_or_create(self.settings.secrets_file)
+
+    def status(self) -> dict[str, int | None]:
+        """PID of each running service, None for a stopped one (stale PID files are cleared on the way)."""
+        return {svc.name: self.process(svc).running_pid() for svc in SERVICES}
+
+    def up(self, log: Callable[[str], None] = print) -> None:
+        """Start whatever is not running yet and wait until each service answers its health check."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        running = self.status()
+        to_start = [svc for svc in SERVICES if running[svc.name] is None]
+        self._check_ports(to_start)
+        creds = self.credentials
+        started: list[Service] = []
+        try:
+            for svc in to_start:
+                log(f"starting {svc.name} on port {getattr(self.settings, svc.port_field)} ...")
+                started.append(svc)
+                svc.start(self.settings, creds, self.process(svc))
+        except BaseException:
+            for svc in reversed(started):
+                self.process(svc).stop()
+            raise
+        for svc in SERVICES:
+            if svc not in to_start:
+                log(f"{svc.name} already running (pid {running[svc.name]})")
+
+    def down(self, wipe: bool = False) -> list[str]:
+        """Stop the services this stack started (reverse order); with ``wipe``, delete its data too."""
+        stopped = [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
+        if wipe and self.settings.state_dir.exists():
+            shutil.rmtree(self.settings.state_dir)
+        return stopped
+
+    def client_env(self) -> dict[str, str]:
+        """What a client (the trainer, a notebook, `mlflow` CLI) needs to use this stack."""
+        creds = self.credentials
+        return {
+            "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
+            "MLFLOW_S3_ENDPOINT_URL": self.settings.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": creds.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.s3_secret_key,
+            "AWS_DEFAULT_REGION": object_store.REGION,
+            "ARTIFACT_BUCKET": self.settings.bucket,
+        }
+
+    def _check_ports(self, services: list[Service]) -> None:
+        for svc in services:
+            port = getattr(self.settings, svc.port_field)
+            if port_in_use(self.settings.host, port):
+                option, env_var = PORT_OPTIONS[svc.port_field]
+                raise StackError(
+                    f"port {port} for {svc.name} is already in use; choose another with {option} or {env_var}=<port>"
+                )
