@@ -1,0 +1,233 @@
+"""Random forests on CPU (scikit-learn) or GPU (cuML) behind one interface, chosen at run time.
+
+Both engines take the same hyperparameter names (``n_estimators``, ``max_depth``, ``max_features``), so runs of
+either are comparable in MLflow; cuML adds its own ``n_bins`` (quantile bins per feature) and ``n_streams``
+(CUDA streams building trees in parallel). The engine, its library version and the device are run tags.
+
+GPU detection comes first and does not import RAPIDS: importing cuDF/cuML on a machine without a GPU fails, and
+``cuml.accel``'s behaviour there is undocumented. We ask the CUDA driver (``libcuda``) directly, which is present
+exactly where a GPU is usable.
+
+A cuML forest is logged through ``as_sklearn()`` (cuML's interop conversion), so the registered model is a plain
+scikit-learn forest that ``mlflow models serve`` runs on any CPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import os
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from airline_hpo.errors import TrainerError
+
+ENGINE_CHOICES = ("auto", "cuml", "sklearn")
+
+#: What the trainer needs from RAPIDS; the training image has both.
+RAPIDS_MODULES = ("cudf", "cuml")
+
+
+@dataclass(frozen=True)
+class ForestParams:
+    """One configuration. ``n_bins``/``n_streams`` only reach cuML; scikit-learn splits on exact thresholds."""
+
+    n_estimators: int = 100
+    max_depth: int = 12
+    max_features: float = 0.8
+    n_bins: int = 128
+    n_streams: int = 4
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> ForestParams:
+        """Build from hyperopt's sample (numpy scalars, floats for quantised ints) or parsed CLI values."""
+        known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
+        ints = {"n_estimators", "max_depth", "n_bins", "n_streams"}
+        cleaned = {k: round(float(v)) if k in ints else float(v) for k, v in known.items()}
+        return cls(**cleaned)
+
+    def validate(self) -> ForestParams:
+        if self.n_estimators < 1 or self.max_depth < 1 or self.n_bins < 2 or self.n_streams < 1:
+            raise TrainerError(
+                f"invalid forest parameters {asdict(self)}",
+                "n_estimators, max_depth and n_streams must be >= 1, n_bins >= 2",
+            )
+        if not 0.0 < self.max_features <= 1.0:
+            raise TrainerError(
+                f"max_features must be a fraction in (0, 1] (got {self.max_features})",
+                "pass e.g. --max-features 0.8",
+            )
+        return self
+
+
+def gpu_names() -> list[str]:
+    """Names of the CUDA devices the driver reports; [] without a driver or a device. Never imports RAPIDS."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in {"", "-1"}:
+        return []
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return []
+    count = ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return []
+    names = []
+    for index in range(count.value):
+        device = ctypes.c_int(0)
+        name = ctypes.create_string_buffer(256)
+        if cuda.cuDeviceGet(ctypes.byref(device), index) == 0 and cuda.cuDeviceGetName(name, 256, device) == 0:
+            names.append(name.value.decode(errors="replace"))
+        else:
+            names.append(f"cuda:{index}")
+    return names
+
+
+def rapids_installed() -> bool:
+    """Whether cuDF and cuML can be imported (checked by finding them, not importing them)."""
+    return all(importlib.util.find_spec(name) is not None for name in RAPIDS_MODULES)
+
+
+def select_engine(requested: str, gpus: list[str] | None = None, rapids: bool | None = None) -> str:
+    """``auto`` -> cuML when a GPU and RAPIDS are both there, else scikit-learn; ``cuml`` without them is an
+    error that says what to do, raised before any data is read."""
+    if requested not in ENGINE_CHOICES:
+        raise TrainerError(f"unknown engine {requested!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
+    if requested == "sklearn":
+        return "sklearn"
+    gpus = gpu_names() if gpus is None else gpus
+    rapids = rapids_installed() if rapids is None else rapids
+    if requested == "cuml":
+        if not gpus:
+            raise TrainerError(
+                "engine=cuml needs an NVIDIA GPU and none was found",
+                "run on a GPU node (the Kubernetes job template requests one) or use engine=sklearn or auto",
+            )
+        if not rapids:
+            raise TrainerError(
+                "engine=cuml needs RAPIDS (cudf, cuml), which is not installed here",
+                "run in the training image (trainer/Dockerfile) or use engine=sklearn",
+            )
+        return "cuml"
+    return "cuml" if gpus and rapids else "sklearn"
+
+
+class Engine(Protocol):
+    """What the search needs from an engine; data goes to the device once (:meth:`to_device`), not per trial."""
+
+    name: str
+
+    def to_device(self, features: Any, label: np.ndarray | None = None) -> tuple[Any, Any]: ...
+
+    def fit(self, params: ForestParams, x: Any, y: Any, seed: int) -> Any: ...
+
+    def predict_late_probability(self, model: Any, x: Any) -> np.ndarray: ...
+
+    def to_sklearn(self, model: Any) -> Any: ...
+
+    def logged_params(self, params: ForestParams) -> dict[str, Any]: ...
+
+    def tags(self) -> dict[str, str]: ...
+
+
+class SklearnEngine:
+    name = "sklearn"
+
+    def to_device(self, features: Any, label: np.ndarray | None = None) -> tuple[Any, Any]:
+        return features, label
+
+    @staticmethod
+    def estimator_kwargs(params: ForestParams, seed: int) -> dict[str, Any]:
+        return {
+            "n_estimators": params.n_estimators,
+            "max_depth": params.max_depth,
+            "max_features": params.max_features,
+            "random_state": seed,
+            "n_jobs": -1,
+        }
+
+    def fit(self, params: ForestParams, x: Any, y: Any, seed: int) -> Any:
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(**self.estimator_kwargs(params, seed)).fit(x, y)
+
+    def predict_late_probability(self, model: Any, x: Any) -> np.ndarray:
+        return np.asarray(model.predict_proba(x)[:, 1])
+
+    def to_sklearn(self, model: Any) -> Any:
+        return model
+
+    def logged_params(self, params: ForestParams) -> dict[str, Any]:
+        return {"n_estimators": params.n_estimators, "max_depth": params.max_depth, "max_features": params.max_features}
+
+    def tags(self) -> dict[str, str]:
+        import sklearn
+
+        return {
+            "engine": self.name,
+            "engine.library": "scikit-learn",
+            "engine.version": sklearn.__version__,
+            "device": f"cpu: {platform.processor() or platform.machine()} x{os.cpu_count()}",
+        }
+
+
+class CumlEngine:
+    """cuML random forest on cuDF input. Only constructed after :func:`select_engine` found a GPU."""
+
+    name = "cuml"
+
+    def __init__(self) -> None:
+        import cudf  # noqa: F401  (fail here, once, rather than in the first trial)
+        import cuml  # noqa: F401
+
+    def to_device(self, features: Any, label: np.ndarray | None = None) -> tuple[Any, Any]:
+        import cudf
+
+        y = None if label is None else cudf.Series(np.asarray(label, dtype=np.int32))
+        return cudf.DataFrame.from_pandas(features.astype(np.float32)), y
+
+    @staticmethod
+    def estimator_kwargs(params: ForestParams, seed: int) -> dict[str, Any]:
+        return {
+            "n_estimators": params.n_estimators,
+            "max_depth": params.max_depth,
+            "max_features": params.max_features,
+            "n_bins": params.n_bins,
+            "n_streams": params.n_streams,
+            "random_state": seed,
+            "output_type": "numpy",
+        }
+
+    def fit(self, params: ForestParams, x: Any, y: Any, seed: int) -> Any:
+        from cuml.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(**self.estimator_kwargs(params, seed)).fit(x, y)
+
+    def predict_late_probability(self, model: Any, x: Any) -> np.ndarray:
+        return np.asarray(model.predict_proba(x))[:, 1]
+
+    def to_sklearn(self, model: Any) -> Any:
+        return model.as_sklearn()
+
+    def logged_params(self, params: ForestParams) -> dict[str, Any]:
+        return {**SklearnEngine().logged_params(params), "n_bins": params.n_bins, "n_streams": params.n_streams}
+
+    def tags(self) -> dict[str, str]:
+        import cudf
+        import cuml
+
+        names = gpu_names()
+        return {
+            "engine": self.name,
+            "engine.library": "cuml",
+            "engine.version": cuml.__version__,
+            "engine.cudf_version": cudf.__version__,
+            "device": f"gpu: {names[0] if names else 'unknown'}",
+        }
+
+
+def make_engine(requested: str) -> Engine:
+    """Select (raising a one-line error for impossible choices) and construct the engine."""
+    return CumlEngine() if select_engine(requested) == "cuml" else SklearnEngine()

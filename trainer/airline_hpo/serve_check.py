@@ -1,0 +1,193 @@
+"""Serve the registered champion and ask it about a few flights (entry point ``serve_check``).
+
+Starts ``mlflow models serve -m models:/<name>@<alias> --env-manager local`` on a free local port, waits for
+``/ping``, POSTs sample flights to ``/invocations`` and prints ON-TIME or LATE for each, then stops the server
+(its whole process group). This is the seed's ``test_query.py``, done against the registry instead of a file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from airline_hpo import tracking
+from airline_hpo.errors import EXIT_FAILED, OneLineParser, TrainerError, run_cli
+from airline_hpo.prepare import decode_code, encode_code
+from airline_hpo.schema import FEATURES, LABEL_NAMES
+
+#: Readable sample flights (carrier, number, origin, dest, date, scheduled dep/arr hhmm, minutes, miles).
+SAMPLE_FLIGHTS = (
+    ("AA", 33, "JFK", "LAX", "2013-06-03", 900, 1215, 330, 2475),
+    ("UA", 1545, "EWR", "ORD", "2013-12-20", 1700, 1840, 140, 719),
+    ("DL", 1919, "LGA", "ATL", "2013-03-12", 600, 850, 115, 762),
+    ("B6", 507, "JFK", "FLL", "2013-07-19", 2030, 2335, 150, 1069),
+    ("EV", 4401, "EWR", "DTW", "2013-02-08", 1600, 1810, 95, 488),
+)
+
+
+def sample_flights() -> pd.DataFrame:
+    """The sample flights in the airline schema, encoded exactly as :mod:`airline_hpo.prepare` encodes data."""
+    rows = []
+    for carrier, number, origin, dest, day, dep, arr, minutes, miles in SAMPLE_FLIGHTS:
+        date = dt.date.fromisoformat(day)
+        rows.append(
+            {
+                "Year": date.year,
+                "Month": date.month,
+                "DayofMonth": date.day,
+                "DayofWeek": date.isoweekday(),
+                "CRSDepTime": dep,
+                "CRSArrTime": arr,
+                "UniqueCarrier": encode_code(carrier),
+                "FlightNum": number,
+                "ActualElapsedTime": minutes,
+                "Origin": encode_code(origin),
+                "Dest": encode_code(dest),
+                "Distance": miles,
+                "Diverted": 0,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(FEATURES)).astype("float32")
+
+
+def describe(row: pd.Series) -> str:
+    carrier, origin, dest = (decode_code(row[c]) for c in ("UniqueCarrier", "Origin", "Dest"))
+    date = f"{int(row['Year'])}-{int(row['Month']):02d}-{int(row['DayofMonth']):02d}"
+    return f"{carrier}{int(row['FlightNum']):<5} {origin}->{dest} {date} dep {int(row['CRSDepTime']):04d}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class ModelServer:
+    """``mlflow models serve`` as a child process group, started and always stopped by ``with``."""
+
+    def __init__(self, model_uri: str, host: str, port: int, log_path: Path) -> None:
+        self.model_uri, self.host, self.port, self.log_path = model_uri, host, port, log_path
+        self.url = f"http://{host}:{port}"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> ModelServer:
+        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri]
+        command += ["--env-manager", "local", "-h", self.host, "-p", str(self.port)]
+        # MLflow execs `uvicorn` by name: put this interpreter's scripts first on PATH (a venv need not be active).
+        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 5) -> str:
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TrainerError(
+                    f"the model server exited with status {self.process.returncode}: {self.log_tail()}",
+                    f"read {self.log_path} and check that the model loads",
+                    exit_code=EXIT_FAILED,
+                )
+            try:
+                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise TrainerError(
+            f"the model server did not answer /ping within {timeout:.0f}s",
+            f"read {self.log_path}; raise --timeout on a slow machine",
+            exit_code=EXIT_FAILED,
+        )
+
+    def predict(self, flights: pd.DataFrame) -> list[int]:
+        payload = {"dataframe_split": flights.to_dict(orient="split", index=False)}
+        response = requests.post(f"{self.url}/invocations", json=payload, timeout=60)
+        if response.status_code != 200:
+            raise TrainerError(
+                f"the model server answered HTTP {response.status_code}: {response.text[:200]}",
+                "check that the model's signature matches the airline schema",
+                exit_code=EXIT_FAILED,
+            )
+        return [int(p) for p in response.json()["predictions"]]
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+def check_alias(model_name: str, alias: str) -> str:
+    """The version the alias points to; a one-line error when there is none (nothing was registered yet)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(model_name, alias).version
+    except MlflowException as exc:
+        raise TrainerError(
+            f"no model version {model_name}@{alias} in the registry",
+            "run the hyperopt entry point (it registers the best model and sets the alias) first",
+        ) from exc
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="serve_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-name", default="airline-delay")
+    parser.add_argument("--alias", default=tracking.CHAMPION_ALIAS)
+    parser.add_argument("--port", type=int, default=0, help="port for the model server (0 = a free one)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the server to start")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    tracking.check_tracking_server()
+    version = check_alias(args.model_name, args.alias)
+    model_uri = f"models:/{args.model_name}@{args.alias}"
+    flights = sample_flights()
+    port = args.port or free_port()
+    print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ModelServer(model_uri, "127.0.0.1", port, Path(tmp) / "serve.log") as server,
+    ):
+        started = time.perf_counter()
+        server.wait_ready(args.timeout)
+        print(f"model server ready after {time.perf_counter() - started:.1f}s; querying {len(flights)} flights")
+        predictions = server.predict(flights)
+    for (_, row), label in zip(flights.iterrows(), predictions, strict=True):
+        print(f"  {describe(row):40} {LABEL_NAMES.get(label, f'unexpected answer {label}')}")
+    if any(label not in LABEL_NAMES for label in predictions):
+        raise TrainerError("the model answered something other than 0/1", "check the registered model", EXIT_FAILED)
+    print("model server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

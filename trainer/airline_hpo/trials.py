@@ -1,0 +1,153 @@
+"""Trial execution behind a small interface, so the search does not care where a trial runs.
+
+:class:`InProcessTrialRunner` fits in this process on data that was read and moved to the device once. A later
+runner can submit each :class:`TrialSpec` as a Kubernetes Job and return the same :class:`TrialOutcome`; the
+search loop, the nested runs' layout and the loss stay the same.
+
+Each trial is one nested MLflow run (tag ``mlflow.parentRunId``) written with three calls (create, one batch of
+params/metrics, terminate) and no model artifact: the seed logged a full model per trial, which costs more than
+a small fit. A trial that raises is recorded as a FAILED run with the error as a tag, and the search goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from airline_hpo.data import Split
+from airline_hpo.engines import Engine, ForestParams
+
+
+def loss_from_accuracy(accuracy: float) -> float:
+    """What hyperopt minimizes: 1 - accuracy, so a better model has a lower loss (the seed returned accuracy
+    itself as the loss and so searched for the worst model)."""
+    return 1.0 - accuracy
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    number: int
+    params: ForestParams
+
+
+@dataclass
+class TrialOutcome:
+    number: int
+    params: ForestParams
+    run_id: str
+    ok: bool
+    accuracy: float | None = None
+    roc_auc: float | None = None
+    fit_seconds: float = 0.0
+    predict_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    error: str | None = None
+    #: The fitted model, kept by in-process runners for the current best trial only (None for the others).
+    model: Any = field(default=None, repr=False)
+
+    @property
+    def loss(self) -> float | None:
+        return None if self.accuracy is None else loss_from_accuracy(self.accuracy)
+
+    @property
+    def overhead_share(self) -> float:
+        """Share of the trial's wall time not spent fitting or predicting (MLflow calls, scoring)."""
+        if self.wall_seconds <= 0:
+            return 0.0
+        return max(0.0, self.wall_seconds - self.fit_seconds - self.predict_seconds) / self.wall_seconds
+
+
+class TrialRunner(Protocol):
+    def run(self, spec: TrialSpec) -> TrialOutcome: ...
+
+
+class InProcessTrialRunner:
+    """Runs trials in this process; the split is moved to the engine's device once, here."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        split: Split,
+        seed: int,
+        experiment_id: str,
+        parent_run_id: str,
+        client: MlflowClient | None = None,
+        keep_best_model: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.seed = seed
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.client = client or MlflowClient()
+        # set_terminated() would print two "View run" lines per trial (wrecking the progress bar) and fetch the
+        # run once more just to build that link; the search prints the parent run's link itself.
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+        self.keep_best_model = keep_best_model
+        self.x_train, self.y_train = engine.to_device(split.x_train, split.y_train)
+        self.x_test, _ = engine.to_device(split.x_test)
+        self.y_test = split.y_test
+        self._best_accuracy = -1.0
+        self._best_outcome: TrialOutcome | None = None
+
+    def run(self, spec: TrialSpec) -> TrialOutcome:
+        started = time.perf_counter()
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_RUN_NAME: f"trial-{spec.number:03d}"}
+        tags.update({"trial": str(spec.number), **self.engine.tags()})
+        run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        params = [Param(k, str(v)) for k, v in self.engine.logged_params(spec.params).items()]
+        try:
+            outcome, model = self._fit_and_score(spec, run_id)
+        except Exception as exc:  # a failed trial is data, not the end of the search
+            message = f"{type(exc).__name__}: {exc}"
+            error_tags = [RunTag("error", message[:4000]), RunTag("error.traceback", traceback.format_exc()[-4000:])]
+            self.client.log_batch(run_id, params=params, tags=error_tags)
+            self.client.set_terminated(run_id, "FAILED")
+            return TrialOutcome(
+                spec.number, spec.params, run_id, ok=False, error=message,
+                wall_seconds=time.perf_counter() - started,
+            )  # fmt: skip
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric("accuracy", outcome.accuracy, now, 0),
+            Metric("roc_auc", outcome.roc_auc, now, 0),
+            Metric("loss", outcome.loss, now, 0),
+            Metric("fit_seconds", outcome.fit_seconds, now, 0),
+            Metric("predict_seconds", outcome.predict_seconds, now, 0),
+        ]
+        self.client.log_batch(run_id, metrics=metrics, params=params)
+        self.client.set_terminated(run_id, "FINISHED")
+        outcome.wall_seconds = time.perf_counter() - started
+        if self.keep_best_model and outcome.accuracy > self._best_accuracy:
+            if self._best_outcome is not None:
+                self._best_outcome.model = None  # keep one model in memory, not one per trial
+            self._best_accuracy, self._best_outcome, outcome.model = outcome.accuracy, outcome, model
+        return outcome
+
+    def _fit_and_score(self, spec: TrialSpec, run_id: str) -> tuple[TrialOutcome, Any]:
+        params = spec.params.validate()
+        t0 = time.perf_counter()
+        model = self.engine.fit(params, self.x_train, self.y_train, self.seed)
+        t1 = time.perf_counter()
+        late_probability = self.engine.predict_late_probability(model, self.x_test)
+        t2 = time.perf_counter()
+        predicted = (late_probability > 0.5).astype(np.int32)  # ties go to class 0, as predict()'s argmax does
+        outcome = TrialOutcome(
+            spec.number,
+            params,
+            run_id,
+            ok=True,
+            accuracy=float(accuracy_score(self.y_test, predicted)),
+            roc_auc=float(roc_auc_score(self.y_test, late_probability)),
+            fit_seconds=t1 - t0,
+            predict_seconds=t2 - t1,
+        )
+        return outcome, model
