@@ -1,0 +1,63 @@
+"""rapids-mlflow-stack: a GPU hyperparameter-search platform (MLflow on Kubernetes, artifacts in S3).
+
+Thin on purpose: read the config once, build one component per concern, export what `mlflow run` needs.
+Each component lives in `mlflow_platform/<concern>.py`.
+"""
+
+import pulumi
+from mlflow_platform import config as stack_config
+from mlflow_platform.artifact_store import ArtifactStore
+from mlflow_platform.cluster_secrets import AUTH_ADMIN_USER, ClusterSecrets
+from mlflow_platform.database import Database
+from mlflow_platform.gpu_plugin import GpuDevicePlugin
+from mlflow_platform.image_repository import ImageRepository
+from mlflow_platform.job_template import build_job_template
+from mlflow_platform.labels import Names
+from mlflow_platform.namespace import create_namespace
+from mlflow_platform.network_policy import DatabaseNetworkPolicy
+from mlflow_platform.tracking_server import TrackingServer
+from mlflow_platform.training_access import TrainingAccess
+
+cfg = stack_config.load()
+names = Names(cfg.name_prefix, cfg.namespace)
+p = cfg.name_prefix
+
+ns = create_namespace(f"{p}-namespace", cfg)
+namespace = ns.metadata.name
+in_namespace = pulumi.ResourceOptions(depends_on=[ns])
+
+store = ArtifactStore(f"{p}-artifacts", cfg)
+secrets = ClusterSecrets(f"{p}-secrets", cfg, names, namespace, store, opts=in_namespace)
+database = Database(f"{p}-database", cfg, names, namespace, opts=pulumi.ResourceOptions(depends_on=[ns, secrets]))
+tracking = TrackingServer(
+    f"{p}-tracking",
+    cfg,
+    names,
+    namespace,
+    store,
+    secrets,
+    opts=pulumi.ResourceOptions(depends_on=[ns, secrets, database]),
+)
+if cfg.in_cluster_postgres:
+    DatabaseNetworkPolicy(
+        f"{p}-network", cfg, names, namespace, database.selector, tracking.selector, opts=in_namespace
+    )
+training = TrainingAccess(f"{p}-training", cfg, names, namespace, opts=in_namespace)
+if cfg.gpu_device_plugin:
+    GpuDevicePlugin(f"{p}-gpu", cfg)
+images = ImageRepository(f"{p}-images", cfg)
+
+pulumi.export("namespace", namespace)
+pulumi.export("tracking_uri", tracking.user_uri)
+pulumi.export("kube_mlflow_tracking_uri", tracking.in_cluster_uri)
+pulumi.export("port_forward_command", tracking.port_forward_command)
+pulumi.export("artifact_root", store.artifact_root)
+pulumi.export("bucket_name", store.bucket_name)
+pulumi.export("aws_region", cfg.aws_region)
+pulumi.export("training_service_account", training.service_account_name)
+pulumi.export("repository_uri", images.uri)
+pulumi.export("kube_context", cfg.kube_context or "")
+pulumi.export("kube_job_template", build_job_template(cfg, names))
+if cfg.basic_auth:
+    pulumi.export("tracking_username", AUTH_ADMIN_USER)
+    pulumi.export("tracking_password", secrets.admin_password)

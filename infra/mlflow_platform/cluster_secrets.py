@@ -1,0 +1,138 @@
+"""Kubernetes Secrets: S3 credentials, database credentials, and the tracking server's auth settings.
+
+(Named `cluster_secrets` so it does not shadow the standard library's `secrets` module.)
+
+Everything secret reaches the cluster only through these Secrets, and every value is wrapped in
+`pulumi.Output.secret` so it is encrypted in the Pulumi state and masked in previews. Pods reference the
+Secrets by name (`secretKeyRef`, `secretName`), which is why the names are fixed by `labels.Names`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from .artifact_store import ArtifactStore
+from .config import ConfigError, StackConfig
+from .labels import TYPE_PREFIX, Names, labels
+
+DB_USER = "mlflow"
+DB_NAME = "mlflow"
+POSTGRES_PORT = 5432
+AUTH_ADMIN_USER = "admin"
+AUTH_CONFIG_FILE = "basic_auth.ini"
+_ACCEPTED_SCHEMES = ("postgresql+psycopg2://", "postgresql://", "postgresql+psycopg://")
+
+
+def check_external_uri(uri: str) -> str:
+    """Reject a backend URI that is not PostgreSQL, without ever echoing the (secret) value."""
+    if not uri.startswith(_ACCEPTED_SCHEMES):
+        raise ConfigError("postgresExternalUri", "must start with postgresql+psycopg2:// (value not shown)")
+    return uri
+
+
+def auth_config_ini(database_uri: str) -> str:
+    """MLflow's basic-auth config file, pointing its user store at the tracking database.
+
+    The user tables live next to the tracking tables (they use their own `alembic_version_auth`), so the
+    auth app survives pod restarts; the default `sqlite:///basic_auth.db` would be lost with the pod and
+    cannot even be written on a read-only root filesystem. `%` is escaped for configparser interpolation.
+    """
+    parser = configparser.ConfigParser()
+    parser["mlflow"] = {
+        "default_permission": "READ",
+        "database_uri": database_uri.replace("%", "%%"),
+        "admin_username": AUTH_ADMIN_USER,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    buffer = io.StringIO()
+    parser.write(buffer)
+    return buffer.getvalue()
+
+
+class ClusterSecrets(pulumi.ComponentResource):
+    """The Secrets the tracking server, the database and the training Jobs read."""
+
+    backend_store_uri: pulumi.Output[str]
+    admin_password: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        names: Names,
+        namespace: pulumi.Input[str],
+        store: ArtifactStore,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(f"{TYPE_PREFIX}:ClusterSecrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        def meta(secret_name: str, component: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=secret_name, namespace=namespace, labels=labels(cfg.name_prefix, component)
+            )
+
+        if cfg.uses_access_key:
+            assert store.access_key_id is not None and store.secret_access_key is not None
+            k8s.core.v1.Secret(
+                f"{name}-s3",
+                metadata=meta(names.s3_secret, "artifact-store"),
+                type="Opaque",
+                string_data={
+                    "AWS_ACCESS_KEY_ID": pulumi.Output.secret(store.access_key_id),
+                    "AWS_SECRET_ACCESS_KEY": pulumi.Output.secret(store.secret_access_key),
+                },
+                opts=child,
+            )
+
+        db_data: dict[str, pulumi.Input[str]]
+        if cfg.in_cluster_postgres:
+            password = random.RandomPassword(f"{name}-db-password", length=32, special=False, opts=child)
+            host = names.service_fqdn(names.postgres)
+            self.backend_store_uri = pulumi.Output.secret(
+                password.result.apply(
+                    lambda pw: f"postgresql+psycopg2://{DB_USER}:{pw}@{host}:{POSTGRES_PORT}/{DB_NAME}"
+                )
+            )
+            db_data = {
+                "POSTGRES_USER": DB_USER,
+                "POSTGRES_DB": DB_NAME,
+                "POSTGRES_PASSWORD": pulumi.Output.secret(password.result),
+                "MLFLOW_BACKEND_STORE_URI": self.backend_store_uri,
+            }
+        else:
+            self.backend_store_uri = pulumi.Output.secret(
+                pulumi.Output.from_input(cfg.postgres_external_uri).apply(check_external_uri)
+            )
+            db_data = {"MLFLOW_BACKEND_STORE_URI": self.backend_store_uri}
+        k8s.core.v1.Secret(
+            f"{name}-db", metadata=meta(names.db_secret, "database"), type="Opaque", string_data=db_data, opts=child
+        )
+
+        self.admin_password = None
+        if cfg.basic_auth:
+            admin = random.RandomPassword(f"{name}-admin-password", length=24, special=False, opts=child)
+            flask_key = random.RandomPassword(f"{name}-flask-secret-key", length=48, special=False, opts=child)
+            self.admin_password = pulumi.Output.secret(admin.result)
+            k8s.core.v1.Secret(
+                f"{name}-auth",
+                metadata=meta(names.auth_secret, "tracking-server"),
+                type="Opaque",
+                string_data={
+                    "MLFLOW_AUTH_ADMIN_USERNAME": AUTH_ADMIN_USER,
+                    "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password,
+                    # The same pair, under the names MLflow clients read, for the training Jobs.
+                    "MLFLOW_TRACKING_USERNAME": AUTH_ADMIN_USER,
+                    "MLFLOW_TRACKING_PASSWORD": self.admin_password,
+                    "MLFLOW_FLASK_SERVER_SECRET_KEY": pulumi.Output.secret(flask_key.result),
+                    AUTH_CONFIG_FILE: pulumi.Output.secret(self.backend_store_uri.apply(auth_config_ini)),
+                },
+                opts=child,
+            )
+
+        self.register_outputs({"backend_store_uri": self.backend_store_uri, "admin_password": self.admin_password})

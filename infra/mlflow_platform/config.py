@@ -1,0 +1,271 @@
+"""The stack's configuration: read once, typed, validated, with secure defaults in code.
+
+Why defaults live here and not only in `Pulumi.yaml`: the Pulumi language SDK never reads the `default:` of a
+project config key (the CLI does, for `pulumi config`), so a program that relied on them would behave
+differently under tests and under the engine. `Pulumi.yaml` documents the same keys and defaults for humans;
+`tests/infra/test_config.py` checks that the two agree.
+
+A missing or invalid key raises `ConfigError` naming the key and the exact `pulumi config set` command that
+fixes it, so `pulumi preview` fails before any resource is planned.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+PROJECT = "rapids-mlflow-stack"
+# MLflow 3.16.1 removed basic-auth's built-in default admin password (CVE-2026-2635); older servers must
+# not be deployed by this stack.
+MIN_MLFLOW_VERSION = (3, 16, 1)
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G|T)?$")
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+_KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")
+_IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?/?[^\s:@]*:[\w][\w.-]{0,127}(@sha256:[0-9a-f]{64})?$")
+_MLFLOW_TAG = re.compile(r":v?(\d+)\.(\d+)\.(\d+)")
+_URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
+
+# Example values shown in error messages, so the printed command can be pasted with minimal editing.
+_EXAMPLES: dict[str, str] = {
+    "aws:region": "us-east-1",
+    "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow-s3",
+    "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/<key-id>",
+    "postgresExternalUri": "'postgresql+psycopg2://USER:PASSWORD@HOST:5432/mlflow'",
+    "externalUrl": "https://mlflow.example.com",
+    "trackingImage": "ghcr.io/mlflow/mlflow:v3.17.2-full",
+    "postgresStorageSize": "20Gi",
+    "serviceType": "ClusterIP",
+}
+SECRET_KEYS = frozenset({"postgresExternalUri"})
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person running `pulumi preview`."""
+
+    def __init__(self, key: str, problem: str, command: str | None = None) -> None:
+        self.key = key
+        self.command = command or set_command(key)
+        qualified = key if ":" in key else f"{PROJECT}:{key}"
+        verb = "Remove it with" if self.command.startswith("pulumi config rm") else "Set it with"
+        super().__init__(f"config {qualified}: {problem}. {verb}: {self.command}")
+
+
+def set_command(key: str) -> str:
+    """The exact CLI line that sets `key` (`--secret` for keys that must never be stored in plain text)."""
+    secret = " --secret" if key in SECRET_KEYS else ""
+    return f"pulumi config set{secret} {key} {_EXAMPLES.get(key, '<value>')}"
+
+
+class StackConfig(BaseModel):
+    """Everything the program reads from `pulumi config`, with the secure choice as each default."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid", arbitrary_types_allowed=True
+    )
+
+    # Set by the engine from the stack name and `aws:region`, not from the project namespace.
+    stack: str = Field("dev", exclude=True)
+    aws_region: str = Field(..., alias="aws:region")
+    kube_context: str | None = Field(None, alias="kubernetes:context")
+
+    name_prefix: str = "rapids-mlflow"
+    namespace: str = "mlflow"
+
+    # Artifact store (S3) and the identity that reaches it.
+    bucket_name: str | None = None
+    artifact_prefix: str = "mlflow"
+    data_prefix: str = "datasets"
+    bucket_force_destroy: bool = False
+    noncurrent_version_days: int = Field(30, ge=1, le=3650)
+    s3_encryption: Literal["sse-s3", "aws-kms"] = "sse-s3"
+    kms_key_arn: str | None = None
+    s3_identity: Literal["iam-user", "irsa"] = "iam-user"
+    irsa_role_arn: str | None = None
+
+    # PostgreSQL backend store.
+    postgres: Literal["in-cluster", "external"] = "in-cluster"
+    postgres_image: str = "postgres:17.6-bookworm"
+    postgres_storage_size: str = "10Gi"
+    postgres_storage_class: str | None = None
+    # Secret: read with get_secret() and carried as an Output; never validated in plain text.
+    postgres_external_uri: Any = Field(None, exclude=True)
+
+    # MLflow tracking server.
+    tracking_image: str = "ghcr.io/mlflow/mlflow:v3.17.2-full"
+    tracking_replicas: int = Field(1, ge=1, le=10)
+    tracking_workers: int = Field(2, ge=1, le=16)
+    tracking_port: int = Field(5000, ge=1024, le=65535)
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    external_url: str | None = None
+    basic_auth: bool = False
+
+    # GPUs.
+    gpu_device_plugin: bool = True
+    device_plugin_chart_version: str = "0.20.0"
+    gpu_feature_discovery: bool = False
+    gpu_runtime_class: str | None = None
+
+    # Training Jobs launched by `mlflow run --backend kubernetes`.
+    training_repository_uri: str | None = None
+    training_gpus: int = Field(1, ge=0, le=16)
+    training_cpu: str = "4"
+    training_memory: str = "24Gi"
+    training_shm_size: str = "8Gi"
+    job_ttl_seconds: int = Field(86400, ge=0)
+    job_active_deadline_seconds: int = Field(43200, ge=60)
+
+    @field_validator("name_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        # The longest derived name is "<prefix>-tracking-auth"; Services must stay valid DNS-1035 labels.
+        if not _DNS_LABEL.match(v) or not v[0].isalpha() or len(v) > 40:
+            raise ValueError("must be a lowercase DNS label starting with a letter, at most 40 characters")
+        return v
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v) or len(v) > 63:
+            raise ValueError("must be a lowercase DNS label (a-z, 0-9, '-'), at most 63 characters")
+        if v in {"default", "kube-system", "kube-public", "kube-node-lease"}:
+            raise ValueError(f"'{v}' is a system namespace; give the platform its own namespace")
+        return v
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _bucket(cls, v: str | None) -> str | None:
+        if v is not None and (not _BUCKET.match(v) or ".." in v):
+            raise ValueError("must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+        return v
+
+    @field_validator("artifact_prefix", "data_prefix")
+    @classmethod
+    def _key_prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v):
+            raise ValueError("must be a non-empty S3 key prefix without leading or trailing '/'")
+        return v
+
+    @field_validator("postgres_storage_size", "training_cpu", "training_memory", "training_shm_size")
+    @classmethod
+    def _quantity(cls, v: str) -> str:
+        if not _QUANTITY.match(v):
+            raise ValueError("must be a Kubernetes quantity such as 10Gi or 500m")
+        return v
+
+    @field_validator("postgres_image", "tracking_image")
+    @classmethod
+    def _pinned_image(cls, v: str) -> str:
+        if not _IMAGE_TAG.match(v) or v.endswith(":latest"):
+            raise ValueError("must be an image with an explicit version tag (not 'latest')")
+        return v
+
+    @field_validator("tracking_image")
+    @classmethod
+    def _mlflow_version(cls, v: str) -> str:
+        match = _MLFLOW_TAG.search(v)
+        if match and tuple(int(p) for p in match.groups()) < MIN_MLFLOW_VERSION:
+            raise ValueError("MLflow before 3.16.1 ships a default basic-auth admin password (CVE-2026-2635)")
+        return v
+
+    @field_validator("external_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not _URL.match(v):
+            raise ValueError("must be a URL such as https://mlflow.example.com (scheme, host, optional port)")
+        return v.rstrip("/") if v else v
+
+    @field_validator("device_plugin_chart_version")
+    @classmethod
+    def _chart_version(cls, v: str) -> str:
+        if not re.match(r"^\d+\.\d+\.\d+$", v):
+            raise ValueError("must pin an exact chart version such as 0.20.0")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> StackConfig:
+        if self.s3_identity == "irsa" and not self.irsa_role_arn:
+            raise _Missing("irsaRoleArn", "is required when s3Identity is 'irsa'")
+        if self.irsa_role_arn and not _ROLE_ARN.match(self.irsa_role_arn):
+            raise _Missing("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        if self.kms_key_arn and self.s3_encryption != "aws-kms":
+            raise _Missing("s3Encryption", "must be 'aws-kms' when kmsKeyArn is set")
+        if self.kms_key_arn and not _KMS_ARN.match(self.kms_key_arn):
+            raise _Missing("kmsKeyArn", "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
+        if self.postgres == "external" and self.postgres_external_uri is None:
+            raise _Missing("postgresExternalUri", "is required when postgres is 'external'")
+        return self
+
+    @property
+    def in_cluster_postgres(self) -> bool:
+        return self.postgres == "in-cluster"
+
+    @property
+    def uses_access_key(self) -> bool:
+        """True when S3 is reached with an IAM user's key pair (stored in a Secret) rather than IRSA."""
+        return self.s3_identity == "iam-user"
+
+
+class _Missing(ValueError):
+    """Raised inside validation to name the offending key precisely (pydantic would blame the model)."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(problem)
+
+
+def _alias(field_name: str) -> str:
+    field = StackConfig.model_fields[field_name]
+    return field.alias or to_camel(field_name)
+
+
+def parse(raw: dict[str, Any], stack: str = "dev") -> StackConfig:
+    """Validate raw config values (strings as `pulumi config` stores them) into a `StackConfig`."""
+    try:
+        return StackConfig.model_validate({**raw, "stack": stack})
+    except ValidationError as e:
+        err = e.errors()[0]
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _Missing):
+            raise ConfigError(ctx_error.key, ctx_error.problem) from None
+        loc = str(err["loc"][0]) if err["loc"] else "?"
+        key = _alias(loc) if loc in StackConfig.model_fields else loc
+        if err["type"] == "missing":
+            raise ConfigError(key, "is required") from None
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(
+                key, "is not a known setting of this stack (see Pulumi.yaml)", f"pulumi config rm {key}"
+            ) from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(key, f"{message} (got {err.get('input')!r})") from None
+
+
+def load(stack: str | None = None) -> StackConfig:
+    """Read the stack's config from Pulumi (engine or mocks) and validate it."""
+    project = pulumi.Config()
+    raw: dict[str, Any] = {}
+    for name, field in StackConfig.model_fields.items():
+        if name in {"stack", "aws_region", "kube_context", "postgres_external_uri"}:
+            continue
+        key = field.alias or to_camel(name)
+        value = project.get(key)
+        if value is not None:
+            raw[key] = value
+    region = pulumi.Config("aws").get("region")
+    if region is not None:
+        raw["aws:region"] = region
+    context = pulumi.Config("kubernetes").get("context")
+    if context is not None:
+        raw["kubernetes:context"] = context
+    external_uri = project.get_secret("postgresExternalUri")
+    if external_uri is not None:
+        raw["postgresExternalUri"] = external_uri
+    return parse(raw, stack or pulumi.get_stack())

@@ -1,0 +1,99 @@
+"""Config: one validated object, secure defaults, and errors that say which command fixes them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+from conftest import REPO
+from mlflow_platform.config import PROJECT, ConfigError, StackConfig, parse
+
+REGION = {"aws:region": "us-east-1"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "command"),
+    [
+        ({}, "aws:region", "pulumi config set aws:region us-east-1"),
+        ({**REGION, "s3Identity": "irsa"}, "irsaRoleArn", "pulumi config set irsaRoleArn arn:aws:iam::"),
+        ({**REGION, "postgres": "external"}, "postgresExternalUri", "pulumi config set --secret postgresExternalUri"),
+        ({**REGION, "namespace": "Not_A_Label"}, "namespace", "pulumi config set namespace"),
+        ({**REGION, "namespace": "kube-system"}, "namespace", "pulumi config set namespace"),
+        (
+            {**REGION, "trackingImage": "ghcr.io/mlflow/mlflow:v3.16.0-full"},
+            "trackingImage",
+            "pulumi config set trackingImage",
+        ),
+        (
+            {**REGION, "trackingImage": "ghcr.io/mlflow/mlflow:latest"},
+            "trackingImage",
+            "pulumi config set trackingImage",
+        ),
+        ({**REGION, "serviceType": "Ingress"}, "serviceType", "pulumi config set serviceType"),
+        ({**REGION, "trainingGpus": "lots"}, "trainingGpus", "pulumi config set trainingGpus"),
+        ({**REGION, "postgresStorageSize": "ten gigs"}, "postgresStorageSize", "pulumi config set postgresStorageSize"),
+        (
+            {**REGION, "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/abc"},
+            "s3Encryption",
+            "pulumi config set s3Encryption",
+        ),
+        ({**REGION, "externalUrl": "mlflow.example.com"}, "externalUrl", "pulumi config set externalUrl"),
+    ],
+)
+def test_invalid_config_names_the_key_and_the_fixing_command(raw: dict, key: str, command: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(raw)
+    assert error.value.key == key
+    assert error.value.command.startswith(command)
+    qualified = key if ":" in key else f"{PROJECT}:{key}"
+    assert str(error.value).startswith(f"config {qualified}: ")
+    assert command in str(error.value)
+
+
+def test_the_program_fails_at_preview_on_bad_config(deploy) -> None:
+    with pytest.raises(ConfigError, match=r"config rapids-mlflow-stack:irsaRoleArn: is required"):
+        deploy({"s3Identity": "irsa"})
+
+
+def test_defaults_are_the_secure_choices() -> None:
+    cfg = parse(REGION)
+    assert cfg.s3_identity == "iam-user" and cfg.s3_encryption == "sse-s3"
+    assert cfg.bucket_force_destroy is False
+    assert cfg.service_type == "ClusterIP"  # nothing exposed outside the cluster unless asked
+    assert cfg.gpu_device_plugin is True and cfg.postgres == "in-cluster"
+
+
+def _project_config() -> dict:
+    return yaml.safe_load((REPO / "Pulumi.yaml").read_text())["config"]
+
+
+def test_pulumi_yaml_documents_every_key_with_the_code_default() -> None:
+    declared = _project_config()
+    fields = {f.alias: f for f in StackConfig.model_fields.values() if f.alias and ":" not in f.alias}
+    fields.pop("stack")
+    assert set(declared) == set(fields)
+    for key, spec in declared.items():
+        assert spec["type"] in {"string", "integer", "boolean"} and spec["description"], key
+        default = fields[key].default
+        if default is None:
+            assert "default" not in spec, key
+        else:
+            assert spec["default"] == default, key
+
+
+def test_project_file_uses_the_repository_venv_and_infra_program() -> None:
+    project = yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+    assert project["name"] == PROJECT and project["main"] == "infra/"
+    assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv"}}
+    assert (REPO / project["main"] / "__main__.py").is_file()
+
+
+def test_dev_stack_is_valid_and_holds_no_plain_secret() -> None:
+    stack_file = (REPO / "Pulumi.dev.yaml").read_text()
+    values = yaml.safe_load(stack_file)["config"]
+    raw = {k.removeprefix(f"{PROJECT}:"): str(v).lower() if isinstance(v, bool) else str(v) for k, v in values.items()}
+    assert parse(raw).namespace == "mlflow"
+    for key, value in values.items():
+        if re.search(r"password|secret|accesskey|token", key, re.IGNORECASE):
+            assert isinstance(value, dict) and "secure" in value, key

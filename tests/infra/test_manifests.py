@@ -1,0 +1,57 @@
+"""Every Kubernetes object the program declares is a valid object of a pinned Kubernetes version."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+from conftest import KUBERNETES_VERSION, manifests
+from mlflow_platform.policies import check_pod_spec
+
+VARIANTS = {
+    "default": {},
+    "auth-loadbalancer-irsa": {
+        "basicAuth": "true",
+        "serviceType": "LoadBalancer",
+        "s3Identity": "irsa",
+        "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow",
+        "postgresStorageClass": "gp3",
+    },
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_kubernetes_object_validates_against_the_openapi_schema(deploy, variant: str) -> None:
+    rendered = manifests(deploy(VARIANTS[variant]))
+    kinds = {m["kind"] for m in rendered}
+    assert {
+        "Namespace",
+        "Secret",
+        "Service",
+        "StatefulSet",
+        "Deployment",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "NetworkPolicy",
+    } <= kinds
+    for manifest in rendered:
+        try:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            pytest.fail(f"{manifest['kind']}/{manifest['metadata']['name']}: {path}: {e.message}")
+
+
+def test_the_job_template_validates_and_meets_the_namespace_pod_security(default_deployment) -> None:
+    template = default_deployment.exports["kube_job_template"]
+    kubernetes_validate.validate(template, KUBERNETES_VERSION, strict=True)
+    assert check_pod_spec(template["spec"]["template"]["spec"]) == []
+
+
+def test_validation_would_catch_a_broken_manifest() -> None:
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": "http"}]}},
+            KUBERNETES_VERSION,
+            strict=True,
+        )

@@ -1,0 +1,53 @@
+"""Stack outputs and the component structure a user sees in `pulumi stack`."""
+
+from __future__ import annotations
+
+from conftest import Deployment
+
+EXPECTED_EXPORTS = {
+    "namespace",
+    "tracking_uri",
+    "kube_mlflow_tracking_uri",
+    "port_forward_command",
+    "artifact_root",
+    "bucket_name",
+    "aws_region",
+    "training_service_account",
+    "repository_uri",
+    "kube_context",
+    "kube_job_template",
+}
+
+
+def test_outputs_feed_mlflow_run(default_deployment: Deployment) -> None:
+    e = default_deployment.exports
+    assert set(e) == EXPECTED_EXPORTS
+    assert e["tracking_uri"] == "http://localhost:5000"
+    assert e["port_forward_command"] == "kubectl -n mlflow port-forward svc/rapids-mlflow-tracking 5000:5000"
+    assert e["repository_uri"].endswith(".dkr.ecr.us-east-1.amazonaws.com/rapids-mlflow-dev/airline-hpo")
+    assert default_deployment.secret_exports == set()
+
+
+def test_configured_registry_replaces_the_ecr_repository(deploy) -> None:
+    d = deploy({"trainingRepositoryUri": "localhost:32000/airline-hpo", "kubernetes:context": "microk8s"})
+    assert "aws:ecr/repository:Repository" not in d.types
+    assert d.exports["repository_uri"] == "localhost:32000/airline-hpo"
+    assert d.exports["kube_context"] == "microk8s"
+
+
+def test_every_resource_belongs_to_a_component_and_shares_the_prefix(default_deployment: Deployment) -> None:
+    for r in default_deployment.resources:
+        assert r.name.startswith("rapids-mlflow-"), r.name
+        if r.custom and r.type != "kubernetes:core/v1:Namespace":
+            assert "rapids-mlflow:platform:" in r.parent, f"{r.name} is not parented to a component"
+
+
+def test_every_kubernetes_object_is_labelled_and_namespaced(default_deployment: Deployment) -> None:
+    for r in default_deployment.resources:
+        if not r.type.startswith("kubernetes:") or r.type.startswith("kubernetes:helm"):
+            continue
+        metadata = r.inputs["metadata"]
+        assert metadata["labels"]["app.kubernetes.io/part-of"] == "rapids-mlflow-stack", r.name
+        assert metadata["labels"]["app.kubernetes.io/managed-by"] == "pulumi", r.name
+        if r.type != "kubernetes:core/v1:Namespace":
+            assert metadata["namespace"] == "mlflow", r.name
