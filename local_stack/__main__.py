@@ -20,7 +20,7 @@ SECRET_VARS = {"AWS_SECRET_ACCESS_KEY"}
 
 def _settings(args: argparse.Namespace) -> StackSettings:
     overrides = {f.name: getattr(args, f.name) for f in fields(StackSettings) if getattr(args, f.name, None)}
-    return StackSettings(**overrides)
+    return StackSettings.load(**overrides)
 
 
 def _parser() -> argparse.ArgumentParser:

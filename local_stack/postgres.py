@@ -20,7 +20,7 @@ from psycopg2 import sql
 
 from local_stack.credentials import StackCredentials
 from local_stack.errors import StackError
-from local_stack.processes import ServiceProcess
+from local_stack.processes import ServiceProcess, drop_privileges
 from local_stack.settings import StackSettings
 
 SERVICE = "postgres"
@@ -100,8 +100,8 @@ def _initdb(settings: StackSettings, creds: StackCredentials) -> None:
             ],
             capture_output=True,
             text=True,
-            user=user,
             check=False,
+            **drop_privileges(user),
         )
     finally:
         pwfile.unlink(missing_ok=True)

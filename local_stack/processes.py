@@ -43,6 +43,16 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
+def drop_privileges(user: str | None) -> dict:
+    """``subprocess`` arguments that run a child as ``user`` with that user's group and no other.
+
+    Keeping root's group would make root-owned 0700-group directories (pytest's, mkdtemp's) unreadable to it.
+    """
+    if user is None:
+        return {}
+    return {"user": user, "group": user, "extra_groups": []}
+
+
 def log_tail(path: Path, lines: int = 15) -> str:
     """The last lines of a service log, for error messages that must show why a start failed."""
     if not path.exists():
@@ -71,12 +81,17 @@ class ServiceProcess:
         pid, started = record
         try:
             proc = psutil.Process(pid)
-            if abs(proc.create_time() - started) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE:
+            if abs(proc.create_time() - started) >= 1.0:
+                # The PID now belongs to another program, so our group was already empty: Linux does not hand
+                # out a PID that still names a live process group.
+                self.pid_file.unlink(missing_ok=True)
+                return None
+            if proc.status() != psutil.STATUS_ZOMBIE:
                 return pid
         except psutil.NoSuchProcess:
-            # The leader is gone; its children may still be in its group. (If the PID now belongs to another
-            # program, our group was already empty, since Linux does not reuse a PID that names a live group.)
-            self._reap_orphans(pid)
+            pass
+        # The leader died (crash, kill -9); its children may live on in its group holding ports: stop them.
+        self._reap_orphans(pid)
         self.pid_file.unlink(missing_ok=True)
         return None
 
@@ -101,7 +116,7 @@ class ServiceProcess:
                     stderr=subprocess.STDOUT,
                     env=dict(env),
                     cwd=cwd,
-                    user=user,
+                    **drop_privileges(user),
                     start_new_session=True,
                 )
             except OSError as exc:

@@ -6,6 +6,7 @@ Every value has a default and can be overridden by a CLI option or an environmen
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,27 @@ class StackSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().resolve())
+
+    #: Fields saved by ``up`` so that later commands on the same state directory find the same stack.
+    SAVED_FIELDS = ("postgres_port", "s3_port", "mlflow_port", "bucket")
+
+    @classmethod
+    def load(cls, **overrides: object) -> StackSettings:
+        """Settings of the stack in ``state_dir``: what its last ``up`` saved, then explicit ``overrides``.
+
+        Without this, ``env`` or ``down`` on a stack started with other ports would describe the wrong one.
+        """
+        state_dir = overrides.get("state_dir")
+        base = cls(state_dir=state_dir) if state_dir else cls()
+        saved_file = base.state_dir / "stack.json"
+        saved = json.loads(saved_file.read_text()) if saved_file.exists() else {}
+        return cls(**{"state_dir": base.state_dir, **saved, **overrides})
+
+    def save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.state_dir / "stack.json").write_text(
+            json.dumps({name: getattr(self, name) for name in self.SAVED_FIELDS})
+        )
 
     @property
     def run_dir(self) -> Path:

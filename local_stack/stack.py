@@ -67,6 +67,8 @@ class LocalStack:
         running = self.status()
         to_start = [svc for svc in SERVICES if running[svc.name] is None]
         self._check_ports(to_start)
+        if to_start:
+            self.settings.save()
         creds = self.credentials
         started: list[Service] = []
         try:

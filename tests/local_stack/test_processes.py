@@ -1,0 +1,87 @@
+"""PID-file process management: failed starts explain themselves, stale PID files do not confuse anyone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from local_stack.errors import StackError
+from local_stack.processes import ServiceProcess, free_ports, port_in_use
+
+
+def _service(tmp_path, name="svc") -> ServiceProcess:
+    return ServiceProcess(name, tmp_path / "run" / f"{name}.pid", tmp_path / "logs" / f"{name}.log", stop_timeout=3)
+
+
+def test_missing_binary_names_the_service(tmp_path):
+    svc = _service(tmp_path, "s3")
+    with pytest.raises(StackError, match=r"^s3: cannot run /nonexistent/weed .*make venv"):
+        svc.start(["/nonexistent/weed", "server"], env={})
+    assert svc.running_pid() is None
+
+
+def test_failed_start_shows_the_log_tail(tmp_path):
+    svc = _service(tmp_path, "postgres")
+    svc.start(["sh", "-c", "echo 'FATAL: could not create lock file'; exit 3"], env={})
+    with pytest.raises(StackError) as info:
+        svc.wait_until(lambda: False, timeout=10, what="accepting connections")
+    message = str(info.value)
+    assert message.startswith("postgres exited during start-up")
+    assert "FATAL: could not create lock file" in message
+    assert not svc.pid_file.exists()
+
+
+def test_stop_ends_the_whole_tree_and_reports_it(tmp_path):
+    svc = _service(tmp_path)
+    # A parent that ignores SIGTERM's default and a child that lives on: both must be gone after stop().
+    pid = svc.start(
+        [sys.executable, "-c", "import subprocess,time; subprocess.Popen(['sleep','60']); time.sleep(60)"], {}
+    )
+    child_pids = []
+    for _ in range(50):
+        child_pids = [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        if child_pids:
+            break
+        psutil.wait_procs([], timeout=0.1)
+    assert child_pids
+    assert svc.stop() is True
+    assert not any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in [pid, *child_pids]
+    )
+    assert not svc.pid_file.exists()
+    assert svc.stop() is False
+
+
+def test_stale_pid_file_after_a_crash_is_cleared(tmp_path):
+    svc = _service(tmp_path)
+    dead = subprocess.Popen(["true"])
+    started = psutil.Process(dead.pid).create_time()
+    dead.wait()
+    svc.pid_file.parent.mkdir(parents=True)
+    svc.pid_file.write_text(json.dumps({"pid": dead.pid, "started": started}))
+    assert svc.running_pid() is None
+    assert not svc.pid_file.exists()
+
+
+def test_pid_reused_by_another_program_is_not_ours(tmp_path):
+    svc = _service(tmp_path)
+    svc.pid_file.parent.mkdir(parents=True)
+    # Our own PID with a different start time: a live process, but not the one this file recorded.
+    svc.pid_file.write_text(json.dumps({"pid": psutil.Process().pid, "started": 12345.0}))
+    assert svc.running_pid() is None
+    assert psutil.Process().is_running()
+
+
+def test_port_probe_sees_a_listener():
+    (port,) = free_ports(1)
+    assert not port_in_use("127.0.0.1", port)
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        assert port_in_use("127.0.0.1", port)
