@@ -104,6 +104,7 @@ class ArtifactStore(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
     artifact_root: pulumi.Output[str]
+    data_root: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str] | None
     access_key_id: pulumi.Output[str] | None
     secret_access_key: pulumi.Output[str] | None
@@ -236,11 +237,13 @@ class ArtifactStore(pulumi.ComponentResource):
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.artifact_root = bucket.bucket.apply(lambda b: f"s3://{b}/{cfg.artifact_prefix}")
+        self.data_root = bucket.bucket.apply(lambda b: f"s3://{b}/{cfg.data_prefix}")
         self.register_outputs(
             {
                 "bucket_name": self.bucket_name,
                 "bucket_arn": self.bucket_arn,
                 "artifact_root": self.artifact_root,
+                "data_root": self.data_root,
                 "access_key_id": self.access_key_id,
                 "secret_access_key": self.secret_access_key,
             }

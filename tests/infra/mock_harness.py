@@ -12,13 +12,11 @@ secret signature), so policy tests can deserialize them exactly as `pulumi_polic
 from __future__ import annotations
 
 import runpy
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pulumi
-import pytest
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
@@ -174,19 +172,6 @@ def run_program(config: dict[str, str], secret_keys: tuple[str, ...] = ()) -> De
         if _sync_await(output.is_secret()):
             deployment.secret_exports.add(key)
     return deployment
-
-
-@pytest.fixture
-def deploy() -> Iterator[Callable[..., Deployment]]:
-    """`deploy(config_overrides, secret_keys=...)` runs the program once and returns what it declared."""
-    yield run_program
-    pulumi.runtime.set_all_config({}, secret_keys=[])
-
-
-@pytest.fixture(scope="module")
-def default_deployment() -> Deployment:
-    """The program with the default config (as `Pulumi.dev.yaml` deploys it), run once per module."""
-    return run_program({})
 
 
 # --- CrossGuard without the engine ------------------------------------------------------------------------

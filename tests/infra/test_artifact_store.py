@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Deployment, is_wire_secret
+from mock_harness import Deployment, is_wire_secret
 
 
 def _policy(resource) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Deployment
+from mock_harness import Deployment
 
 HELM = "kubernetes:helm.sh/v3:Release"
 

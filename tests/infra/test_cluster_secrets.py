@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import configparser
 
-from conftest import Deployment, is_wire_secret
+from mock_harness import Deployment, is_wire_secret
 
 
 def test_database_secret_holds_generated_password_and_psycopg2_uri(default_deployment: Deployment) -> None:

@@ -6,8 +6,8 @@ import re
 
 import pytest
 import yaml
-from conftest import REPO
 from mlflow_platform.config import PROJECT, ConfigError, StackConfig, parse
+from mock_harness import REPO
 
 REGION = {"aws:region": "us-east-1"}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Deployment
+from mock_harness import Deployment
 
 
 def test_statefulset_pins_image_persists_data_and_probes(default_deployment: Deployment) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-from conftest import KUBERNETES_VERSION, manifests
 from mlflow_platform.policies import check_pod_spec
+from mock_harness import KUBERNETES_VERSION, manifests
 
 VARIANTS = {
     "default": {},

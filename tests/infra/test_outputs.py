@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import Deployment
+import json
+
+from mock_harness import REPO, Deployment
 
 EXPECTED_EXPORTS = {
     "namespace",
@@ -10,6 +12,7 @@ EXPECTED_EXPORTS = {
     "kube_mlflow_tracking_uri",
     "port_forward_command",
     "artifact_root",
+    "data_root",
     "bucket_name",
     "aws_region",
     "training_service_account",
@@ -51,3 +54,13 @@ def test_every_kubernetes_object_is_labelled_and_namespaced(default_deployment: 
         assert metadata["labels"]["app.kubernetes.io/managed-by"] == "pulumi", r.name
         if r.type != "kubernetes:core/v1:Namespace":
             assert metadata["namespace"] == "mlflow", r.name
+
+
+def test_recorded_outputs_of_the_bridge_tests_match_the_program(default_deployment: Deployment) -> None:
+    """`tests/trainer/fixtures/stack_outputs.json` stands in for a real `pulumi stack output --json`;
+    if the program's outputs change, the bridge must be re-tested against the new shape."""
+    recorded = json.loads((REPO / "tests" / "trainer" / "fixtures" / "stack_outputs.json").read_text())
+    assert set(recorded) == set(default_deployment.exports)
+    for key, value in default_deployment.exports.items():
+        if key not in {"bucket_name", "artifact_root", "data_root", "repository_uri"}:  # AWS-generated names
+            assert recorded[key] == value, key

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import Deployment, Recorded, run_policies
 from mlflow_platform import policies
+from mock_harness import Deployment, Recorded, run_policies
 
 CONFIGS = {
     "default": {},

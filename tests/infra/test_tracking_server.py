@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Deployment
+from mock_harness import Deployment
 
 
 def _deployment(d: Deployment) -> dict:

@@ -1,0 +1,182 @@
+"""Bridge from the infra stack's outputs to `mlflow run --backend kubernetes`.
+
+    pulumi stack output --json --show-secrets > outputs.json
+    python -m airline_hpo.kube_backend --stack-output outputs.json --out-dir build/k8s
+
+writes `k8s_config.json` (MLflow's backend config: `kube-context`, `kube-job-template-path`,
+`repository-uri`) and `kube_job_template.yaml` (the Job template the stack built: GPU limit, S3 credentials by
+Secret reference, ServiceAccount, TTL), then prints the exact commands to run. Nothing is edited by hand,
+which is where the seed went wrong: its template and credentials were pasted into files and `kubectl`.
+
+Why the printed commands look the way they do:
+- `--build-image`: MLflow copies the project into a new image on top of `docker_env.image` and pushes it to
+  `repository-uri`; without it the Job would run the bare base image, without this project's code.
+- `KUBE_MLFLOW_TRACKING_URI`: the Job must reach the server by its in-cluster Service name, while the
+  submitting machine uses the address it can reach (port-forward, load balancer or external URL).
+- MLflow does not pass `docker_env` variables or volumes to the Job: everything the Job needs is already in
+  the template, so no `-A`/`docker_args` are needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airline_hpo.errors import OneLineParser, TrainerError, run_cli
+
+CONFIG_FILE = "k8s_config.json"
+TEMPLATE_FILE = "kube_job_template.yaml"
+DATASET_FILE = "airline_small.parquet"
+REQUIRED_OUTPUTS = (
+    "kube_job_template",
+    "repository_uri",
+    "kube_mlflow_tracking_uri",
+    "tracking_uri",
+    "namespace",
+)
+_HOW_TO_GET_OUTPUTS = "export them with `pulumi stack output --json --show-secrets > outputs.json` after `pulumi up`"
+
+
+@dataclass(frozen=True)
+class BackendFiles:
+    """What the bridge produced, and the commands that use it."""
+
+    config_path: Path
+    template_path: Path
+    commands: list[str]
+
+
+def read_stack_outputs(source: str) -> dict[str, Any]:
+    """Load `pulumi stack output --json` from a file path, or from stdin when `source` is '-'."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text()
+    except OSError as exc:
+        raise TrainerError(f"cannot read stack outputs from {source} ({exc.strerror})", _HOW_TO_GET_OUTPUTS) from None
+    try:
+        outputs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TrainerError(f"stack outputs in {source} are not JSON ({exc.msg})", _HOW_TO_GET_OUTPUTS) from None
+    if not isinstance(outputs, dict):
+        raise TrainerError(f"stack outputs in {source} are not a JSON object", _HOW_TO_GET_OUTPUTS)
+    return outputs
+
+
+def _require(outputs: Mapping[str, Any], key: str) -> Any:
+    value = outputs.get(key)
+    if value in (None, "", {}):
+        raise TrainerError(
+            f"stack output '{key}' is missing",
+            "run `pulumi up` with this repository's infra program, then " + _HOW_TO_GET_OUTPUTS,
+        )
+    return value
+
+
+def _check_template(template: Any) -> dict[str, Any]:
+    """The checks MLflow would otherwise fail on with a KeyError deep inside the run."""
+    if not isinstance(template, dict) or template.get("kind") != "Job":
+        raise TrainerError("stack output 'kube_job_template' is not a Kubernetes Job", _HOW_TO_GET_OUTPUTS)
+    if not (template.get("metadata") or {}).get("namespace"):
+        raise TrainerError(
+            "stack output 'kube_job_template' has no metadata.namespace (MLflow creates the Job there)",
+            "re-run `pulumi up` with this repository's infra program",
+        )
+    containers = (((template.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+    if not containers:
+        raise TrainerError("stack output 'kube_job_template' has no container", "re-run `pulumi up`")
+    return template
+
+
+def mlflow_run_commands(
+    outputs: Mapping[str, Any],
+    config_path: Path,
+    project_dir: str = "trainer",
+    entry_point: str = "hyperopt",
+    params: Sequence[str] = (),
+) -> list[str]:
+    """The shell lines that submit `entry_point` as a Kubernetes Job, in order."""
+    lines: list[str] = []
+    tracking_uri = str(_require(outputs, "tracking_uri"))
+    if "localhost" in tracking_uri and outputs.get("port_forward_command"):
+        lines.append(f"{outputs['port_forward_command']} &")
+    lines.append(f"export MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)}")
+    lines.append(f"export KUBE_MLFLOW_TRACKING_URI={shlex.quote(str(_require(outputs, 'kube_mlflow_tracking_uri')))}")
+    if outputs.get("tracking_username"):
+        lines.append(f"export MLFLOW_TRACKING_USERNAME={shlex.quote(str(outputs['tracking_username']))}")
+        lines.append('export MLFLOW_TRACKING_PASSWORD="$(pulumi stack output tracking_password --show-secrets)"')
+    all_params = list(params)
+    if entry_point == "hyperopt" and not any(p.startswith("fpath=") for p in all_params) and outputs.get("data_root"):
+        all_params.insert(0, f"fpath={outputs['data_root']}/{DATASET_FILE}")
+    command = [
+        "mlflow",
+        "run",
+        project_dir,
+        "--backend",
+        "kubernetes",
+        "--backend-config",
+        str(config_path),
+        "--build-image",
+        "-e",
+        entry_point,
+    ]
+    for param in all_params:
+        command += ["-P", param]
+    lines.append(shlex.join(command))
+    return lines
+
+
+def write_backend_files(
+    outputs: Mapping[str, Any],
+    out_dir: Path,
+    entry_point: str = "hyperopt",
+    params: Sequence[str] = (),
+) -> BackendFiles:
+    """Write MLflow's backend config and the job template into `out_dir`; return the commands to run."""
+    for key in REQUIRED_OUTPUTS:
+        _require(outputs, key)
+    template = _check_template(outputs["kube_job_template"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template_path = (out_dir / TEMPLATE_FILE).resolve()
+    template_path.write_text(yaml.safe_dump(template, sort_keys=False))
+    backend_config: dict[str, str] = {
+        "kube-job-template-path": str(template_path),
+        "repository-uri": str(outputs["repository_uri"]),
+    }
+    if outputs.get("kube_context"):
+        backend_config["kube-context"] = str(outputs["kube_context"])
+    config_path = out_dir / CONFIG_FILE
+    config_path.write_text(json.dumps(backend_config, indent=2) + "\n")
+    commands = mlflow_run_commands(outputs, config_path, entry_point=entry_point, params=params)
+    return BackendFiles(config_path, template_path, commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = OneLineParser(
+        prog="python -m airline_hpo.kube_backend",
+        description="Turn `pulumi stack output --json` into MLflow's Kubernetes backend config and job template.",
+    )
+    parser.add_argument("--stack-output", required=True, help="outputs JSON file, or - for stdin")
+    parser.add_argument("--out-dir", required=True, type=Path, help="where to write k8s_config.json and the template")
+    parser.add_argument("--entry-point", "-e", default="hyperopt", help="MLproject entry point (default hyperopt)")
+    parser.add_argument("--param", "-P", action="append", default=[], help="extra entry-point parameter, KEY=VALUE")
+    args: argparse.Namespace = parser.parse_args(argv)
+    for param in args.param:
+        if "=" not in param:
+            raise TrainerError(f"parameter {param!r} is not KEY=VALUE", "pass for example -P max_evals=50")
+    files = write_backend_files(read_stack_outputs(args.stack_output), args.out_dir, args.entry_point, args.param)
+    print(f"# wrote {files.config_path} and {files.template_path}")
+    print("# from the repository root, with Docker logged in to the registry and kubectl on the cluster:")
+    for line in files.commands:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
