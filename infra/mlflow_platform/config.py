@@ -249,7 +249,11 @@ def parse(raw: dict[str, Any], stack: str = "dev") -> StackConfig:
 
 
 def load(stack: str | None = None) -> StackConfig:
-    """Read the stack's config from Pulumi (engine or mocks) and validate it."""
+    """Read the stack's config from Pulumi (engine or mocks) and validate it.
+
+    An empty string counts as unset: `Pulumi.yaml` gives optional keys an empty default, because the CLI
+    treats a declared key without a default as required.
+    """
     project = pulumi.Config()
     raw: dict[str, Any] = {}
     for name, field in StackConfig.model_fields.items():
@@ -257,15 +261,15 @@ def load(stack: str | None = None) -> StackConfig:
             continue
         key = field.alias or to_camel(name)
         value = project.get(key)
-        if value is not None:
+        if value not in (None, ""):
             raw[key] = value
     region = pulumi.Config("aws").get("region")
-    if region is not None:
+    if region:
         raw["aws:region"] = region
     context = pulumi.Config("kubernetes").get("context")
-    if context is not None:
+    if context:
         raw["kubernetes:context"] = context
-    external_uri = project.get_secret("postgresExternalUri")
-    if external_uri is not None:
-        raw["postgresExternalUri"] = external_uri
+    # Checked for presence in plain text, then carried only as a secret Output.
+    if project.get("postgresExternalUri"):
+        raw["postgresExternalUri"] = project.get_secret("postgresExternalUri")
     return parse(raw, stack or pulumi.get_stack())

@@ -75,11 +75,9 @@ def test_pulumi_yaml_documents_every_key_with_the_code_default() -> None:
     assert set(declared) == set(fields)
     for key, spec in declared.items():
         assert spec["type"] in {"string", "integer", "boolean"} and spec["description"], key
+        # The CLI requires every declared key without a default, so optional keys default to "" (unset).
         default = fields[key].default
-        if default is None:
-            assert "default" not in spec, key
-        else:
-            assert spec["default"] == default, key
+        assert spec["default"] == ("" if default is None else default), key
 
 
 def test_project_file_uses_the_repository_venv_and_infra_program() -> None:
@@ -87,6 +85,13 @@ def test_project_file_uses_the_repository_venv_and_infra_program() -> None:
     assert project["name"] == PROJECT and project["main"] == "infra/"
     assert project["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": ".venv"}}
     assert (REPO / project["main"] / "__main__.py").is_file()
+
+
+def test_empty_optional_values_count_as_unset(deploy) -> None:
+    """What the CLI passes for an optional key the stack does not set: its empty default."""
+    d = deploy({"bucketName": "", "externalUrl": "", "postgresExternalUri": "", "trainingRepositoryUri": ""})
+    assert d.exports["tracking_uri"] == "http://localhost:5000"
+    assert "aws:ecr/repository:Repository" in d.types
 
 
 def test_dev_stack_is_valid_and_holds_no_plain_secret() -> None:
@@ -97,3 +102,23 @@ def test_dev_stack_is_valid_and_holds_no_plain_secret() -> None:
     for key, value in values.items():
         if re.search(r"password|secret|accesskey|token", key, re.IGNORECASE):
             assert isinstance(value, dict) and "secure" in value, key
+
+
+def _as_cli_string(value: object) -> str:
+    """How the CLI hands a YAML scalar to the program: booleans lower-case, everything as a string."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def test_dev_stack_previews_as_the_cli_would_merge_it(deploy) -> None:
+    """Mirror the CLI's merge: a declared key with no default and no stack value fails preview; otherwise the
+    project default fills in. Then the program must run on exactly that config."""
+    declared = _project_config()
+    stack = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
+    merged: dict[str, str] = {}
+    for key, spec in declared.items():
+        value = stack.get(f"{PROJECT}:{key}", spec.get("default"))
+        assert value is not None, f"Stack 'dev' is missing configuration value '{key}'"
+        merged[key] = _as_cli_string(value)
+    merged.update({k: _as_cli_string(v) for k, v in stack.items() if not k.startswith(f"{PROJECT}:")})
+    d = deploy(merged)
+    assert d.exports["namespace"] == "mlflow" and d.exports["aws_region"] == "us-east-1"
