@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import runpy
 
+import pulumi_policy
 import pytest
+import yaml
 from mlflow_platform import policies
-from mock_harness import Deployment, Recorded, run_policies
+from mock_harness import REPO, Deployment, Recorded, run_policies
 
 CONFIGS = {
     "default": {},
@@ -141,3 +144,16 @@ def test_stack_policy_catches_a_bucket_without_guards(default_deployment: Deploy
     violations = run_policies(Deployment(resources=without_block), policies.STACK_POLICIES)
     bucket = default_deployment.exports["bucket_name"]
     assert [v.message for v in violations] == [f"Bucket {bucket} lacks a public access block."]
+
+
+def test_the_policy_pack_users_run_is_built_from_the_same_policies(monkeypatch) -> None:
+    """`pulumi preview --policy-pack infra/policy_pack` runs infra/policy_pack/__main__.py; building the real
+    PolicyPack would start the analyzer server, so record what it is built with instead."""
+    built: dict = {}
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kwargs: built.update(kwargs))
+    runpy.run_path(str(REPO / "infra" / "policy_pack" / "__main__.py"), run_name="__main__")
+    assert built["policies"] is policies.ALL_POLICIES
+    assert built["enforcement_level"] == policies.EnforcementLevel.MANDATORY
+    pack = yaml.safe_load((REPO / "infra" / "policy_pack" / "PulumiPolicy.yaml").read_text())
+    assert pack["runtime"]["name"] == "python"
+    assert (REPO / "infra" / "policy_pack" / pack["runtime"]["options"]["virtualenv"]).resolve() == REPO / ".venv"
