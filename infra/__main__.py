@@ -13,7 +13,7 @@ from mlflow_platform.gpu_plugin import GpuDevicePlugin
 from mlflow_platform.image_repository import ImageRepository
 from mlflow_platform.job_template import build_job_template
 from mlflow_platform.labels import Names
-from mlflow_platform.namespace import create_namespace
+from mlflow_platform.namespace import PlatformNamespace
 from mlflow_platform.network_policy import DatabaseNetworkPolicy
 from mlflow_platform.tracking_server import TrackingServer
 from mlflow_platform.training_access import TrainingAccess
@@ -22,8 +22,8 @@ cfg = stack_config.load()
 names = Names(cfg.name_prefix, cfg.namespace)
 p = cfg.name_prefix
 
-ns = create_namespace(f"{p}-namespace", cfg)
-namespace = ns.metadata.name
+ns = PlatformNamespace(f"{p}-platform", cfg)
+namespace = ns.name
 in_namespace = pulumi.ResourceOptions(depends_on=[ns])
 
 store = ArtifactStore(f"{p}-artifacts", cfg)
@@ -59,6 +59,11 @@ pulumi.export("training_service_account", training.service_account_name)
 pulumi.export("repository_uri", images.uri)
 pulumi.export("kube_context", cfg.kube_context or "")
 pulumi.export("kube_job_template", build_job_template(cfg, names))
+if cfg.service_type != "ClusterIP" and not cfg.basic_auth:
+    pulumi.log.warn(
+        f"serviceType {cfg.service_type} makes the MLflow server reachable from outside the cluster without "
+        "authentication; consider `pulumi config set basicAuth true`"
+    )
 if cfg.basic_auth:
     pulumi.export("tracking_username", AUTH_ADMIN_USER)
     pulumi.export("tracking_password", secrets.admin_password)

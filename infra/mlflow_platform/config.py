@@ -182,6 +182,14 @@ class StackConfig(BaseModel):
             raise ValueError("must be a URL such as https://mlflow.example.com (scheme, host, optional port)")
         return v.rstrip("/") if v else v
 
+    @field_validator("training_repository_uri")
+    @classmethod
+    def _repository(cls, v: str | None) -> str | None:
+        # MLflow appends ":<tag>" itself; a tag or digest here would produce an invalid image reference.
+        if v is not None and (":" in v.rsplit("/", 1)[-1] or "@" in v or "/" not in v):
+            raise ValueError("must be a registry repository without tag, such as localhost:32000/airline-hpo")
+        return v
+
     @field_validator("device_plugin_chart_version")
     @classmethod
     def _chart_version(cls, v: str) -> str:

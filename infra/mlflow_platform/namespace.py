@@ -10,16 +10,23 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import StackConfig
-from .labels import labels
+from .labels import TYPE_PREFIX, labels
 from .pod_security import RESTRICTED_PSA_LABELS
 
 
-def create_namespace(name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> k8s.core.v1.Namespace:
+class PlatformNamespace(pulumi.ComponentResource):
     """The namespace, with an explicit name: Secrets, the job template and DNS names all refer to it."""
-    return k8s.core.v1.Namespace(
-        name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=cfg.namespace, labels={**labels(cfg.name_prefix, "platform"), **RESTRICTED_PSA_LABELS}
-        ),
-        opts=opts,
-    )
+
+    name: pulumi.Output[str]
+
+    def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(f"{TYPE_PREFIX}:PlatformNamespace", name, None, opts)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=cfg.namespace, labels={**labels(cfg.name_prefix, "platform"), **RESTRICTED_PSA_LABELS}
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.name = namespace.metadata.name
+        self.register_outputs({"name": self.name})

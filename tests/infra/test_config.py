@@ -39,6 +39,7 @@ REGION = {"aws:region": "us-east-1"}
             "pulumi config set s3Encryption",
         ),
         ({**REGION, "externalUrl": "mlflow.example.com"}, "externalUrl", "pulumi config set externalUrl"),
+        ({**REGION, "trainingRepositoryUri": "registry/airline:1"}, "trainingRepositoryUri", "pulumi config set"),
     ],
 )
 def test_invalid_config_names_the_key_and_the_fixing_command(raw: dict, key: str, command: str) -> None:

@@ -41,7 +41,7 @@ def test_configured_registry_replaces_the_ecr_repository(deploy) -> None:
 def test_every_resource_belongs_to_a_component_and_shares_the_prefix(default_deployment: Deployment) -> None:
     for r in default_deployment.resources:
         assert r.name.startswith("rapids-mlflow-"), r.name
-        if r.custom and r.type != "kubernetes:core/v1:Namespace":
+        if r.custom:
             assert "rapids-mlflow:platform:" in r.parent, f"{r.name} is not parented to a component"
 
 

@@ -85,3 +85,13 @@ def test_basic_auth_turns_on_the_auth_app_with_secret_credentials(deploy) -> Non
     for var in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
         assert env[var]["valueFrom"]["secretKeyRef"]["name"] == "rapids-mlflow-tracking-auth"
     assert env["MLFLOW_AUTH_CONFIG_PATH"]["value"] == "/etc/mlflow-auth/basic_auth.ini"
+
+
+def test_exposing_the_server_without_auth_warns_at_preview(deploy, caplog) -> None:
+    with caplog.at_level("WARNING"):
+        deploy({"serviceType": "LoadBalancer"})
+    assert any("without authentication" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        deploy({"serviceType": "LoadBalancer", "basicAuth": "true"})
+    assert not any("without authentication" in r.getMessage() for r in caplog.records)
