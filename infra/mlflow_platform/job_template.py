@@ -51,6 +51,10 @@ def build_job_template(cfg: StackConfig, names: Names) -> dict[str, Any]:
         limits["nvidia.com/gpu"] = cfg.training_gpus
     pod_spec: dict[str, Any] = {
         "serviceAccountName": names.training_service_account,
+        # The training code never calls the Kubernetes API, so its pods get no API token: the account's
+        # Job-submitting Role is for submitters running in the cluster, not for the trials themselves.
+        # (With IRSA the EKS webhook still mounts the AWS web-identity token, which is separate.)
+        "automountServiceAccountToken": False,
         "restartPolicy": "Never",
         "securityContext": {
             "runAsNonRoot": True,

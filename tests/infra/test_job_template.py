@@ -23,6 +23,7 @@ def test_template_runs_once_is_cleaned_up_and_runs_as_the_training_account(defau
     pod = template["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == default_deployment.exports["training_service_account"]
     assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False  # trials cannot use the account's Job-creating Role
     assert pod["securityContext"]["runAsUser"] == 1001  # rapidsai/base's `rapids` user
 
 
