@@ -200,15 +200,15 @@ class StackConfig(BaseModel):
     @model_validator(mode="after")
     def _cross_field(self) -> StackConfig:
         if self.s3_identity == "irsa" and not self.irsa_role_arn:
-            raise _Missing("irsaRoleArn", "is required when s3Identity is 'irsa'")
+            raise _KeyProblem("irsaRoleArn", "is required when s3Identity is 'irsa'")
         if self.irsa_role_arn and not _ROLE_ARN.match(self.irsa_role_arn):
-            raise _Missing("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+            raise _KeyProblem("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         if self.kms_key_arn and self.s3_encryption != "aws-kms":
-            raise _Missing("s3Encryption", "must be 'aws-kms' when kmsKeyArn is set")
+            raise _KeyProblem("s3Encryption", "must be 'aws-kms' when kmsKeyArn is set")
         if self.kms_key_arn and not _KMS_ARN.match(self.kms_key_arn):
-            raise _Missing("kmsKeyArn", "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
+            raise _KeyProblem("kmsKeyArn", "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
         if self.postgres == "external" and self.postgres_external_uri is None:
-            raise _Missing("postgresExternalUri", "is required when postgres is 'external'")
+            raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         return self
 
     @property
@@ -221,7 +221,7 @@ class StackConfig(BaseModel):
         return self.s3_identity == "iam-user"
 
 
-class _Missing(ValueError):
+class _KeyProblem(ValueError):
     """Raised inside validation to name the offending key precisely (pydantic would blame the model)."""
 
     def __init__(self, key: str, problem: str) -> None:
@@ -242,7 +242,7 @@ def parse(raw: dict[str, Any], stack: str = "dev") -> StackConfig:
     except ValidationError as e:
         err = e.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _Missing):
+        if isinstance(ctx_error, _KeyProblem):
             raise ConfigError(ctx_error.key, ctx_error.problem) from None
         loc = str(err["loc"][0]) if err["loc"] else "?"
         key = _alias(loc) if loc in StackConfig.model_fields else loc

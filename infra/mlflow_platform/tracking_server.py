@@ -53,7 +53,7 @@ def allowed_hosts(cfg: StackConfig, names: Names, extra: list[str] | None = None
         if parsed.port is None:
             hosts.append(f"{parsed.hostname}:{443 if parsed.scheme == 'https' else 80}")
     if cfg.service_type == "NodePort":
-        hosts += [f"{p}" for p in _PRIVATE_HOST_PATTERNS]
+        hosts += _PRIVATE_HOST_PATTERNS
     for host in extra or []:
         hosts += [host, f"{host}:{port}"]
     return list(dict.fromkeys(hosts))
