@@ -12,13 +12,14 @@ venv: $(STAMP)
 $(STAMP): requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@echo "Installing pinned requirements into $(VENV) (about 2-3 minutes the first time)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@echo "Installing pinned requirements into $(VENV) (about 2-3 minutes the first time)..." >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@$(PY) -m local_stack demo
+	@$(PY) -m local_stack up
+	@$(PY) -m local_stack check
 
 test: $(STAMP)
 	@$(PY) -m pytest
@@ -39,6 +40,7 @@ down: $(STAMP)
 status: $(STAMP)
 	@$(PY) -m local_stack status
 
+# Prints only `export NAME=value` lines on stdout (set-up messages go to stderr): eval "$$(make env)".
 env: $(STAMP)
 	@$(PY) -m local_stack env
 
