@@ -49,15 +49,25 @@ class StackEnv:
         return self.env["MLFLOW_TRACKING_URI"]
 
 
-@pytest.fixture
-def stack_env(local_stack, monkeypatch: pytest.MonkeyPatch) -> StackEnv:
-    """The local stack's client variables in this process, and an experiment of this test's own."""
+def _use_stack(local_stack, monkeypatch: pytest.MonkeyPatch) -> StackEnv:
     experiment = f"test-{uuid.uuid4().hex[:10]}"
     for name, value in local_stack.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    return StackEnv(
-        {**local_stack.env, "MLFLOW_EXPERIMENT_NAME": experiment}, experiment, local_stack.env["ARTIFACT_BUCKET"]
-    )
+    env = {**local_stack.env, "MLFLOW_EXPERIMENT_NAME": experiment}
+    return StackEnv(env, experiment, local_stack.env["ARTIFACT_BUCKET"])
+
+
+@pytest.fixture
+def stack_env(local_stack, monkeypatch: pytest.MonkeyPatch) -> StackEnv:
+    """The local stack's client variables in this process, and an experiment of this test's own."""
+    return _use_stack(local_stack, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def module_stack_env(local_stack) -> Iterator[StackEnv]:
+    """As ``stack_env``, shared by a module's tests (for results that several tests inspect)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        yield _use_stack(local_stack, monkeypatch)

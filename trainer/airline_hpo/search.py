@@ -11,6 +11,7 @@ no model per trial, ``max_evals`` and ``seed`` are parameters, and failures exit
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 import mlflow
 import numpy as np
 from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, hp, rand, tpe
+from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import scope
 from tqdm import tqdm
 
@@ -81,18 +83,22 @@ class SearchResult:
         return [o for o in self.outcomes if not o.ok]
 
 
+def _int_range(name: str, low: int, high: int, step: int = 1) -> Any:
+    """An integer dimension; a fixed value when the bounds meet (hyperopt refuses low == high)."""
+    return high if low >= high else scope.int(hp.quniform(name, low, high, step))
+
+
 def search_space(config: SearchConfig, engine_name: str) -> dict[str, Any]:
     """max_depth and n_estimators as integers, max_features as a fraction; cuML also tunes its n_bins."""
     trees_low = min(10, config.trees_max)
     trees_step = 10 if config.trees_max - trees_low >= 20 else 1
-    depth_low = min(3, config.depth_max)
     space: dict[str, Any] = {
-        "n_estimators": scope.int(hp.quniform("n_estimators", trees_low, config.trees_max, trees_step)),
-        "max_depth": scope.int(hp.quniform("max_depth", depth_low, config.depth_max, 1)),
+        "n_estimators": _int_range("n_estimators", trees_low, config.trees_max, trees_step),
+        "max_depth": _int_range("max_depth", min(3, config.depth_max), config.depth_max),
         "max_features": hp.uniform("max_features", 0.2, 1.0),
     }
     if engine_name == "cuml":
-        space["n_bins"] = scope.int(hp.quniform("n_bins", 16, 256, 16))
+        space["n_bins"] = _int_range("n_bins", 16, 256, 16)
     return space
 
 
@@ -192,16 +198,18 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         started = time.perf_counter()
         with tqdm(total=config.max_evals, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True) as bar:
             objective = _Objective(runner, config.n_streams, bar)
-            fmin(
-                objective,
-                search_space(config, engine.name),
-                algo=suggest_algorithm(config.algo, config.max_evals),
-                max_evals=config.max_evals,
-                trials=trials,
-                rstate=np.random.default_rng(config.seed),
-                show_progressbar=False,
-                return_argmin=False,
-            )
+            # fmin's closing space_eval needs one success; when none succeeded we report it below, with the cause
+            with contextlib.suppress(AllTrialsFailed):
+                fmin(
+                    objective,
+                    search_space(config, engine.name),
+                    algo=suggest_algorithm(config.algo, config.max_evals),
+                    max_evals=config.max_evals,
+                    trials=trials,
+                    rstate=np.random.default_rng(config.seed),
+                    show_progressbar=False,
+                    return_argmin=False,
+                )
         search_seconds = time.perf_counter() - started
         best = best_outcome(objective.outcomes)
         if best is None:
