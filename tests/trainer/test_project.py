@@ -1,0 +1,95 @@
+"""The MLflow Project and the training image: MLproject commands match the CLIs, the Dockerfile lints clean,
+and (against the local stack) the declared commands run the whole flow: prepare, search from s3://, serve."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from airline_hpo import demo, storage
+from mlflow import MlflowClient
+from mlflow.projects._project_spec import load_project
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINER = REPO / "trainer"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_dockerfile_lints_clean_with_hadolint():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(TRAINER / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_base_image_and_user():
+    text = (TRAINER / "Dockerfile").read_text()
+    [base] = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
+    assert re.fullmatch(r"rapidsai/base:26\.\d\d-cuda1[23]-py3\.1[1-4]", base), base
+    users = re.findall(r"^USER (\S+)", text, flags=re.MULTILINE)
+    assert users and users[-1] == "1001"  # rapids, numeric so runAsNonRoot can check it
+
+
+def test_image_requirements_match_the_repository_pins():
+    image, repo = _pins(TRAINER / "requirements.txt"), _pins(REPO / "requirements.txt")
+    assert {"mlflow", "hyperopt", "scikit-learn", "boto3"} <= set(image)
+    assert {name: repo.get(name) for name in image} == image
+    assert not {"pandas", "numpy", "pyarrow"} & set(image)  # RAPIDS pins those
+
+
+def test_mlproject_declares_docker_env_and_entry_points():
+    project = load_project(str(TRAINER))
+    assert project.docker_env["image"].startswith("rapids-mlflow-trainer:")
+    hyperopt = project.get_entry_point("hyperopt")
+    required = {"fpath", "max_evals", "algo", "seed", "test_size", "engine", "model_name"}
+    assert required <= set(hyperopt.parameters)
+    assert hyperopt.parameters["fpath"].type == "string"  # an s3:// URI reaches the trainer unchanged
+    assert {"prepare_data", "hyperopt", "train", "serve_check"} <= set(project._entry_points)
+
+
+@pytest.mark.parametrize("entry_point", ["prepare_data", "hyperopt", "train", "serve_check"])
+def test_every_declared_command_parses_with_its_module(entry_point):
+    """The command MLflow computes from the defaults must be accepted by the module it names."""
+    command = demo.entry_point_command(entry_point, {})
+    argv = shlex.split(command)
+    assert argv[:2] == ["python", "-m"] and argv[2].startswith("airline_hpo.")
+    module = importlib.import_module(argv[2])
+    module._parser().parse_args(argv[3:])
+
+
+@pytest.mark.integration
+def test_declared_commands_run_the_flow_on_the_stack(stack_env, tmp_path, capfd):
+    """What `make demo` does, small: MLproject's commands as processes, reading s3://, serving the champion."""
+    local = tmp_path / "airline.parquet"
+    demo.run_entry_point("prepare_data", {"output": local, "rows": 3000, "seed": 3}, stack_env.env)
+    uri = f"s3://{stack_env.bucket}/tests/{stack_env.experiment}/airline.parquet"
+    storage.upload_file(local, uri)
+    name = f"{stack_env.experiment}-demo"
+    params = {"fpath": uri, "max_evals": 3, "model_name": name, "trees_max": 10, "depth_max": 5, "engine": "auto"}
+    demo.run_entry_point("hyperopt", params, stack_env.env)
+    demo.run_entry_point("serve_check", {"model_name": name, "timeout": 120}, stack_env.env)
+    out = capfd.readouterr().out
+    answers = re.findall(r"^\s+\S+\s+\S+->\S+ .* (ON-TIME|LATE)$", out, flags=re.MULTILINE)
+    assert len(answers) == 5, out
+    assert "model server stopped" in out
+
+    rows = dict(demo.summary(name, stack_env.tracking_uri))
+    assert rows["trials"].startswith("3 (0 failed), engine sklearn")
+    best = float(rows["best accuracy"].split()[0])
+    baseline = float(rows["majority baseline"].split()[0])
+    assert 0.5 < baseline < best <= 1.0
+    version = MlflowClient().get_model_version_by_alias(name, "champion")
+    assert MlflowClient().get_run(version.run_id).data.params["fpath"] == uri
