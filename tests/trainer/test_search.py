@@ -162,6 +162,7 @@ def test_better_model_has_lower_loss(stack_env, small_airline):
         runner = InProcessTrialRunner(SklearnEngine(), split, 0, parent.info.experiment_id, parent.info.run_id)
         stump = runner.run(TrialSpec(1, ForestParams(n_estimators=1, max_depth=1, max_features=0.2)))
         forest = runner.run(TrialSpec(2, ForestParams(n_estimators=40, max_depth=10, max_features=0.8)))
+        runner.flush()
     assert forest.accuracy > stump.accuracy
     assert forest.loss < stump.loss
     assert 0.0 <= forest.overhead_share < 1.0 and forest.fit_seconds > 0

@@ -125,8 +125,8 @@ class _Objective:
         self.outcomes.append(outcome)
         self._report()
         if not outcome.ok:
-            return {"status": STATUS_FAIL, "error": outcome.error, "run_id": outcome.run_id}
-        return {"status": STATUS_OK, "loss": outcome.loss, "accuracy": outcome.accuracy, "run_id": outcome.run_id}
+            return {"status": STATUS_FAIL, "error": outcome.error, "trial": outcome.number}
+        return {"status": STATUS_OK, "loss": outcome.loss, "accuracy": outcome.accuracy, "trial": outcome.number}
 
     def _report(self) -> None:
         accuracies = [o.accuracy for o in self.outcomes if o.ok]
@@ -210,6 +210,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                     show_progressbar=False,
                     return_argmin=False,
                 )
+            runner.flush()  # every trial's run is written before the parent summarises them
         search_seconds = time.perf_counter() - started
         best = best_outcome(objective.outcomes)
         if best is None:
