@@ -18,8 +18,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	@$(PY) -m local_stack up
-	@$(PY) -m local_stack check
+	@PYTHONPATH=trainer $(PY) -m airline_hpo.demo
 
 test: $(STAMP)
 	@$(PY) -m pytest
@@ -29,7 +28,7 @@ lint: $(STAMP)
 	@$(PY) -m ruff format --check .
 
 bench: $(STAMP)
-	@$(PY) -m local_stack bench
+	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
 
 up: $(STAMP)
 	@$(PY) -m local_stack up
