@@ -230,3 +230,17 @@ def test_failed_registration_exits_non_zero(stack_env, small_airline, monkeypatc
     assert run_cli(search.main, [*argv, "--engine", "sklearn", "--model-name", "refused"]) == 1
     [line] = _error_lines(capsys.readouterr().err)
     assert line.startswith("error: logging or registering the model 'refused' failed: registry unavailable")
+
+
+@pytest.mark.integration
+def test_train_entry_point_logs_and_registers_one_configuration(stack_env, small_airline, capsys):
+    from airline_hpo import train
+
+    name = f"{stack_env.experiment}-single"
+    argv = ["--fpath", str(small_airline), "--n-estimators", "8", "--max-depth", "5", "--engine", "sklearn"]
+    assert run_cli(train.main, [*argv, "--model-name", name]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    version = MlflowClient().get_model_version_by_alias(name, "champion")
+    run = MlflowClient().get_run(version.run_id)
+    assert run.data.params["n_estimators"] == "8" and run.data.params["max_depth"] == "5"
+    assert {"accuracy", "roc_auc", "baseline_accuracy", "fit_seconds"} <= set(run.data.metrics)

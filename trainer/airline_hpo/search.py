@@ -257,7 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(result.outcomes)} trials ({len(result.failed)} failed); best accuracy {best.accuracy:.4f} "
         f"(majority baseline {result.baseline_accuracy:.4f}) with {asdict(best.params)}"
     )
-    print(f"parent run {result.parent_run_id} in experiment {result.experiment_id}")
+    uri = mlflow.get_tracking_uri()
+    where = (
+        f": {uri}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}" if uri.startswith("http") else ""
+    )
+    print(f"parent run {result.parent_run_id} in experiment {result.experiment_id}{where}")
     if result.registered:
         reg = result.registered
         print(f"registered {reg.name} version {reg.version}; alias {reg.alias} -> {reg.model_uri}")
