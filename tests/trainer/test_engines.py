@@ -92,6 +92,7 @@ def test_sklearn_engine_fits_and_tags(small_airline):
     model = engine.fit(ForestParams(n_estimators=5, max_depth=4), split.x_train, split.y_train, seed=0)
     probability = engine.predict_late_probability(model, split.x_test)
     assert probability.shape == (600,) and ((probability >= 0) & (probability <= 1)).all()
+    assert engine.feature_importances(model).sum() == pytest.approx(1.0)
     tags = engine.tags()
     assert tags["engine"] == "sklearn" and tags["engine.library"] == "scikit-learn"
     assert tags["engine.version"] and tags["device"].startswith("cpu")
@@ -114,6 +115,8 @@ def test_cuml_engine_on_gpu(small_airline):
     model = engine.fit(params, x_train, y_train, seed=0)
     probability = engine.predict_late_probability(model, x_test)
     assert isinstance(probability, np.ndarray) and probability.shape == (600,)
+    importances = engine.feature_importances(model)
+    assert importances.shape == (13,) and np.isfinite(importances).all()  # read before as_sklearn()
     sk_model = engine.to_sklearn(model)
     assert sk_model.predict(split.x_test).shape == (600,)
     assert engine.tags()["device"].startswith("gpu")

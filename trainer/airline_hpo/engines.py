@@ -127,6 +127,8 @@ class Engine(Protocol):
 
     def to_sklearn(self, model: Any) -> Any: ...
 
+    def feature_importances(self, model: Any) -> np.ndarray: ...
+
     def logged_params(self, params: ForestParams) -> dict[str, Any]: ...
 
     def tags(self) -> dict[str, str]: ...
@@ -158,6 +160,9 @@ class SklearnEngine:
 
     def to_sklearn(self, model: Any) -> Any:
         return model
+
+    def feature_importances(self, model: Any) -> np.ndarray:
+        return np.asarray(model.feature_importances_)
 
     def logged_params(self, params: ForestParams) -> dict[str, Any]:
         return {"n_estimators": params.n_estimators, "max_depth": params.max_depth, "max_features": params.max_features}
@@ -210,6 +215,10 @@ class CumlEngine:
 
     def to_sklearn(self, model: Any) -> Any:
         return model.as_sklearn()
+
+    def feature_importances(self, model: Any) -> np.ndarray:
+        """Read from the cuML model itself: after ``as_sklearn()`` they are NaN (cuML's documented limit)."""
+        return np.asarray(model.feature_importances_)
 
     def logged_params(self, params: ForestParams) -> dict[str, Any]:
         return {**SklearnEngine().logged_params(params), "n_bins": params.n_bins, "n_streams": params.n_streams}

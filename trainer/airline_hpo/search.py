@@ -222,11 +222,11 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             )
         result = SearchResult(parent_id, experiment_id, objective.outcomes, best, split.majority_baseline, None, trials)
         _log_summary(result, config, engine, search_seconds)
-        sk_model = engine.to_sklearn(_best_model(best, engine, split, config.seed))
-        if hasattr(sk_model, "feature_importances_"):
-            figure = plots.importance_plot(list(FEATURES), list(sk_model.feature_importances_))
-            mlflow.log_figure(figure, "plots/feature_importances.png")
-            plots.close(figure)
+        model = _best_model(best, engine, split, config.seed)
+        figure = plots.importance_plot(list(FEATURES), list(engine.feature_importances(model)))
+        mlflow.log_figure(figure, "plots/feature_importances.png")
+        plots.close(figure)
+        sk_model = engine.to_sklearn(model)
         result.registered = tracking.log_and_register(sk_model, split.x_test.head(5), config.model_name, config.alias)
     return result
 
