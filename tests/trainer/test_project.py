@@ -4,6 +4,7 @@ and (against the local stack) the declared commands run the whole flow: prepare,
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shlex
 import shutil
@@ -93,3 +94,28 @@ def test_declared_commands_run_the_flow_on_the_stack(stack_env, tmp_path, capfd)
     assert 0.5 < baseline < best <= 1.0
     version = MlflowClient().get_model_version_by_alias(name, "champion")
     assert MlflowClient().get_run(version.run_id).data.params["fpath"] == uri
+
+
+@pytest.mark.integration
+def test_search_continues_the_run_that_mlflow_run_created(stack_env, small_airline):
+    """`mlflow run` (Docker or Kubernetes) creates the run, logs the entry point's parameters as typed, and
+    passes MLFLOW_RUN_ID / MLFLOW_EXPERIMENT_ID: the search must become that run, not a new one."""
+    client = MlflowClient()
+    experiment_id = client.create_experiment(f"{stack_env.experiment}-project")
+    run_id = client.create_run(experiment_id).info.run_id
+    params = {"fpath": str(small_airline), "max_evals": "2", "trees_max": "5", "depth_max": "3", "model_name": ""}
+    for key, value in {**params, "test_size": ".2"}.items():  # a value spelled differently from our default
+        client.log_param(run_id, key, value)
+    env = {k: v for k, v in stack_env.env.items() if k != "MLFLOW_EXPERIMENT_NAME"}
+    env.update({"MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": experiment_id})
+    saved = {k: os.environ.pop(k, None) for k in ("MLFLOW_EXPERIMENT_NAME",)}
+    try:
+        demo.run_entry_point("hyperopt", {**params, "test_size": ".2", "engine": "sklearn"}, env)
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "best_accuracy" in run.data.metrics
+    assert run.data.params["test_size"] == ".2"  # kept as `mlflow run` logged it
+    trials = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(trials) == 2
+    assert len(client.search_runs([experiment_id])) == 3  # the project's run and its two trials, nothing else
