@@ -41,7 +41,10 @@ class OneLineParser(argparse.ArgumentParser):
 def positive_int(name: str, value: int) -> int:
     """Validate counts such as ``max_evals`` up front, before data is read or runs are created."""
     if value < 1:
-        raise TrainerError(f"{name} must be at least 1 (got {value})", f"pass --{name} 1 or more")
+        raise TrainerError(
+            f"{name} must be at least 1 (got {value})",
+            f"pass --{name.replace('_', '-')} 1 or more (MLproject: -P {name}=1 or more)",
+        )
     return value
 
 
