@@ -33,7 +33,6 @@ from .labels import TYPE_PREFIX, Names, labels, selector_labels
 COMPONENT = "tracking-server"
 MLFLOW_UID = 1000
 AUTH_CONFIG_DIR = "/etc/mlflow-auth"
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 # MLflow's own defaults for private addresses, re-added for NodePort access because --allowed-hosts
 # replaces the defaults.
 _PRIVATE_HOST_PATTERNS = ["10.*", "192.168.*", *[f"172.{i}.*" for i in range(16, 32)]]
@@ -105,17 +104,14 @@ class TrackingServer(pulumi.ComponentResource):
         object_labels = labels(cfg.name_prefix, COMPONENT, version=version)
         self.selector = selector_labels(cfg.name_prefix, COMPONENT)
 
-        annotations = {IRSA_ANNOTATION: cfg.irsa_role_arn} if cfg.s3_identity == "irsa" else None
-        account = k8s.core.v1.ServiceAccount(
+        account = pod_security.s3_service_account(
             f"{name}-service-account",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.tracking_service_account,
-                namespace=namespace,
-                labels=object_labels,
-                annotations=annotations,
-            ),
-            automount_service_account_token=False,
-            opts=child,
+            cfg,
+            names.tracking_service_account,
+            namespace,
+            object_labels,
+            child,
+            automount_token=False,
         )
 
         service = k8s.core.v1.Service(

@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 
 from .config import StackConfig
 from .labels import TYPE_PREFIX, Names, labels
-from .tracking_server import IRSA_ANNOTATION
+from .pod_security import s3_service_account
 
 COMPONENT = "training"
 
@@ -43,17 +43,8 @@ class TrainingAccess(pulumi.ComponentResource):
         super().__init__(f"{TYPE_PREFIX}:TrainingAccess", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         object_labels = labels(cfg.name_prefix, COMPONENT)
-        annotations = {IRSA_ANNOTATION: cfg.irsa_role_arn} if cfg.s3_identity == "irsa" else None
-
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=names.training_service_account,
-                namespace=namespace,
-                labels=object_labels,
-                annotations=annotations,
-            ),
-            opts=child,
+        account = s3_service_account(
+            f"{name}-service-account", cfg, names.training_service_account, namespace, object_labels, child
         )
         role = k8s.rbac.v1.Role(
             f"{name}-role",
