@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local_stack.errors import StackError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: Option and environment variable a user changes for each public port; errors name them.
@@ -21,14 +23,26 @@ PORT_OPTIONS = {
 }
 
 
+DEFAULT_PORTS = {"postgres_port": 54329, "s3_port": 8333, "mlflow_port": 5000}
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
         return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a port number; set it to an integer such as {default}") from exc
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a port number; set it to an integer such as {default}") from None
+
+
+def _env_ports() -> dict[str, int]:
+    """Ports set in the environment; they win over what the last ``up`` saved, as an option would."""
+    return {
+        field_name: _env_int(env_var, DEFAULT_PORTS[field_name])
+        for field_name, (_option, env_var) in PORT_OPTIONS.items()
+        if os.environ.get(env_var)
+    }
 
 
 @dataclass(frozen=True)
@@ -36,9 +50,11 @@ class StackSettings:
     """Settings of one local stack; two stacks differ in ``state_dir`` and ports."""
 
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")))
-    postgres_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_POSTGRES_PORT", 54329))
-    s3_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_S3_PORT", 8333))
-    mlflow_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_MLFLOW_PORT", 5000))
+    postgres_port: int = field(
+        default_factory=lambda: _env_int("LOCAL_STACK_POSTGRES_PORT", DEFAULT_PORTS["postgres_port"])
+    )
+    s3_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_S3_PORT", DEFAULT_PORTS["s3_port"]))
+    mlflow_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_MLFLOW_PORT", DEFAULT_PORTS["mlflow_port"]))
     bucket: str = field(default_factory=lambda: os.environ.get("LOCAL_STACK_BUCKET", "mlflow-artifacts"))
     artifact_prefix: str = "mlartifacts"
     host: str = "127.0.0.1"
@@ -51,7 +67,8 @@ class StackSettings:
 
     @classmethod
     def load(cls, **overrides: object) -> StackSettings:
-        """Settings of the stack in ``state_dir``: what its last ``up`` saved, then explicit ``overrides``.
+        """Settings of the stack in ``state_dir``: what its last ``up`` saved, then ports from the environment, then
+        explicit ``overrides``.
 
         Without this, ``env`` or ``down`` on a stack started with other ports would describe the wrong one.
         """
@@ -59,7 +76,7 @@ class StackSettings:
         base = cls(state_dir=state_dir) if state_dir else cls()
         saved_file = base.state_dir / "stack.json"
         saved = json.loads(saved_file.read_text()) if saved_file.exists() else {}
-        return cls(**{"state_dir": base.state_dir, **saved, **overrides})
+        return cls(**{"state_dir": base.state_dir, **saved, **_env_ports(), **overrides})
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
