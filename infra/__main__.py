@@ -12,8 +12,8 @@ from mlflow_platform.database import Database
 from mlflow_platform.gpu_plugin import GpuDevicePlugin
 from mlflow_platform.image_repository import ImageRepository
 from mlflow_platform.job_template import build_job_template
-from mlflow_platform.labels import Names
 from mlflow_platform.namespace import PlatformNamespace
+from mlflow_platform.naming import Names
 from mlflow_platform.network_policy import DatabaseNetworkPolicy
 from mlflow_platform.tracking_server import TrackingServer
 from mlflow_platform.training_access import TrainingAccess

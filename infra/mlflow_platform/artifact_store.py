@@ -16,8 +16,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from .aws_tags import aws_tags
 from .config import StackConfig
-from .labels import TYPE_PREFIX, aws_tags
+from .naming import TYPE_PREFIX
 
 
 def _bucket_prefix(cfg: StackConfig) -> str:

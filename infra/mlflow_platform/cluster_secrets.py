@@ -4,7 +4,7 @@
 
 Everything secret reaches the cluster only through these Secrets, and every value is wrapped in
 `pulumi.Output.secret` so it is encrypted in the Pulumi state and masked in previews. Pods reference the
-Secrets by name (`secretKeyRef`, `secretName`), which is why the names are fixed by `labels.Names`.
+Secrets by name (`secretKeyRef`, `secretName`), which is why the names are fixed by `naming.Names`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import pulumi_random as random
 
 from .artifact_store import ArtifactStore
 from .config import ConfigError, StackConfig
-from .labels import TYPE_PREFIX, Names, labels
+from .database import DB_NAME, DB_USER, POSTGRES_PORT
+from .labels import labels
+from .naming import TYPE_PREFIX, Names
 
-DB_USER = "mlflow"
-DB_NAME = "mlflow"
-POSTGRES_PORT = 5432
 AUTH_ADMIN_USER = "admin"
 AUTH_CONFIG_FILE = "basic_auth.ini"
 _ACCEPTED_SCHEMES = ("postgresql+psycopg2://", "postgresql://", "postgresql+psycopg://")

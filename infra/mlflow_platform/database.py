@@ -13,11 +13,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import pod_security
-from .cluster_secrets import DB_NAME, DB_USER, POSTGRES_PORT
 from .config import StackConfig
-from .labels import TYPE_PREFIX, Names, labels, selector_labels
+from .labels import labels, selector_labels
+from .naming import TYPE_PREFIX, Names
 
 COMPONENT = "database"
+DB_USER = "mlflow"
+DB_NAME = "mlflow"
+POSTGRES_PORT = 5432
 POSTGRES_UID = 999  # the `postgres` user of the official Debian-based image
 DATA_DIR = "/var/lib/postgresql/data"
 

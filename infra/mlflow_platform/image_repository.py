@@ -12,8 +12,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from .aws_tags import aws_tags
 from .config import StackConfig
-from .labels import TYPE_PREFIX, aws_tags
+from .naming import TYPE_PREFIX
 
 
 class ImageRepository(pulumi.ComponentResource):

@@ -17,7 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from .config import StackConfig
-from .labels import Names, labels
+from .labels import labels
+from .naming import Names
 
 # The training image's user: `rapidsai/base` images run as `rapids`, uid 1001.
 TRAINING_UID = 1001

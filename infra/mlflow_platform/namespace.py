@@ -10,7 +10,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import StackConfig
-from .labels import TYPE_PREFIX, labels
+from .labels import labels
+from .naming import TYPE_PREFIX
 from .pod_security import RESTRICTED_PSA_LABELS
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from .cluster_secrets import POSTGRES_PORT
 from .config import StackConfig
-from .labels import TYPE_PREFIX, Names, labels
+from .database import POSTGRES_PORT
+from .labels import labels
+from .naming import TYPE_PREFIX, Names
 
 
 class DatabaseNetworkPolicy(pulumi.ComponentResource):

@@ -8,13 +8,7 @@ dropped. Building those blocks in one place keeps the pods consistent with each 
 
 from __future__ import annotations
 
-import pulumi
 import pulumi_kubernetes as k8s
-
-from .config import StackConfig
-
-#: The annotation by which EKS (IRSA) gives a ServiceAccount's pods the role's AWS credentials.
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 RESTRICTED_PSA_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -52,26 +46,4 @@ def scratch_volume(name: str, size: str, memory: bool = False) -> k8s.core.v1.Vo
     return k8s.core.v1.VolumeArgs(
         name=name,
         empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory" if memory else None, size_limit=size),
-    )
-
-
-def s3_service_account(
-    resource_name: str,
-    cfg: StackConfig,
-    account_name: str,
-    namespace: pulumi.Input[str],
-    object_labels: dict[str, str],
-    opts: pulumi.ResourceOptions,
-    automount_token: bool | None = None,
-) -> k8s.core.v1.ServiceAccount:
-    """The identity of pods that reach S3: annotated with the IRSA role when the stack uses one, so the tracking
-    server and the training Jobs get the same credentials the same way."""
-    annotations = {IRSA_ANNOTATION: cfg.irsa_role_arn} if cfg.s3_identity == "irsa" else None
-    return k8s.core.v1.ServiceAccount(
-        resource_name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=account_name, namespace=namespace, labels=object_labels, annotations=annotations
-        ),
-        automount_service_account_token=automount_token,
-        opts=opts,
     )

@@ -28,7 +28,9 @@ from . import pod_security
 from .artifact_store import ArtifactStore
 from .cluster_secrets import AUTH_CONFIG_FILE, ClusterSecrets
 from .config import StackConfig
-from .labels import TYPE_PREFIX, Names, labels, selector_labels
+from .labels import labels, selector_labels
+from .naming import TYPE_PREFIX, Names
+from .service_accounts import s3_service_account
 
 COMPONENT = "tracking-server"
 MLFLOW_UID = 1000
@@ -104,7 +106,7 @@ class TrackingServer(pulumi.ComponentResource):
         object_labels = labels(cfg.name_prefix, COMPONENT, version=version)
         self.selector = selector_labels(cfg.name_prefix, COMPONENT)
 
-        account = pod_security.s3_service_account(
+        account = s3_service_account(
             f"{name}-service-account",
             cfg,
             names.tracking_service_account,

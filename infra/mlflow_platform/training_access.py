@@ -14,8 +14,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import StackConfig
-from .labels import TYPE_PREFIX, Names, labels
-from .pod_security import s3_service_account
+from .labels import labels
+from .naming import TYPE_PREFIX, Names
+from .service_accounts import s3_service_account
 
 COMPONENT = "training"
 
