@@ -1,11 +1,16 @@
 """What training Jobs run as, and what the Job submitter may do in the namespace.
 
 The ServiceAccount is what every Job from the job template runs as (with IRSA, it carries the role
-annotation, so the Job's AWS SDK calls use the role instead of a key pair). The Role grants exactly what
-`mlflow run --backend kubernetes` does from the submitting side: create Jobs, watch them until they finish,
-delete them, and read their pods and logs. No Secrets, no exec, nothing cluster-wide. It is bound to the
-training ServiceAccount, for a submitter that runs inside the cluster (a CI runner, a notebook pod); people
-who submit from their laptops get the same Role through a RoleBinding of their own (see the README).
+annotation, so the Job's AWS SDK calls use the role instead of a key pair).
+
+The Role grants what the two callers of the submitting side send, and nothing else: MLflow's Kubernetes
+backend (create a Job, read its status until it ends, delete it on cancel) and `kubectl logs -f job/<name>`,
+which the README gives for following a run because MLflow does not stream logs. Each rule names its caller;
+`tests/infra/test_rbac.py` runs both callers for real against a stand-in API server and checks, with the RBAC
+authorizer's semantics, that every request is allowed and every granted verb is used. No Secrets, no exec,
+nothing cluster-wide. It is bound to the training ServiceAccount, for a submitter that runs inside the cluster
+(a CI runner, a notebook pod); people who submit from their laptops get the same Role through a RoleBinding of
+their own (see the README).
 """
 
 from __future__ import annotations
@@ -21,8 +26,17 @@ from .service_accounts import s3_service_account
 COMPONENT = "training"
 
 RULES = [
-    {"api_groups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
-    {"api_groups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    # MLflow's Kubernetes backend (`mlflow.projects.kubernetes`, run by `mlflow run --backend kubernetes`):
+    # `create_namespaced_job` submits the run, `delete_namespaced_job` cancels it.
+    {"api_groups": ["batch"], "resources": ["jobs"], "verbs": ["create", "delete"]},
+    # MLflow's Kubernetes backend, while it waits: `read_namespaced_job_status` every 5 s. RBAC grants a
+    # subresource only when it is named: `jobs` alone gives 403 on the first poll.
+    {"api_groups": ["batch"], "resources": ["jobs/status"], "verbs": ["get"]},
+    # `kubectl logs -f job/<name>`: reads the Job for its pod selector...
+    {"api_groups": ["batch"], "resources": ["jobs"], "verbs": ["get"]},
+    # ...lists the Job's pods (and watches for the first one when the Job has none yet)...
+    {"api_groups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    # ...and streams the pod's log.
     {"api_groups": [""], "resources": ["pods/log"], "verbs": ["get"]},
 ]
 

@@ -1,4 +1,4 @@
-"""GPU device plugin, training ServiceAccount/RBAC, and the database NetworkPolicy."""
+"""GPU device plugin and the database NetworkPolicy (the training Role is in `test_rbac.py`)."""
 
 from __future__ import annotations
 
@@ -27,20 +27,6 @@ def test_runtime_class_reaches_plugin_and_job_template(deploy) -> None:
     values = d.one(HELM).inputs["values"]
     assert values["runtimeClassName"] == "nvidia" and values["gfd"] == {"enabled": True}
     assert d.exports["kube_job_template"]["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
-
-
-def test_training_role_grants_only_job_lifecycle_and_pod_logs(default_deployment: Deployment) -> None:
-    role = default_deployment.one("kubernetes:rbac.authorization.k8s.io/v1:Role").inputs
-    granted = {
-        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
-    }
-    assert ("batch", "jobs", "create") in granted and ("batch", "jobs", "delete") in granted
-    assert ("batch", "jobs", "watch") in granted
-    assert ("", "pods/log", "get") in granted
-    assert not [g for g in granted if g[1] in {"secrets", "pods/exec", "*"} or g[2] == "*"]
-    binding = default_deployment.one("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding").inputs
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rapids-mlflow-training", "namespace": "mlflow"}]
-    assert binding["roleRef"]["kind"] == "Role"
 
 
 def test_postgres_accepts_only_the_tracking_server(default_deployment: Deployment) -> None:
