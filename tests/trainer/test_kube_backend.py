@@ -2,7 +2,8 @@
 
 Uses a recorded stack-output file (`fixtures/stack_outputs.json`; `tests/infra/test_outputs.py` keeps it in
 step with what the Pulumi program exports) and MLflow's own Kubernetes backend code to prove that the files
-the bridge writes become a valid Job.
+the bridge writes become a valid Job (`test_kubernetes_backend.py` then submits it to a stand-in API server),
+and that the bridge needs no secret and writes or prints none, even when handed one.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def test_a_missing_output_is_a_one_line_error_naming_it(outputs: dict, tmp_path:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert f"stack output '{missing}' is missing" in result.stderr
+    # the advice pipes the outputs in, and never says to write them (and the admin password) to a file
+    assert "pulumi stack output --json | " in result.stderr and "--show-secrets >" not in result.stderr
     assert not (tmp_path / "k8s_config.json").exists()
 
 
@@ -130,3 +133,101 @@ def test_mlflow_turns_the_written_files_into_a_valid_job(outputs: dict, tmp_path
     assert env["PYTHONUNBUFFERED"]["value"] == "1"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert job["spec"]["backoffLimit"] == 0
+
+
+# --- no secret on disk ------------------------------------------------------------------------------------------
+
+PASSWORD = "Zq8-not-a-real-admin-password-41x"
+
+
+def _bridge_cli(outputs: dict, out_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`pulumi stack output --json | python -m airline_hpo.kube_backend --out-dir DIR`, as the README runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "airline_hpo.kube_backend", "--out-dir", str(out_dir)],
+        cwd=TRAINER_DIR,
+        input=json.dumps(outputs, indent=4),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _written(out_dir: Path) -> str:
+    return "".join(path.read_text() for path in sorted(out_dir.rglob("*")) if path.is_file())
+
+
+def test_masked_secret_outputs_on_stdin_are_enough_and_none_is_written_or_printed(
+    outputs: dict, tmp_path: Path
+) -> None:
+    """With basic-auth, `pulumi stack output --json` (no --show-secrets) masks the password as "[secret]"."""
+    outputs.update(tracking_username="admin", tracking_password="[secret]")
+    result = _bridge_cli(outputs, tmp_path / "k8s")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "[secret]" not in _written(tmp_path / "k8s") + result.stdout
+    printed = result.stdout.splitlines()
+    assert "export MLFLOW_TRACKING_USERNAME=admin" in printed
+    assert 'export MLFLOW_TRACKING_PASSWORD="$(pulumi stack output tracking_password --show-secrets)"' in printed
+
+
+def test_printed_credential_lines_put_the_password_in_the_environment_only(outputs: dict, tmp_path: Path) -> None:
+    """Run the printed lines in bash, with a stand-in `pulumi` that answers as the CLI does for a secret output."""
+    outputs.update(tracking_username="[secret]", tracking_password="[secret]")
+    files = kube_backend.write_backend_files(outputs, tmp_path / "k8s")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    pulumi = fake_bin / "pulumi"
+    pulumi.write_text(
+        "#!/bin/sh\n"
+        'test "$1 $2 $4" = "stack output --show-secrets" || exit 3\n'
+        f'case "$3" in tracking_username) echo admin ;; tracking_password) echo {PASSWORD} ;; *) exit 4 ;; esac\n'
+    )
+    pulumi.chmod(0o755)
+    exports = [line for line in files.commands if line.startswith("export MLFLOW_TRACKING_")]
+    script = "\n".join([*exports, 'printf "%s:%s" "$MLFLOW_TRACKING_USERNAME" "$MLFLOW_TRACKING_PASSWORD"'])
+    before = {p for p in tmp_path.rglob("*")}
+    shell = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env={"PATH": f"{fake_bin}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout == f"admin:{PASSWORD}"
+    assert {p for p in tmp_path.rglob("*")} == before
+    assert PASSWORD not in "\n".join(files.commands) + _written(tmp_path / "k8s")
+
+
+def test_plain_secrets_from_show_secrets_are_neither_written_nor_printed(outputs: dict, tmp_path: Path) -> None:
+    outputs.update(tracking_username="admin", tracking_password=PASSWORD)
+    result = _bridge_cli(outputs, tmp_path / "k8s")
+    assert result.returncode == 0, result.stderr
+    assert PASSWORD not in _written(tmp_path / "k8s") + result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "'tracking_password' in plain text" in result.stderr and "without --show-secrets" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["repository_uri", "kube_job_template", "data_root", "kube_context"])
+def test_an_output_the_bridge_needs_that_arrives_masked_is_a_one_line_error(
+    outputs: dict, tmp_path: Path, key: str
+) -> None:
+    outputs[key] = "[secret]"
+    result = _bridge_cli(outputs, tmp_path / "k8s")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"stack output '{key}' is marked secret" in result.stderr
+    assert not (tmp_path / "k8s" / "k8s_config.json").exists()
+
+
+def test_a_template_with_a_literal_credential_is_refused_before_anything_is_written(
+    outputs: dict, tmp_path: Path
+) -> None:
+    container = outputs["kube_job_template"]["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "MLFLOW_TRACKING_PASSWORD", "value": PASSWORD})
+    result = _bridge_cli(outputs, tmp_path / "k8s")
+    assert result.returncode == 2
+    assert "sets MLFLOW_TRACKING_PASSWORD as a literal value" in result.stderr
+    assert PASSWORD not in result.stderr
+    assert not (tmp_path / "k8s").exists() or _written(tmp_path / "k8s") == ""

@@ -1,12 +1,17 @@
 """Bridge from the infra stack's outputs to `mlflow run --backend kubernetes`.
 
-    pulumi stack output --json --show-secrets > outputs.json
-    python -m airline_hpo.kube_backend --stack-output outputs.json --out-dir build/k8s
+    pulumi stack output --json | python -m airline_hpo.kube_backend --out-dir build/k8s
 
-writes `k8s_config.json` (MLflow's backend config: `kube-context`, `kube-job-template-path`,
-`repository-uri`) and `kube_job_template.yaml` (the Job template the stack built: GPU limit, S3 credentials by
-Secret reference, ServiceAccount, TTL), then prints the exact commands to run. Nothing is edited by hand,
-which is where the seed went wrong: its template and credentials were pasted into files and `kubectl`.
+reads the stack outputs from stdin (or `--stack-output FILE`), writes `k8s_config.json` (MLflow's backend
+config: `kube-context`, `kube-job-template-path`, `repository-uri`) and `kube_job_template.yaml` (the Job
+template the stack built: GPU limit, S3 credentials by Secret reference, ServiceAccount, TTL), then prints
+the exact commands to run. Nothing is edited by hand, which is where the seed went wrong: its template and
+credentials were pasted into files and `kubectl`.
+
+No secret is needed, read, printed or written. Without `--show-secrets`, Pulumi prints each secret output as
+"[secret]"; nothing the bridge writes comes from one (the template refers to credentials by Secret name, and a
+template with a literal credential is refused). With basic-auth, the printed lines fetch the password into the
+shell's environment when they run (`pulumi stack output tracking_password --show-secrets`), never into a file.
 
 Why the printed commands look the way they do:
 - `--build-image`: MLflow copies the project into a new image on top of `docker_env.image` and pushes it to
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from collections.abc import Mapping, Sequence
@@ -42,7 +48,18 @@ REQUIRED_OUTPUTS = (
     "tracking_uri",
     "namespace",
 )
-_HOW_TO_GET_OUTPUTS = "export them with `pulumi stack output --json --show-secrets > outputs.json` after `pulumi up`"
+SECRET_MASK = "[secret]"  # how `pulumi stack output --json` prints a secret output without --show-secrets
+# Outputs the printed lines turn into environment variables, and whether each one is a secret.
+CREDENTIAL_OUTPUTS = (
+    ("tracking_username", "MLFLOW_TRACKING_USERNAME", False),
+    ("tracking_password", "MLFLOW_TRACKING_PASSWORD", True),
+)
+# Env names that must never be a literal value in a Job template (they arrive by secretKeyRef).
+_CREDENTIAL_ENV = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", re.IGNORECASE)
+_HOW_TO_GET_OUTPUTS = (
+    "pipe them in after `pulumi up`: `pulumi stack output --json | python -m airline_hpo.kube_backend "
+    "--out-dir build/k8s` (without --show-secrets: the bridge needs no secret)"
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,8 @@ class BackendFiles:
 
 def read_stack_outputs(source: str) -> dict[str, Any]:
     """Load `pulumi stack output --json` from a file path, or from stdin when `source` is '-'."""
+    if source == "-" and sys.stdin.isatty():
+        raise TrainerError("no stack outputs on stdin", _HOW_TO_GET_OUTPUTS)
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as exc:
@@ -76,7 +95,34 @@ def _require(outputs: Mapping[str, Any], key: str) -> Any:
             f"stack output '{key}' is missing",
             "run `pulumi up` with this repository's infra program, then " + _HOW_TO_GET_OUTPUTS,
         )
+    return _optional(outputs, key)
+
+
+def _optional(outputs: Mapping[str, Any], key: str) -> Any:
+    """An output the bridge uses: a masked secret cannot be used and must not be, so it is an error."""
+    value = outputs.get(key)
+    if value == SECRET_MASK:
+        raise TrainerError(
+            f"stack output '{key}' is marked secret, so Pulumi prints it as {SECRET_MASK}",
+            "it holds no secret: the program must export it without pulumi.secret (then re-run `pulumi up`)",
+        )
     return value
+
+
+def _refuse_literal_credentials(template: Mapping[str, Any]) -> None:
+    """A credential written into the template would land in a file and in the Job's spec: refuse it."""
+    for container in template["spec"]["template"]["spec"]["containers"]:
+        for env in container.get("env") or []:
+            if "value" in env and _CREDENTIAL_ENV.search(str(env.get("name", ""))):
+                raise TrainerError(
+                    f"stack output 'kube_job_template' sets {env['name']} as a literal value",
+                    "credentials must reach the Job by secretKeyRef; fix the job template in the infra program",
+                )
+
+
+def holds_plain_secrets(outputs: Mapping[str, Any]) -> list[str]:
+    """Names of secret outputs that arrived in plain text (the user ran `--show-secrets`)."""
+    return [key for key, _, secret in CREDENTIAL_OUTPUTS if secret and outputs.get(key) not in (None, "", SECRET_MASK)]
 
 
 def _check_template(template: Any) -> dict[str, Any]:
@@ -91,7 +137,26 @@ def _check_template(template: Any) -> dict[str, Any]:
     containers = (((template.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
     if not containers:
         raise TrainerError("stack output 'kube_job_template' has no container", "re-run `pulumi up`")
+    _refuse_literal_credentials(template)
     return template
+
+
+def _credential_exports(outputs: Mapping[str, Any]) -> list[str]:
+    """With basic-auth: the lines that put the MLflow credentials into the shell's environment.
+
+    A secret (or a value Pulumi masked) is fetched by the line itself when the user runs it, so its value is
+    neither printed here nor written anywhere.
+    """
+    if not any(outputs.get(key) for key, _, _ in CREDENTIAL_OUTPUTS):
+        return []
+    lines = []
+    for key, variable, secret in CREDENTIAL_OUTPUTS:
+        value = outputs.get(key)
+        if secret or value == SECRET_MASK:
+            lines.append(f'export {variable}="$(pulumi stack output {key} --show-secrets)"')
+        elif value:
+            lines.append(f"export {variable}={shlex.quote(str(value))}")
+    return lines
 
 
 def mlflow_run_commands(
@@ -104,15 +169,17 @@ def mlflow_run_commands(
     """The shell lines that submit `entry_point` as a Kubernetes Job, in order."""
     lines: list[str] = []
     tracking_uri = str(_require(outputs, "tracking_uri"))
-    if "localhost" in tracking_uri and outputs.get("port_forward_command"):
+    if "localhost" in tracking_uri and _optional(outputs, "port_forward_command"):
         lines.append(f"{outputs['port_forward_command']} &")
     lines.append(f"export MLFLOW_TRACKING_URI={shlex.quote(tracking_uri)}")
     lines.append(f"export KUBE_MLFLOW_TRACKING_URI={shlex.quote(str(_require(outputs, 'kube_mlflow_tracking_uri')))}")
-    if outputs.get("tracking_username"):
-        lines.append(f"export MLFLOW_TRACKING_USERNAME={shlex.quote(str(outputs['tracking_username']))}")
-        lines.append('export MLFLOW_TRACKING_PASSWORD="$(pulumi stack output tracking_password --show-secrets)"')
+    lines += _credential_exports(outputs)
     all_params = list(params)
-    if entry_point == "hyperopt" and not any(p.startswith("fpath=") for p in all_params) and outputs.get("data_root"):
+    if (
+        entry_point == "hyperopt"
+        and not any(p.startswith("fpath=") for p in all_params)
+        and _optional(outputs, "data_root")
+    ):
         all_params.insert(0, f"fpath={outputs['data_root']}/{DATASET_FILE}")
     command = [
         "mlflow",
@@ -138,22 +205,26 @@ def write_backend_files(
     entry_point: str = "hyperopt",
     params: Sequence[str] = (),
 ) -> BackendFiles:
-    """Write MLflow's backend config and the job template into `out_dir`; return the commands to run."""
+    """Write MLflow's backend config and the job template into `out_dir`; return the commands to run.
+
+    Every output is checked (and the commands built) before the first file is written: a refused input leaves
+    nothing behind.
+    """
     for key in REQUIRED_OUTPUTS:
         _require(outputs, key)
     template = _check_template(outputs["kube_job_template"])
-    out_dir.mkdir(parents=True, exist_ok=True)
     template_path = (out_dir / TEMPLATE_FILE).resolve()
-    template_path.write_text(yaml.safe_dump(template, sort_keys=False))
+    config_path = out_dir / CONFIG_FILE
     backend_config: dict[str, str] = {
         "kube-job-template-path": str(template_path),
         "repository-uri": str(outputs["repository_uri"]),
     }
-    if outputs.get("kube_context"):
+    if _optional(outputs, "kube_context"):
         backend_config["kube-context"] = str(outputs["kube_context"])
-    config_path = out_dir / CONFIG_FILE
-    config_path.write_text(json.dumps(backend_config, indent=2) + "\n")
     commands = mlflow_run_commands(outputs, config_path, entry_point=entry_point, params=params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    template_path.write_text(yaml.safe_dump(template, sort_keys=False))
+    config_path.write_text(json.dumps(backend_config, indent=2) + "\n")
     return BackendFiles(config_path, template_path, commands)
 
 
@@ -162,7 +233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m airline_hpo.kube_backend",
         description="Turn `pulumi stack output --json` into MLflow's Kubernetes backend config and job template.",
     )
-    parser.add_argument("--stack-output", required=True, help="outputs JSON file, or - for stdin")
+    parser.add_argument(
+        "--stack-output",
+        default="-",
+        help="`pulumi stack output --json` as a file, or - for stdin (default); no --show-secrets needed",
+    )
     parser.add_argument("--out-dir", required=True, type=Path, help="where to write k8s_config.json and the template")
     parser.add_argument("--entry-point", "-e", default="hyperopt", help="MLproject entry point (default hyperopt)")
     parser.add_argument("--param", "-P", action="append", default=[], help="extra entry-point parameter, KEY=VALUE")
@@ -170,7 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for param in args.param:
         if "=" not in param:
             raise TrainerError(f"parameter {param!r} is not KEY=VALUE", "pass for example -P max_evals=50")
-    files = write_backend_files(read_stack_outputs(args.stack_output), args.out_dir, args.entry_point, args.param)
+    outputs = read_stack_outputs(args.stack_output)
+    files = write_backend_files(outputs, args.out_dir, args.entry_point, args.param)
+    for key in holds_plain_secrets(outputs):
+        print(
+            f"note: the stack outputs hold '{key}' in plain text (--show-secrets), which the bridge does not need; "
+            "pipe `pulumi stack output --json` without --show-secrets and delete any file that holds it",
+            file=sys.stderr,
+        )
     print(f"# wrote {files.config_path} and {files.template_path}")
     print("# from the repository root, with Docker logged in to the registry and kubectl on the cluster:")
     for line in files.commands:
