@@ -1,10 +1,18 @@
 """PostgreSQL, the tracking server's backend store: in the cluster by default, or an external server.
 
 In-cluster it is a single-replica StatefulSet of the pinned official image, its data on a
-PersistentVolumeClaim (size and storage class from config, retained when the StatefulSet is deleted, so a
-`pulumi destroy` never silently drops experiment history), reachable only through a ClusterIP Service and,
-through `network_policy`, only from the tracking server. With `postgres: external` (for example Amazon RDS)
-nothing is deployed here: the URI lives in the database Secret and the tracking server uses it unchanged.
+PersistentVolumeClaim, reachable only through a ClusterIP Service and, through `network_policy`, only from the
+tracking server.
+
+The claim always names a StorageClass, because EKS 1.30+ marks none as the default and a claim without one
+stays Pending (and `pulumi up` waits on the StatefulSet until it times out): the one the user names
+(`postgresStorageClass`), or on EKS one declared here for the EBS CSI driver (gp3, encrypted, bound where the
+pod lands, expandable). With `keepDataOnDestroy` (the default) `pulumi destroy` never drops experiment history:
+the StatefulSet leaves its claim behind (`whenDeleted: Retain`), `namespace.py` leaves the namespace that holds
+it, and the declared class's volumes outlive their claim (`reclaimPolicy: Retain`).
+
+With `postgres: external` (for example Amazon RDS) nothing is deployed here: the URI lives in the database
+Secret and the tracking server uses it unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +31,12 @@ DB_NAME = "mlflow"
 POSTGRES_PORT = 5432
 POSTGRES_UID = 999  # the `postgres` user of the official Debian-based image
 DATA_DIR = "/var/lib/postgresql/data"
+EBS_CSI_PROVISIONER = "ebs.csi.aws.com"
+
+
+def storage_class_name(cfg: StackConfig) -> str:
+    """The class the PostgreSQL claim names: the user's, or the one `Database` declares."""
+    return cfg.postgres_storage_class or f"{cfg.name_prefix}-postgres-gp3"
 
 
 def _image_version(image: str) -> str:
@@ -54,6 +68,21 @@ class Database(pulumi.ComponentResource):
         object_labels = labels(
             cfg.name_prefix, COMPONENT, name="postgresql", version=_image_version(cfg.postgres_image)
         )
+        claim_dependencies: list[pulumi.Resource] = []
+        if cfg.declares_storage_class:
+            claim_dependencies.append(
+                k8s.storage.v1.StorageClass(
+                    f"{name}-storage-class",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=storage_class_name(cfg), labels=object_labels),
+                    provisioner=EBS_CSI_PROVISIONER,
+                    parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+                    # Bind where the pod is scheduled: an EBS volume lives in one availability zone.
+                    volume_binding_mode="WaitForFirstConsumer",
+                    reclaim_policy="Retain" if cfg.keep_data_on_destroy else "Delete",
+                    allow_volume_expansion=True,
+                    opts=child,
+                )
+            )
 
         def secret_env(var: str) -> k8s.core.v1.EnvVarArgs:
             return k8s.core.v1.EnvVarArgs(
@@ -140,7 +169,7 @@ class Database(pulumi.ComponentResource):
                         metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=object_labels),
                         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                             access_modes=["ReadWriteOnce"],
-                            storage_class_name=cfg.postgres_storage_class,
+                            storage_class_name=storage_class_name(cfg),
                             resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                                 requests={"storage": cfg.postgres_storage_size}
                             ),
@@ -148,7 +177,7 @@ class Database(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, *claim_dependencies]),
         )
         self.host = names.service_fqdn(names.postgres)
         self.register_outputs({"host": self.host})

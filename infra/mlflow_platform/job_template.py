@@ -3,7 +3,7 @@
 MLflow replaces only the Job's name, container 0's name, image and command, and appends `MLFLOW_RUN_ID`,
 `MLFLOW_TRACKING_URI` (from `KUBE_MLFLOW_TRACKING_URI` when set) and `MLFLOW_EXPERIMENT_ID` to its env.
 It does NOT pass the MLproject's `docker_env` environment or volumes to the Job, so everything else the Job
-needs is here: the GPU limit and the toleration for the `nvidia.com/gpu` taint, S3 credentials by
+needs is here: the GPU limit and the toleration for the GPU nodes' taint (`gpuTaint`), S3 credentials by
 `secretKeyRef` (never by value), the tracking credentials when basic-auth is on, the ServiceAccount,
 `backoffLimit: 0` (a failed search must fail the run, not silently repeat it), a TTL so finished Jobs are
 cleaned up, a deadline, a memory-backed `/dev/shm` (RAPIDS and its data loaders need more than the
@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import StackConfig
+from .gpu_taint import gpu_tolerations, parse_taint
 from .labels import labels
 from .naming import Names
 
@@ -80,8 +81,8 @@ def build_job_template(cfg: StackConfig, names: Names) -> dict[str, Any]:
         ],
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.training_shm_size}}],
     }
-    if cfg.training_gpus:
-        pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if cfg.training_gpus and (tolerations := gpu_tolerations(parse_taint(cfg.gpu_taint))):
+        pod_spec["tolerations"] = tolerations
     if cfg.gpu_runtime_class:
         pod_spec["runtimeClassName"] = cfg.gpu_runtime_class
 

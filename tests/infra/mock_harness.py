@@ -46,6 +46,10 @@ class Recorded:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     additional_secret_outputs: list[str]
+    # Resource options the engine acts on at `pulumi destroy` (what `pulumi destroy` would leave behind).
+    retain_on_delete: bool = False
+    protect: bool = False
+    dependencies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,6 +146,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=unwrap_secrets(wire),
                 outputs=unwrap_secrets(json_format.MessageToDict(response.object)) if registration else {},
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                retain_on_delete=bool(request.retainOnDelete),
+                protect=bool(request.protect),
+                dependencies=list(request.dependencies),
             )
         )
         return response
