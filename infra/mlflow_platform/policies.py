@@ -25,6 +25,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from .quantities import QuantityError, parse_quantity
+
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -239,7 +241,21 @@ def check_pod_spec(pod_spec: Mapping[str, Any]) -> list[str]:
         for kind in ("cpu", "memory"):
             if not _get(resources, "requests", kind):
                 problems.append(f"container {name}: needs a {kind} request")
+        problems.extend(_request_within_limit(name, resources))
     return problems
+
+
+def _request_within_limit(container: str, resources: Mapping[str, Any]) -> Iterator[str]:
+    """A request above its limit is refused by the API server; an unparsable amount by the scheduler."""
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    for kind in sorted(set(requests) & set(limits)):
+        try:
+            request, limit = parse_quantity(str(requests[kind])), parse_quantity(str(limits[kind]))
+        except QuantityError:
+            yield f"container {container}: {kind} request {requests[kind]!r} or limit {limits[kind]!r} is no quantity"
+            continue
+        if request > limit:
+            yield f"container {container}: {kind} request {requests[kind]} exceeds its limit {limits[kind]}"
 
 
 def _pods_hardened(args: ResourceValidationArgs, report: ReportViolation) -> None:
