@@ -31,6 +31,7 @@ DB_NAME = "mlflow"
 POSTGRES_PORT = 5432
 POSTGRES_UID = 999  # the `postgres` user of the official Debian-based image
 DATA_DIR = "/var/lib/postgresql/data"
+SECRETS_DIR = "/run/secrets/postgres"
 EBS_CSI_PROVISIONER = "ebs.csi.aws.com"
 
 
@@ -84,14 +85,6 @@ class Database(pulumi.ComponentResource):
                 )
             )
 
-        def secret_env(var: str) -> k8s.core.v1.EnvVarArgs:
-            return k8s.core.v1.EnvVarArgs(
-                name=var,
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=names.db_secret, key=var)
-                ),
-            )
-
         ready_check = k8s.core.v1.ExecActionArgs(
             command=["pg_isready", "--host=127.0.0.1", f"--username={DB_USER}", f"--dbname={DB_NAME}"]
         )
@@ -127,9 +120,13 @@ class Database(pulumi.ComponentResource):
                                 image=cfg.postgres_image,
                                 ports=[k8s.core.v1.ContainerPortArgs(name="postgres", container_port=POSTGRES_PORT)],
                                 env=[
-                                    secret_env("POSTGRES_USER"),
-                                    secret_env("POSTGRES_PASSWORD"),
-                                    secret_env("POSTGRES_DB"),
+                                    k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value=DB_USER),
+                                    k8s.core.v1.EnvVarArgs(name="POSTGRES_DB", value=DB_NAME),
+                                    # The image's entrypoint reads *_FILE variables: the password stays a
+                                    # file, out of the environment that `ps e` and crash dumps show.
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="POSTGRES_PASSWORD_FILE", value=f"{SECRETS_DIR}/POSTGRES_PASSWORD"
+                                    ),
                                     # A subdirectory, because the volume's root holds lost+found on most
                                     # block storage and initdb refuses a non-empty directory.
                                     k8s.core.v1.EnvVarArgs(name="PGDATA", value=f"{DATA_DIR}/pgdata"),
@@ -154,6 +151,9 @@ class Database(pulumi.ComponentResource):
                                     k8s.core.v1.VolumeMountArgs(name="run", mount_path="/var/run/postgresql"),
                                     k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                                     k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="credentials", mount_path=SECRETS_DIR, read_only=True
+                                    ),
                                 ],
                             )
                         ],
@@ -161,6 +161,16 @@ class Database(pulumi.ComponentResource):
                             pod_security.scratch_volume("run", "16Mi"),
                             pod_security.scratch_volume("tmp", "256Mi"),
                             pod_security.scratch_volume("shm", "256Mi", memory=True),
+                            k8s.core.v1.VolumeArgs(
+                                name="credentials",
+                                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                    secret_name=names.db_secret,
+                                    items=[
+                                        k8s.core.v1.KeyToPathArgs(key="POSTGRES_PASSWORD", path="POSTGRES_PASSWORD")
+                                    ],
+                                    default_mode=0o440,  # readable by the pod's fsGroup (postgres), nobody else
+                                ),
+                            ),
                         ],
                     ),
                 ),

@@ -273,13 +273,18 @@ def _inline_secret_problems(pod_spec: Mapping[str, Any]) -> Iterator[str]:
             value = var.get("value")
             if value is None:
                 continue
-            if _SECRETISH_NAME.search(var.get("name", "")):
+            if _SECRETISH_NAME.search(var.get("name", "")) and not _is_file_reference(var.get("name", ""), value):
                 yield f"container {name}: env {var.get('name')} carries a literal value; use secretKeyRef"
             elif _CREDENTIALS_IN_URI.search(str(value)):
                 yield f"container {name}: env {var.get('name')} embeds credentials in a URI; use secretKeyRef"
         for arg in [*_as_list(container.get("command")), *_as_list(container.get("args"))]:
             if _CREDENTIALS_IN_URI.search(str(arg)):
                 yield f"container {name}: command line embeds credentials in a URI"
+
+
+def _is_file_reference(name: str, value: Any) -> bool:
+    """`POSTGRES_PASSWORD_FILE=/run/secrets/...`: the convention of images that read a secret from a file."""
+    return name.endswith("_FILE") and str(value).startswith("/")
 
 
 def _no_inline_secrets(args: ResourceValidationArgs, report: ReportViolation) -> None:

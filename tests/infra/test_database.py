@@ -20,7 +20,14 @@ def test_statefulset_pins_image_persists_data_and_probes(default_deployment: Dep
     assert claim["resources"]["requests"]["storage"] == "10Gi"
     assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
     env = {e["name"]: e for e in container["env"]}
-    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "rapids-mlflow-db-credentials"
+    # The password is a file from the Secret (the image's entrypoint reads POSTGRES_PASSWORD_FILE), never env.
+    assert "POSTGRES_PASSWORD" not in env and all("valueFrom" not in e for e in env.values())
+    password_file = env["POSTGRES_PASSWORD_FILE"]["value"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    mount = mounts[password_file.rsplit("/", 1)[0]]
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] is True and volume["secret"]["secretName"] == "rapids-mlflow-db-credentials"
+    assert {"key": "POSTGRES_PASSWORD", "path": password_file.rsplit("/", 1)[1]} in volume["secret"]["items"]
     service = default_deployment.k8s_named("kubernetes:core/v1:Service", "rapids-mlflow-postgres").inputs
     assert service["spec"]["type"] == "ClusterIP"
 
@@ -98,7 +105,8 @@ def test_external_postgres_deploys_no_database_and_keeps_uri_secret(deploy) -> N
     uri = "postgresql+psycopg2://mlflow:s3cr3t-value@db.example.internal:5432/mlflow"
     d = deploy({"postgres": "external", "postgresExternalUri": uri}, secret_keys=("postgresExternalUri",))
     assert not d.of_type("kubernetes:apps/v1:StatefulSet")
-    assert not d.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    policies = d.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    assert [p.inputs["metadata"]["name"] for p in policies] == ["rapids-mlflow-training-ingress"]  # none for a DB
     assert not d.of_type("random:index/randomPassword:RandomPassword")
     secret = d.k8s_named("kubernetes:core/v1:Secret", "rapids-mlflow-db-credentials")
     assert secret.inputs["stringData"] == {"MLFLOW_BACKEND_STORE_URI": uri}
