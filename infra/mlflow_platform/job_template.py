@@ -18,12 +18,19 @@ from typing import Any
 
 from .config import StackConfig
 from .gpu_taint import gpu_tolerations, parse_taint
-from .labels import labels
+from .labels import labels, selector_labels
 from .naming import Names
 
 # The training image's user: `rapidsai/base` images run as `rapids`, uid 1001.
 TRAINING_UID = 1001
 PLACEHOLDER = "{replaced by MLflow}"
+JOB_COMPONENT = "training-job"
+JOB_NAME = "airline-hpo"
+
+
+def job_selector(cfg: StackConfig) -> dict[str, str]:
+    """Labels every training pod carries (MLflow keeps the template's labels), for selecting them."""
+    return selector_labels(cfg.name_prefix, JOB_COMPONENT, name=JOB_NAME)
 
 
 def _secret_env(var: str, secret: str) -> dict[str, Any]:
@@ -32,7 +39,7 @@ def _secret_env(var: str, secret: str) -> dict[str, Any]:
 
 def build_job_template(cfg: StackConfig, names: Names) -> dict[str, Any]:
     """The Job template as a Kubernetes manifest (camelCase field names, ready to dump as YAML)."""
-    job_labels = labels(cfg.name_prefix, "training-job", name="airline-hpo")
+    job_labels = labels(cfg.name_prefix, JOB_COMPONENT, name=JOB_NAME)
     env: list[dict[str, Any]] = [
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "AWS_DEFAULT_REGION", "value": cfg.aws_region},
