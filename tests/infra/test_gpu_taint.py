@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from mlflow_platform.config import ConfigError, parse
 from mlflow_platform.gpu_taint import parse_taint
-from mock_harness import REPO, Deployment
+from mock_harness import KUBERNETES_VERSION, REPO, Deployment
 from toleration_matching import tolerated_by, tolerates
 
 CHART_VALUES = yaml.safe_load(
@@ -117,3 +118,20 @@ def test_untainted_gpu_nodes_need_no_toleration_in_the_job(deploy) -> None:
 def test_a_malformed_taint_is_refused_with_the_fix(bad: str) -> None:
     with pytest.raises(ConfigError, match=r"^config rapids-mlflow-stack:gpuTaint: .*pulumi config set gpuTaint"):
         parse({"aws:region": "us-east-1", "gpuTaint": bad})
+
+
+@pytest.mark.parametrize("taint_text", TAINTS)
+def test_every_toleration_list_is_valid_kubernetes(deploy, taint_text: str) -> None:
+    """What Helm renders into each DaemonSet's pod spec must pass the API server's schema."""
+    workloads = _gpu_side_tolerations(deploy({"gpuTaint": taint_text, "gpuFeatureDiscovery": "true"}))
+    for workload, tolerations in workloads.items():
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "gpu-side"},
+            "spec": {"containers": [{"name": "c", "image": "i:1"}], "tolerations": tolerations},
+        }
+        try:
+            kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{workload}: {e.message}")
