@@ -17,6 +17,7 @@ from mlflow_platform.naming import Names
 from mlflow_platform.network_policy import DatabaseNetworkPolicy
 from mlflow_platform.tracking_server import TrackingServer
 from mlflow_platform.training_access import TrainingAccess
+from mlflow_platform.training_network_policy import TrainingNetworkPolicy
 
 cfg = stack_config.load()
 names = Names(cfg.name_prefix, cfg.namespace)
@@ -43,6 +44,7 @@ if cfg.in_cluster_postgres:
         f"{p}-network", cfg, names, namespace, database.selector, tracking.selector, opts=in_namespace
     )
 training = TrainingAccess(f"{p}-training", cfg, names, namespace, opts=in_namespace)
+TrainingNetworkPolicy(f"{p}-training-network", cfg, names, namespace, opts=in_namespace)
 if cfg.gpu_device_plugin:
     GpuDevicePlugin(f"{p}-gpu", cfg)
 images = ImageRepository(f"{p}-images", cfg)

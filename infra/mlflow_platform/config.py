@@ -15,8 +15,12 @@ import re
 from typing import Any, Literal
 
 import pulumi
+import pulumi_aws
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from .gpu_taint import DEFAULT_GPU_TAINT, parse_taint
+from .quantities import GIBIBYTE, QuantityError, format_bytes, parse_bytes, parse_cpu
 
 PROJECT = "rapids-mlflow-stack"
 # MLflow 3.16.1 removed basic-auth's built-in default admin password (CVE-2026-2635); older servers must
@@ -26,7 +30,10 @@ MIN_MLFLOW_VERSION = (3, 16, 1)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G|T)?$")
+# The regions the installed pulumi-aws provider knows; an unknown one fails only at `pulumi up` otherwise.
+AWS_REGIONS = frozenset(region.value for region in pulumi_aws.Region)
+# gp3 EBS volumes are 1 GiB to 16 TiB; outside that the EBS CSI driver never provisions and the PVC stays Pending.
+EBS_GP3_MAX = 16 * 1024 * GIBIBYTE
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")
 _IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?/?[^\s:@]*:[\w][\w.-]{0,127}(@sha256:[0-9a-f]{64})?$")
@@ -43,6 +50,11 @@ _EXAMPLES: dict[str, str] = {
     "trackingImage": "ghcr.io/mlflow/mlflow:v3.17.2-full",
     "postgresStorageSize": "20Gi",
     "serviceType": "ClusterIP",
+    "trainingCpu": "4",
+    "trainingMemory": "24Gi",
+    "trainingShmSize": "8Gi",
+    "postgresStorageClass": "microk8s-hostpath",
+    "gpuTaint": DEFAULT_GPU_TAINT,
 }
 SECRET_KEYS = frozenset({"postgresExternalUri"})
 
@@ -95,6 +107,11 @@ class StackConfig(BaseModel):
     postgres_image: str = "postgres:17.6-bookworm"
     postgres_storage_size: str = "10Gi"
     postgres_storage_class: str | None = None
+    # Which cluster the program may assume: "eks" lets it declare its own EBS CSI StorageClass when
+    # postgresStorageClass is unset; elsewhere no StorageClass is known to exist, so one must be named.
+    cluster_kind: Literal["eks", "other"] = "eks"
+    # Keep the PostgreSQL volume (and the namespace that holds its claim) on `pulumi destroy`.
+    keep_data_on_destroy: bool = True
     # Secret: read with get_secret() and carried as an Output; never validated in plain text.
     postgres_external_uri: Any = Field(None, exclude=True)
 
@@ -112,6 +129,7 @@ class StackConfig(BaseModel):
     device_plugin_chart_version: str = "0.20.0"
     gpu_feature_discovery: bool = False
     gpu_runtime_class: str | None = None
+    gpu_taint: str = DEFAULT_GPU_TAINT
 
     # Training Jobs launched by `mlflow run --backend kubernetes`.
     training_repository_uri: str | None = None
@@ -153,11 +171,44 @@ class StackConfig(BaseModel):
             raise ValueError("must be a non-empty S3 key prefix without leading or trailing '/'")
         return v
 
-    @field_validator("postgres_storage_size", "training_cpu", "training_memory", "training_shm_size")
+    @field_validator("aws_region")
     @classmethod
-    def _quantity(cls, v: str) -> str:
-        if not _QUANTITY.match(v):
-            raise ValueError("must be a Kubernetes quantity such as 10Gi or 500m")
+    def _region(cls, v: str) -> str:
+        if v not in AWS_REGIONS:
+            raise ValueError("is not an AWS region the installed pulumi-aws provider knows, such as us-east-1")
+        return v
+
+    @field_validator("training_cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        try:
+            parse_cpu(v)
+        except QuantityError as e:
+            raise ValueError(f"must be a CPU amount such as 4, 0.5 or 500m, and is {e}") from None
+        return v
+
+    @field_validator("training_memory", "training_shm_size")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        try:
+            parse_bytes(v)
+        except QuantityError as e:
+            raise ValueError(f"must be a memory size such as 24Gi or 512Mi, and is {e}") from None
+        return v
+
+    @field_validator("postgres_storage_size")
+    @classmethod
+    def _storage(cls, v: str) -> str:
+        try:
+            parse_bytes(v, minimum=GIBIBYTE)
+        except QuantityError as e:
+            raise ValueError(f"must be a volume size such as 10Gi, and is {e}") from None
+        return v
+
+    @field_validator("gpu_taint")
+    @classmethod
+    def _taint(cls, v: str) -> str:
+        parse_taint(v)
         return v
 
     @field_validator("postgres_image", "tracking_image")
@@ -209,7 +260,32 @@ class StackConfig(BaseModel):
             raise _KeyProblem("kmsKeyArn", "must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
         if self.postgres == "external" and self.postgres_external_uri is None:
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
+        self._check_sizes()
         return self
+
+    def _check_sizes(self) -> None:
+        """Values that are each valid but together leave a pod or a volume claim pending forever."""
+        memory, shm = parse_bytes(self.training_memory), parse_bytes(self.training_shm_size)
+        if shm > memory:
+            # /dev/shm is memory-backed and counts against the container's memory limit.
+            raise _KeyProblem(
+                "trainingShmSize",
+                f"must not exceed trainingMemory ({self.training_memory}): /dev/shm is memory inside the same "
+                f"limit (got {self.training_shm_size!r})",
+            )
+        if self.in_cluster_postgres and not self.postgres_storage_class and self.cluster_kind != "eks":
+            raise _KeyProblem(
+                "postgresStorageClass",
+                "is required when clusterKind is 'other' (a claim without a class stays Pending where no class is "
+                "the default); name one from `kubectl get storageclass`",
+            )
+        if self.declares_storage_class and parse_bytes(self.postgres_storage_size, GIBIBYTE) > EBS_GP3_MAX:
+            raise _KeyProblem("postgresStorageSize", f"exceeds {format_bytes(EBS_GP3_MAX)}, the largest gp3 EBS volume")
+
+    @property
+    def declares_storage_class(self) -> bool:
+        """True when the stack creates the EBS CSI StorageClass for PostgreSQL itself."""
+        return self.in_cluster_postgres and not self.postgres_storage_class and self.cluster_kind == "eks"
 
     @property
     def in_cluster_postgres(self) -> bool:

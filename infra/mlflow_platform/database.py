@@ -1,10 +1,18 @@
 """PostgreSQL, the tracking server's backend store: in the cluster by default, or an external server.
 
 In-cluster it is a single-replica StatefulSet of the pinned official image, its data on a
-PersistentVolumeClaim (size and storage class from config, retained when the StatefulSet is deleted, so a
-`pulumi destroy` never silently drops experiment history), reachable only through a ClusterIP Service and,
-through `network_policy`, only from the tracking server. With `postgres: external` (for example Amazon RDS)
-nothing is deployed here: the URI lives in the database Secret and the tracking server uses it unchanged.
+PersistentVolumeClaim, reachable only through a ClusterIP Service and, through `network_policy`, only from the
+tracking server.
+
+The claim always names a StorageClass, because EKS 1.30+ marks none as the default and a claim without one
+stays Pending (and `pulumi up` waits on the StatefulSet until it times out): the one the user names
+(`postgresStorageClass`), or on EKS one declared here for the EBS CSI driver (gp3, encrypted, bound where the
+pod lands, expandable). With `keepDataOnDestroy` (the default) `pulumi destroy` never drops experiment history:
+the StatefulSet leaves its claim behind (`whenDeleted: Retain`), `namespace.py` leaves the namespace that holds
+it, and the declared class's volumes outlive their claim (`reclaimPolicy: Retain`).
+
+With `postgres: external` (for example Amazon RDS) nothing is deployed here: the URI lives in the database
+Secret and the tracking server uses it unchanged.
 """
 
 from __future__ import annotations
@@ -23,6 +31,13 @@ DB_NAME = "mlflow"
 POSTGRES_PORT = 5432
 POSTGRES_UID = 999  # the `postgres` user of the official Debian-based image
 DATA_DIR = "/var/lib/postgresql/data"
+SECRETS_DIR = "/run/secrets/postgres"
+EBS_CSI_PROVISIONER = "ebs.csi.aws.com"
+
+
+def storage_class_name(cfg: StackConfig) -> str:
+    """The class the PostgreSQL claim names: the user's, or the one `Database` declares."""
+    return cfg.postgres_storage_class or f"{cfg.name_prefix}-postgres-gp3"
 
 
 def _image_version(image: str) -> str:
@@ -54,13 +69,20 @@ class Database(pulumi.ComponentResource):
         object_labels = labels(
             cfg.name_prefix, COMPONENT, name="postgresql", version=_image_version(cfg.postgres_image)
         )
-
-        def secret_env(var: str) -> k8s.core.v1.EnvVarArgs:
-            return k8s.core.v1.EnvVarArgs(
-                name=var,
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=names.db_secret, key=var)
-                ),
+        claim_dependencies: list[pulumi.Resource] = []
+        if cfg.declares_storage_class:
+            claim_dependencies.append(
+                k8s.storage.v1.StorageClass(
+                    f"{name}-storage-class",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=storage_class_name(cfg), labels=object_labels),
+                    provisioner=EBS_CSI_PROVISIONER,
+                    parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
+                    # Bind where the pod is scheduled: an EBS volume lives in one availability zone.
+                    volume_binding_mode="WaitForFirstConsumer",
+                    reclaim_policy="Retain" if cfg.keep_data_on_destroy else "Delete",
+                    allow_volume_expansion=True,
+                    opts=child,
+                )
             )
 
         ready_check = k8s.core.v1.ExecActionArgs(
@@ -98,9 +120,13 @@ class Database(pulumi.ComponentResource):
                                 image=cfg.postgres_image,
                                 ports=[k8s.core.v1.ContainerPortArgs(name="postgres", container_port=POSTGRES_PORT)],
                                 env=[
-                                    secret_env("POSTGRES_USER"),
-                                    secret_env("POSTGRES_PASSWORD"),
-                                    secret_env("POSTGRES_DB"),
+                                    k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value=DB_USER),
+                                    k8s.core.v1.EnvVarArgs(name="POSTGRES_DB", value=DB_NAME),
+                                    # The image's entrypoint reads *_FILE variables: the password stays a
+                                    # file, out of the environment that `ps e` and crash dumps show.
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="POSTGRES_PASSWORD_FILE", value=f"{SECRETS_DIR}/POSTGRES_PASSWORD"
+                                    ),
                                     # A subdirectory, because the volume's root holds lost+found on most
                                     # block storage and initdb refuses a non-empty directory.
                                     k8s.core.v1.EnvVarArgs(name="PGDATA", value=f"{DATA_DIR}/pgdata"),
@@ -125,6 +151,9 @@ class Database(pulumi.ComponentResource):
                                     k8s.core.v1.VolumeMountArgs(name="run", mount_path="/var/run/postgresql"),
                                     k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                                     k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="credentials", mount_path=SECRETS_DIR, read_only=True
+                                    ),
                                 ],
                             )
                         ],
@@ -132,6 +161,16 @@ class Database(pulumi.ComponentResource):
                             pod_security.scratch_volume("run", "16Mi"),
                             pod_security.scratch_volume("tmp", "256Mi"),
                             pod_security.scratch_volume("shm", "256Mi", memory=True),
+                            k8s.core.v1.VolumeArgs(
+                                name="credentials",
+                                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                    secret_name=names.db_secret,
+                                    items=[
+                                        k8s.core.v1.KeyToPathArgs(key="POSTGRES_PASSWORD", path="POSTGRES_PASSWORD")
+                                    ],
+                                    default_mode=0o440,  # readable by the pod's fsGroup (postgres), nobody else
+                                ),
+                            ),
                         ],
                     ),
                 ),
@@ -140,7 +179,7 @@ class Database(pulumi.ComponentResource):
                         metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=object_labels),
                         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                             access_modes=["ReadWriteOnce"],
-                            storage_class_name=cfg.postgres_storage_class,
+                            storage_class_name=storage_class_name(cfg),
                             resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                                 requests={"storage": cfg.postgres_storage_size}
                             ),
@@ -148,7 +187,7 @@ class Database(pulumi.ComponentResource):
                     )
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service, *claim_dependencies]),
         )
         self.host = names.service_fqdn(names.postgres)
         self.register_outputs({"host": self.host})

@@ -8,6 +8,15 @@ plugin, and two plugins on a node fight over the same devices.
 The chart's default node affinity only schedules the plugin on nodes labelled by Node Feature Discovery
 (`feature.node.kubernetes.io/pci-10de.present`) or by hand (`nvidia.com/gpu.present=true`). With
 `gpuFeatureDiscovery: true` the chart's GPU Feature Discovery and NFD subchart add those labels themselves.
+
+Every pod of the chart that must run on a GPU node tolerates the configured `gpuTaint` (see `gpu_taint`). Value
+paths, read from the chart at tag v0.20.0 (github.com/NVIDIA/k8s-device-plugin,
+deployments/helm/nvidia-device-plugin): `tolerations` (values.yaml; used by both
+templates/daemonset-device-plugin.yml and templates/daemonset-gfd.yml, default: `CriticalAddonsOnly` Exists and
+`nvidia.com/gpu` Exists NoSchedule) and `nfd.worker.tolerations` (values.yaml, passed to the
+node-feature-discovery 0.19.0 subchart; default: `node-role.kubernetes.io/master=:NoSchedule` and
+`nvidia.com/gpu=present:NoSchedule` only). Setting a list replaces the chart's default, so both defaults are
+repeated here and the configured taint's toleration added.
 """
 
 from __future__ import annotations
@@ -18,24 +27,38 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from .config import StackConfig
+from .gpu_taint import gpu_tolerations, parse_taint
 from .naming import TYPE_PREFIX
 
 CHART = "nvidia-device-plugin"
 CHART_REPO = "https://nvidia.github.io/k8s-device-plugin"
 NAMESPACE = "nvidia-device-plugin"
+# The chart's own defaults (values.yaml at v0.20.0), kept because a list value replaces them.
+CHART_TOLERATIONS = [
+    {"key": "CriticalAddonsOnly", "operator": "Exists"},
+    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+]
+NFD_WORKER_TOLERATIONS = [
+    {"key": "node-role.kubernetes.io/master", "operator": "Equal", "value": "", "effect": "NoSchedule"},
+    {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"},
+]
+
+
+def _with(defaults: list[dict[str, str]], extra: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [*defaults, *(t for t in extra if t not in defaults)]
 
 
 def chart_values(cfg: StackConfig) -> dict[str, Any]:
     """Helm values: tolerate the GPU taint, fail loudly when no driver is found, optional runtime class."""
+    gpu = gpu_tolerations(parse_taint(cfg.gpu_taint))
     values: dict[str, Any] = {
         "failOnInitError": True,
-        "tolerations": [
-            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-            {"key": "CriticalAddonsOnly", "operator": "Exists"},
-        ],
+        "tolerations": _with(CHART_TOLERATIONS, gpu),
         "gfd": {"enabled": cfg.gpu_feature_discovery},
         "nfd": {"enabled": cfg.gpu_feature_discovery},
     }
+    if cfg.gpu_feature_discovery:
+        values["nfd"]["worker"] = {"tolerations": _with(NFD_WORKER_TOLERATIONS, gpu)}
     if cfg.gpu_runtime_class:
         values["runtimeClassName"] = cfg.gpu_runtime_class
     return values

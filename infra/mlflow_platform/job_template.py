@@ -3,7 +3,7 @@
 MLflow replaces only the Job's name, container 0's name, image and command, and appends `MLFLOW_RUN_ID`,
 `MLFLOW_TRACKING_URI` (from `KUBE_MLFLOW_TRACKING_URI` when set) and `MLFLOW_EXPERIMENT_ID` to its env.
 It does NOT pass the MLproject's `docker_env` environment or volumes to the Job, so everything else the Job
-needs is here: the GPU limit and the toleration for the `nvidia.com/gpu` taint, S3 credentials by
+needs is here: the GPU limit and the toleration for the GPU nodes' taint (`gpuTaint`), S3 credentials by
 `secretKeyRef` (never by value), the tracking credentials when basic-auth is on, the ServiceAccount,
 `backoffLimit: 0` (a failed search must fail the run, not silently repeat it), a TTL so finished Jobs are
 cleaned up, a deadline, a memory-backed `/dev/shm` (RAPIDS and its data loaders need more than the
@@ -17,12 +17,20 @@ from __future__ import annotations
 from typing import Any
 
 from .config import StackConfig
-from .labels import labels
+from .gpu_taint import gpu_tolerations, parse_taint
+from .labels import labels, selector_labels
 from .naming import Names
 
 # The training image's user: `rapidsai/base` images run as `rapids`, uid 1001.
 TRAINING_UID = 1001
 PLACEHOLDER = "{replaced by MLflow}"
+JOB_COMPONENT = "training-job"
+JOB_NAME = "airline-hpo"
+
+
+def job_selector(cfg: StackConfig) -> dict[str, str]:
+    """Labels every training pod carries (MLflow keeps the template's labels), for selecting them."""
+    return selector_labels(cfg.name_prefix, JOB_COMPONENT, name=JOB_NAME)
 
 
 def _secret_env(var: str, secret: str) -> dict[str, Any]:
@@ -31,7 +39,7 @@ def _secret_env(var: str, secret: str) -> dict[str, Any]:
 
 def build_job_template(cfg: StackConfig, names: Names) -> dict[str, Any]:
     """The Job template as a Kubernetes manifest (camelCase field names, ready to dump as YAML)."""
-    job_labels = labels(cfg.name_prefix, "training-job", name="airline-hpo")
+    job_labels = labels(cfg.name_prefix, JOB_COMPONENT, name=JOB_NAME)
     env: list[dict[str, Any]] = [
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         {"name": "AWS_DEFAULT_REGION", "value": cfg.aws_region},
@@ -80,8 +88,8 @@ def build_job_template(cfg: StackConfig, names: Names) -> dict[str, Any]:
         ],
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": cfg.training_shm_size}}],
     }
-    if cfg.training_gpus:
-        pod_spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if cfg.training_gpus and (tolerations := gpu_tolerations(parse_taint(cfg.gpu_taint))):
+        pod_spec["tolerations"] = tolerations
     if cfg.gpu_runtime_class:
         pod_spec["runtimeClassName"] = cfg.gpu_runtime_class
 

@@ -2,6 +2,10 @@
 
 Every pod the stack declares (and the training Jobs from the job template) meets that standard, so the
 namespace can refuse anything that does not: a mistyped manifest cannot bring a root container in.
+
+With the in-cluster database and `keepDataOnDestroy` (the default), `pulumi destroy` leaves the namespace in the
+cluster: deleting it would delete the PostgreSQL volume claim with it, which the StatefulSet itself retains.
+Everything else in it that the stack declared is still deleted one by one.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ class PlatformNamespace(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=cfg.namespace, labels={**labels(cfg.name_prefix, "platform"), **RESTRICTED_PSA_LABELS}
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self, retain_on_delete=cfg.keep_data_on_destroy and cfg.in_cluster_postgres
+            ),
         )
         self.name = namespace.metadata.name
         self.register_outputs({"name": self.name})

@@ -61,6 +61,10 @@ class Names:
     def postgres_network_policy(self) -> str:
         return self._n("postgres-ingress")
 
+    @property
+    def training_network_policy(self) -> str:
+        return self._n("training-ingress")
+
     def service_fqdn(self, service: str) -> str:
         """The in-cluster DNS name pods use to reach `service` in this namespace."""
         return f"{service}.{self.namespace}.svc.cluster.local"

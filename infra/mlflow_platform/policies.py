@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -24,6 +24,9 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
+
+from .quantities import QuantityError, parse_quantity
 
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",
@@ -239,7 +242,21 @@ def check_pod_spec(pod_spec: Mapping[str, Any]) -> list[str]:
         for kind in ("cpu", "memory"):
             if not _get(resources, "requests", kind):
                 problems.append(f"container {name}: needs a {kind} request")
+        problems.extend(_request_within_limit(name, resources))
     return problems
+
+
+def _request_within_limit(container: str, resources: Mapping[str, Any]) -> Iterator[str]:
+    """A request above its limit is refused by the API server; an unparsable amount by the scheduler."""
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    for kind in sorted(set(requests) & set(limits)):
+        try:
+            request, limit = parse_quantity(str(requests[kind])), parse_quantity(str(limits[kind]))
+        except QuantityError:
+            yield f"container {container}: {kind} request {requests[kind]!r} or limit {limits[kind]!r} is no quantity"
+            continue
+        if request > limit:
+            yield f"container {container}: {kind} request {requests[kind]} exceeds its limit {limits[kind]}"
 
 
 def _pods_hardened(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -250,31 +267,73 @@ def _pods_hardened(args: ResourceValidationArgs, report: ReportViolation) -> Non
         report(problem, None)
 
 
-def _inline_secret_problems(pod_spec: Mapping[str, Any]) -> Iterator[str]:
+def _known(value: Any, undecided: list[UnknownValueError]) -> list[Any]:
+    """The known items of a list (or one value), noting each unknown one instead of stopping at it."""
+    items: list[Any] = []
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        for i in range(len(value)):
+            try:
+                items.append(value[i])
+            except UnknownValueError as e:
+                undecided.append(e)
+    elif value is not None:
+        items.append(value)
+    return items
+
+
+def _inline_secret_problems(pod_spec: Mapping[str, Any], undecided: list[UnknownValueError]) -> Iterator[str]:
+    """Literal secrets in env values and command lines; values not known yet (preview) go to `undecided`."""
     for container in _containers(pod_spec):
         name = container.get("name", "?")
-        for var in _as_list(container.get("env")):
-            value = var.get("value")
+        for var in _known(container.get("env"), undecided):
+            var_name = var.get("name", "")
+            if "value" not in list(var.keys()):  # valueFrom: a reference, fine
+                continue
+            try:
+                value = var.get("value")
+            except UnknownValueError as e:
+                # A secret-looking name with a literal value is wrong whatever the value turns out to be.
+                if _SECRETISH_NAME.search(var_name) and not var_name.endswith("_FILE"):
+                    yield f"container {name}: env {var_name} carries a literal value; use secretKeyRef"
+                else:
+                    undecided.append(e)
+                continue
             if value is None:
                 continue
-            if _SECRETISH_NAME.search(var.get("name", "")):
-                yield f"container {name}: env {var.get('name')} carries a literal value; use secretKeyRef"
+            if _SECRETISH_NAME.search(var_name) and not _is_file_reference(var_name, value):
+                yield f"container {name}: env {var_name} carries a literal value; use secretKeyRef"
             elif _CREDENTIALS_IN_URI.search(str(value)):
-                yield f"container {name}: env {var.get('name')} embeds credentials in a URI; use secretKeyRef"
-        for arg in [*_as_list(container.get("command")), *_as_list(container.get("args"))]:
-            if _CREDENTIALS_IN_URI.search(str(arg)):
-                yield f"container {name}: command line embeds credentials in a URI"
+                yield f"container {name}: env {var_name} embeds credentials in a URI; use secretKeyRef"
+        for field in ("command", "args"):
+            try:
+                line = container.get(field)
+            except UnknownValueError as e:
+                undecided.append(e)
+                continue
+            for arg in _known(line, undecided):
+                if _CREDENTIALS_IN_URI.search(str(arg)):
+                    yield f"container {name}: command line embeds credentials in a URI"
+
+
+def _is_file_reference(name: str, value: Any) -> bool:
+    """`POSTGRES_PASSWORD_FILE=/run/secrets/...`: the convention of images that read a secret from a file."""
+    return name.endswith("_FILE") and str(value).startswith("/")
 
 
 def _no_inline_secrets(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    undecided: list[UnknownValueError] = []
     pod_spec = _pod_spec(args.resource_type, args.props)
     if pod_spec is not None:
-        for problem in _inline_secret_problems(pod_spec):
+        for problem in _inline_secret_problems(pod_spec, undecided):
             report(problem, None)
     if args.resource_type == "kubernetes:core/v1:ConfigMap":
         for key, value in (args.props.get("data") or {}).items():
             if _SECRETISH_NAME.search(key) or _CREDENTIALS_IN_URI.search(str(value)):
                 report(f"ConfigMap key {key!r} looks secret; put it in a Secret.", None)
+    if undecided:
+        # Everything known has been checked (and reported); the analyzer turns this into its advisory
+        # "can't run policy during preview" note for what is left, and decides it again during `pulumi up`.
+        raise undecided[0]
 
 
 def _secret_outputs_marked(args: ResourceValidationArgs, report: ReportViolation) -> None:

@@ -46,6 +46,10 @@ class Recorded:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     additional_secret_outputs: list[str]
+    # Resource options the engine acts on at `pulumi destroy` (what `pulumi destroy` would leave behind).
+    retain_on_delete: bool = False
+    protect: bool = False
+    dependencies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,19 +146,30 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=unwrap_secrets(wire),
                 outputs=unwrap_secrets(json_format.MessageToDict(response.object)) if registration else {},
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                retain_on_delete=bool(request.retainOnDelete),
+                protect=bool(request.protect),
+                dependencies=list(request.dependencies),
             )
         )
         return response
 
 
-def run_program(config: dict[str, str], secret_keys: tuple[str, ...] = ()) -> Deployment:
-    """Run `infra/__main__.py` under mocks with `config` (short keys get the project namespace)."""
+def run_program(
+    config: dict[str, str],
+    secret_keys: tuple[str, ...] = (),
+    preview: bool = False,
+    mocks: pulumi.runtime.Mocks | None = None,
+) -> Deployment:
+    """Run `infra/__main__.py` under mocks with `config` (short keys get the project namespace).
+
+    `preview=True` with mocks that return unknowns models a first `pulumi preview` (see test_first_preview.py).
+    """
     full = {k if ":" in k else f"{PROJECT}:{k}": v for k, v in {**BASE_CONFIG, **config}.items()}
     secrets = [k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys]
     pulumi.runtime.set_all_config(full, secret_keys=secrets)
     pulumi_settings.ROOT.set(None)
-    monitor = RecordingMonitor(ProviderMocks())
-    pulumi.runtime.set_mocks(ProviderMocks(), project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+    monitor = RecordingMonitor(mocks or ProviderMocks())
+    pulumi.runtime.set_mocks(mocks or ProviderMocks(), project=PROJECT, stack=STACK, preview=preview, monitor=monitor)
 
     exported: dict[str, pulumi.Output] = {}
 

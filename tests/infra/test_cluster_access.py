@@ -30,7 +30,7 @@ def test_runtime_class_reaches_plugin_and_job_template(deploy) -> None:
 
 
 def test_postgres_accepts_only_the_tracking_server(default_deployment: Deployment) -> None:
-    policy = default_deployment.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
+    policy = default_deployment.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "postgres").inputs["spec"]
     postgres_pod = default_deployment.k8s_named("kubernetes:apps/v1:StatefulSet", "rapids-mlflow-postgres").inputs
     tracking_pod = default_deployment.k8s_named("kubernetes:apps/v1:Deployment", "rapids-mlflow-tracking").inputs
     selected = policy["podSelector"]["matchLabels"]

@@ -40,6 +40,22 @@ REGION = {"aws:region": "us-east-1"}
         ),
         ({**REGION, "externalUrl": "mlflow.example.com"}, "externalUrl", "pulumi config set externalUrl"),
         ({**REGION, "trainingRepositoryUri": "registry/airline:1"}, "trainingRepositoryUri", "pulumi config set"),
+        # Values Kubernetes or AWS would reject (or never schedule) only after `pulumi up` has started.
+        ({"aws:region": "us-mars-1"}, "aws:region", "pulumi config set aws:region us-east-1"),
+        ({**REGION, "trainingCpu": "4Gi"}, "trainingCpu", "pulumi config set trainingCpu 4"),
+        ({**REGION, "trainingCpu": "four"}, "trainingCpu", "pulumi config set trainingCpu 4"),
+        ({**REGION, "trainingMemory": "500m"}, "trainingMemory", "pulumi config set trainingMemory 24Gi"),
+        ({**REGION, "trainingShmSize": "32Gi"}, "trainingShmSize", "pulumi config set trainingShmSize 8Gi"),
+        ({**REGION, "trainingMemory": "4Gi"}, "trainingShmSize", "pulumi config set trainingShmSize 8Gi"),
+        ({**REGION, "postgresStorageSize": "512Mi"}, "postgresStorageSize", "pulumi config set postgresStorageSize"),
+        ({**REGION, "postgresStorageSize": "17Ti"}, "postgresStorageSize", "pulumi config set postgresStorageSize"),
+        (
+            {**REGION, "clusterKind": "other"},
+            "postgresStorageClass",
+            "pulumi config set postgresStorageClass microk8s-hostpath",
+        ),
+        ({**REGION, "clusterKind": "gke"}, "clusterKind", "pulumi config set clusterKind"),
+        ({**REGION, "gpuTaint": "nvidia.com/gpu=true"}, "gpuTaint", "pulumi config set gpuTaint nvidia.com/gpu="),
     ],
 )
 def test_invalid_config_names_the_key_and_the_fixing_command(raw: dict, key: str, command: str) -> None:
@@ -123,3 +139,32 @@ def test_dev_stack_previews_as_the_cli_would_merge_it(deploy) -> None:
     merged.update({k: _as_cli_string(v) for k, v in stack.items() if not k.startswith(f"{PROJECT}:")})
     d = deploy(merged)
     assert d.exports["namespace"] == "mlflow" and d.exports["aws_region"] == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"trainingCpu": "500m", "trainingMemory": "2Gi", "trainingShmSize": "2Gi"},  # shm may use all of it
+        {"trainingCpu": "0.5", "trainingMemory": "16e9", "trainingShmSize": "1G"},
+        {"trainingMemory": "24576Mi", "postgresStorageSize": "1Gi"},
+        {"clusterKind": "other", "postgresStorageClass": "microk8s-hostpath", "postgresStorageSize": "100Ti"},
+        {"aws:region": "eu-central-2"},
+        {"gpuTaint": "none"},
+    ],
+)
+def test_sensible_values_in_every_kubernetes_spelling_are_accepted(raw: dict) -> None:
+    parse({**REGION, **raw})
+
+
+def test_every_region_the_provider_knows_is_accepted() -> None:
+    import pulumi_aws
+
+    for region in pulumi_aws.Region:
+        assert parse({"aws:region": region.value}).aws_region == region.value
+
+
+def test_a_size_error_is_one_line_naming_the_value(deploy) -> None:
+    with pytest.raises(ConfigError) as error:
+        deploy({"trainingShmSize": "32Gi"})
+    message = str(error.value)
+    assert "\n" not in message and "'32Gi'" in message and "trainingMemory (24Gi)" in message

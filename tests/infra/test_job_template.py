@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mock_harness import Deployment
+from toleration_matching import tolerated_by
 
 
 def _pod(d: Deployment) -> dict:
@@ -12,7 +13,8 @@ def _pod(d: Deployment) -> dict:
 def test_template_requests_a_gpu_and_tolerates_the_gpu_taint(default_deployment: Deployment) -> None:
     pod = _pod(default_deployment)
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    # The default `gpuTaint`; every value is covered in test_gpu_taint.py with Kubernetes' matching rules.
+    assert tolerated_by(pod["tolerations"], {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"})
 
 
 def test_template_runs_once_is_cleaned_up_and_runs_as_the_training_account(default_deployment: Deployment) -> None:
@@ -53,3 +55,16 @@ def test_template_is_not_secret_and_holds_no_secret_values(default_deployment: D
     assert "kube_job_template" not in default_deployment.secret_exports
     text = repr(default_deployment.exports["kube_job_template"])
     assert "mock-secret-access-key-value" not in text and "pppp" not in text
+
+
+def test_training_pods_accept_no_connections(default_deployment: Deployment) -> None:
+    """A NetworkPolicy selects the pods MLflow creates from the template (it keeps the template's labels) and
+    allows no ingress; the database's policy does not select them."""
+    pod_labels = default_deployment.exports["kube_job_template"]["spec"]["template"]["metadata"]["labels"]
+    selecting = [
+        r.inputs["spec"]
+        for r in default_deployment.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if r.inputs["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    ]
+    assert len(selecting) == 1
+    assert selecting[0]["policyTypes"] == ["Ingress"] and not selecting[0].get("ingress")

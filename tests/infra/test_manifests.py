@@ -16,6 +16,7 @@ VARIANTS = {
         "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow",
         "postgresStorageClass": "gp3",
     },
+    "microk8s": {"clusterKind": "other", "postgresStorageClass": "microk8s-hostpath", "keepDataOnDestroy": "false"},
 }
 
 
@@ -34,6 +35,8 @@ def test_every_kubernetes_object_validates_against_the_openapi_schema(deploy, va
         "RoleBinding",
         "NetworkPolicy",
     } <= kinds
+    # On EKS without a named class, the stack's own EBS StorageClass is validated like every other object.
+    assert ("StorageClass" in kinds) == (variant == "default")
     for manifest in rendered:
         try:
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
@@ -55,3 +58,15 @@ def test_validation_would_catch_a_broken_manifest() -> None:
             KUBERNETES_VERSION,
             strict=True,
         )
+
+
+def test_pod_check_refuses_a_request_above_its_limit(default_deployment) -> None:
+    """The API server refuses such a pod; the same check runs over every declared pod and the job template."""
+    pod = default_deployment.exports["kube_job_template"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    limits = container["resources"]["limits"]
+    broken = {**container, "resources": {"requests": {"cpu": "4", "memory": "25Gi"}, "limits": limits}}
+    problems = check_pod_spec({**pod, "containers": [broken]})
+    assert problems == [f"container {container['name']}: memory request 25Gi exceeds its limit 24Gi"]
+    equal = {**container, "resources": {"requests": {"cpu": "4", "memory": "24576Mi"}, "limits": limits}}
+    assert check_pod_spec({**pod, "containers": [equal]}) == []  # the same amount in another spelling

@@ -52,7 +52,7 @@ def test_every_kubernetes_object_is_labelled_and_namespaced(default_deployment: 
         metadata = r.inputs["metadata"]
         assert metadata["labels"]["app.kubernetes.io/part-of"] == "rapids-mlflow-stack", r.name
         assert metadata["labels"]["app.kubernetes.io/managed-by"] == "pulumi", r.name
-        if r.type != "kubernetes:core/v1:Namespace":
+        if r.type not in {"kubernetes:core/v1:Namespace", "kubernetes:storage.k8s.io/v1:StorageClass"}:  # cluster-wide
             assert metadata["namespace"] == "mlflow", r.name
 
 

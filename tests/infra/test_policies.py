@@ -119,6 +119,18 @@ BROKEN = [
         lambda w: _container(w)["command"].append("--backend-store-uri=postgresql://u:pw@db/mlflow"),
         "",
     ),
+    (
+        "k8s-no-inline-secrets",
+        "kubernetes:apps/v1:StatefulSet",
+        lambda w: _container(w)["env"].append({"name": "POSTGRES_PASSWORD_FILE", "value": "hunter2"}),  # not a path
+        "",
+    ),
+    (
+        "k8s-pods-hardened",
+        "kubernetes:apps/v1:StatefulSet",
+        lambda w: _container(w)["resources"]["requests"].update(memory="2Gi"),  # above its 1Gi limit
+        "",
+    ),
     ("images-pinned", "kubernetes:apps/v1:StatefulSet", lambda w: _container(w).update(image="postgres:latest"), ""),
     ("helm-chart-pinned", policies.HELM_RELEASE, lambda w: w.pop("version"), ""),
 ]
