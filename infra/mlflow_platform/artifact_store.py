@@ -10,7 +10,6 @@ actions they need under the artifact prefix, read-only access under the data pre
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pulumi
@@ -18,13 +17,7 @@ import pulumi_aws as aws
 
 from .aws_tags import aws_tags
 from .config import StackConfig
-from .naming import TYPE_PREFIX
-
-
-def _bucket_prefix(cfg: StackConfig) -> str:
-    """A bucket-name prefix AWS completes with a unique suffix (bucket_prefix allows 37 characters)."""
-    base = re.sub(r"[^a-z0-9-]", "-", f"{cfg.name_prefix}-{cfg.stack}".lower()).strip("-")
-    return f"{base[:27]}-artifacts-"
+from .naming import TYPE_PREFIX, AwsNames
 
 
 def identity_policy(bucket_arn: str, artifact_prefix: str, data_prefix: str, kms_key_arn: str | None) -> str:
@@ -114,11 +107,12 @@ class ArtifactStore(pulumi.ComponentResource):
         super().__init__(f"{TYPE_PREFIX}:ArtifactStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = aws_tags(cfg.name_prefix, cfg.stack, "artifact-store")
+        aws_names = AwsNames(cfg.name_prefix, cfg.stack)
 
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=cfg.bucket_name,
-            bucket_prefix=None if cfg.bucket_name else _bucket_prefix(cfg),
+            bucket_prefix=None if cfg.bucket_name else aws_names.bucket_prefix,
             force_destroy=cfg.bucket_force_destroy,
             tags=tags,
             opts=child,
@@ -212,7 +206,7 @@ class ArtifactStore(pulumi.ComponentResource):
         if cfg.uses_access_key:
             user = aws.iam.User(
                 f"{name}-user",
-                name=f"{cfg.name_prefix}-{cfg.stack}-mlflow-s3",
+                name=aws_names.iam_user,
                 path="/rapids-mlflow/",
                 tags=tags,
                 opts=child,
@@ -230,7 +224,7 @@ class ArtifactStore(pulumi.ComponentResource):
             aws.iam.RolePolicy(
                 f"{name}-role-policy",
                 role=role_name_from_arn(cfg.irsa_role_arn),
-                name=f"{cfg.name_prefix}-{cfg.stack}-mlflow-artifacts",
+                name=aws_names.iam_policy,
                 policy=policy_document,
                 opts=child,
             )

@@ -147,14 +147,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
-def run_program(config: dict[str, str], secret_keys: tuple[str, ...] = ()) -> Deployment:
-    """Run `infra/__main__.py` under mocks with `config` (short keys get the project namespace)."""
+def run_program(config: dict[str, str], secret_keys: tuple[str, ...] = (), stack: str = STACK) -> Deployment:
+    """Run `infra/__main__.py` under mocks with `config` (short keys get the project namespace) as `stack`."""
     full = {k if ":" in k else f"{PROJECT}:{k}": v for k, v in {**BASE_CONFIG, **config}.items()}
     secrets = [k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys]
     pulumi.runtime.set_all_config(full, secret_keys=secrets)
     pulumi_settings.ROOT.set(None)
     monitor = RecordingMonitor(ProviderMocks())
-    pulumi.runtime.set_mocks(ProviderMocks(), project=PROJECT, stack=STACK, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(ProviderMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
 
     exported: dict[str, pulumi.Output] = {}
 
