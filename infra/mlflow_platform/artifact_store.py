@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from .aws_identity import s3_role
 from .aws_tags import aws_tags
 from .config import StackConfig
 from .naming import TYPE_PREFIX, AwsNames
@@ -85,11 +86,6 @@ def tls_only_policy(bucket_arn: str) -> str:
             ],
         }
     )
-
-
-def role_name_from_arn(arn: str) -> str:
-    """`arn:aws:iam::123:role/path/name` -> `name` (RolePolicy takes the name, not the ARN)."""
-    return arn.rsplit("/", 1)[-1]
 
 
 class ArtifactStore(pulumi.ComponentResource):
@@ -220,10 +216,9 @@ class ArtifactStore(pulumi.ComponentResource):
             # whatever a future provider version does.
             self.secret_access_key = pulumi.Output.secret(key.secret)
         else:
-            assert cfg.irsa_role_arn is not None  # guaranteed by config validation
             aws.iam.RolePolicy(
                 f"{name}-role-policy",
-                role=role_name_from_arn(cfg.irsa_role_arn),
+                role=s3_role(name, cfg, tags, child),
                 name=aws_names.iam_policy,
                 policy=policy_document,
                 opts=child,

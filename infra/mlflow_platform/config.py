@@ -28,6 +28,8 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G|T)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/[A-Za-z0-9.-]+(/[A-Za-z0-9._-]+)*$")
+_EKS_CLUSTER = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")
 _IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?/?[^\s:@]*:[\w][\w.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 _MLFLOW_TAG = re.compile(r":v?(\d+)\.(\d+)\.(\d+)")
@@ -37,6 +39,8 @@ _URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
 _EXAMPLES: dict[str, str] = {
     "aws:region": "us-east-1",
     "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow-s3",
+    "eksOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/<ID>",
+    "eksClusterName": "<cluster-name>",
     "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/<key-id>",
     "postgresExternalUri": "'postgresql+psycopg2://USER:PASSWORD@HOST:5432/mlflow'",
     "externalUrl": "https://mlflow.example.com",
@@ -87,8 +91,10 @@ class StackConfig(BaseModel):
     noncurrent_version_days: int = Field(30, ge=1, le=3650)
     s3_encryption: Literal["sse-s3", "aws-kms"] = "sse-s3"
     kms_key_arn: str | None = None
-    s3_identity: Literal["iam-user", "irsa"] = "iam-user"
+    s3_identity: Literal["iam-user", "irsa", "pod-identity"] = "iam-user"
     irsa_role_arn: str | None = None
+    eks_oidc_provider_arn: str | None = None
+    eks_cluster_name: str | None = None
 
     # PostgreSQL backend store.
     postgres: Literal["in-cluster", "external"] = "in-cluster"
@@ -199,10 +205,7 @@ class StackConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> StackConfig:
-        if self.s3_identity == "irsa" and not self.irsa_role_arn:
-            raise _KeyProblem("irsaRoleArn", "is required when s3Identity is 'irsa'")
-        if self.irsa_role_arn and not _ROLE_ARN.match(self.irsa_role_arn):
-            raise _KeyProblem("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        self._check_s3_identity()
         if self.kms_key_arn and self.s3_encryption != "aws-kms":
             raise _KeyProblem("s3Encryption", "must be 'aws-kms' when kmsKeyArn is set")
         if self.kms_key_arn and not _KMS_ARN.match(self.kms_key_arn):
@@ -210,6 +213,46 @@ class StackConfig(BaseModel):
         if self.postgres == "external" and self.postgres_external_uri is None:
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         return self
+
+    def _check_s3_identity(self) -> None:
+        """Each identity's keys present and well-formed, and no key left over from another identity."""
+        irsa, pod = self.s3_identity == "irsa", self.s3_identity == "pod-identity"
+        if irsa and not self.irsa_role_arn and not self.eks_oidc_provider_arn:
+            raise _KeyProblem(
+                "irsaRoleArn", "is required when s3Identity is 'irsa' (or set eksOidcProviderArn to create the role)"
+            )
+        if irsa and self.irsa_role_arn and self.eks_oidc_provider_arn:
+            raise _KeyProblem(
+                "eksOidcProviderArn",
+                "creates a role, so it cannot be combined with irsaRoleArn",
+                "pulumi config rm eksOidcProviderArn",
+            )
+        if self.irsa_role_arn and not irsa:
+            raise _KeyProblem(
+                "s3Identity", "must be 'irsa' when irsaRoleArn is set", "pulumi config set s3Identity irsa"
+            )
+        if self.irsa_role_arn and not _ROLE_ARN.match(self.irsa_role_arn):
+            raise _KeyProblem("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        if self.eks_oidc_provider_arn and not irsa:
+            raise _KeyProblem(
+                "s3Identity", "must be 'irsa' when eksOidcProviderArn is set", "pulumi config set s3Identity irsa"
+            )
+        if self.eks_oidc_provider_arn and not _OIDC_PROVIDER_ARN.match(self.eks_oidc_provider_arn):
+            raise _KeyProblem(
+                "eksOidcProviderArn",
+                "must be the cluster's IAM OIDC provider ARN "
+                "(aws iam list-open-id-connect-providers; arn:aws:iam::<account>:oidc-provider/<issuer>)",
+            )
+        if pod and not self.eks_cluster_name:
+            raise _KeyProblem("eksClusterName", "is required when s3Identity is 'pod-identity'")
+        if self.eks_cluster_name and not pod:
+            raise _KeyProblem(
+                "s3Identity",
+                "must be 'pod-identity' when eksClusterName is set",
+                "pulumi config set s3Identity pod-identity",
+            )
+        if self.eks_cluster_name and not _EKS_CLUSTER.match(self.eks_cluster_name):
+            raise _KeyProblem("eksClusterName", "must be an EKS cluster name (letters, digits, '-', '_')")
 
     @property
     def in_cluster_postgres(self) -> bool:
@@ -224,9 +267,10 @@ class StackConfig(BaseModel):
 class _KeyProblem(ValueError):
     """Raised inside validation to name the offending key precisely (pydantic would blame the model)."""
 
-    def __init__(self, key: str, problem: str) -> None:
+    def __init__(self, key: str, problem: str, command: str | None = None) -> None:
         self.key = key
         self.problem = problem
+        self.command = command
         super().__init__(problem)
 
 
@@ -243,7 +287,7 @@ def parse(raw: dict[str, Any], stack: str = "dev") -> StackConfig:
         err = e.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_error, _KeyProblem):
-            raise ConfigError(ctx_error.key, ctx_error.problem) from None
+            raise ConfigError(ctx_error.key, ctx_error.problem, ctx_error.command) from None
         loc = str(err["loc"][0]) if err["loc"] else "?"
         key = _alias(loc) if loc in StackConfig.model_fields else loc
         if err["type"] == "missing":

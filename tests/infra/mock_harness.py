@@ -101,6 +101,8 @@ class ProviderMocks(pulumi.runtime.Mocks):
             rid = bucket
         elif args.typ == "aws:iam/user:User":
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:user{state.get('path', '/')}{state['name']}"
+        elif args.typ == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:role{state.get('path', '/')}{state['name']}"
         elif args.typ == "aws:iam/accessKey:AccessKey":
             rid = "AKIDEXAMPLEMOCKKEY"
             state["secret"] = "mock-secret-access-key-value"

@@ -8,12 +8,17 @@ must be added here, or it would silently go untested.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from mock_harness import Deployment, Recorded
+import pytest
+import requests
+from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
+from mock_harness import Deployment, Recorded, run_program
+from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
 
@@ -26,6 +31,7 @@ class Applied:
     bucket_policy: str | None = None
     user_keys: dict[str, tuple[str, str]] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
+    role_credentials: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     ecr_repositories: list[str] = field(default_factory=list)
     #: Resource types moto does not emulate, with why each is left out.
     skipped: dict[str, str] = field(default_factory=dict)
@@ -161,3 +167,89 @@ def apply(d: Deployment, endpoint: str, admin: tuple[str, str]) -> Applied:
         assert resource.type in handlers, f"no moto mapping for {resource.type}: add one to moto_stack.py"
         handlers[resource.type](resource)
     return applied
+
+
+# --- A running moto server with the stack applied ----------------------------------------------------------
+
+ADMIN_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
+DATASET_KEY = "datasets/airline/flights.parquet"
+OTHER_BUCKET = "another-teams-bucket"
+
+
+class MotoStack:
+    """The applied stack in a running moto server, and how to act as each of its identities."""
+
+    def __init__(self, endpoint: str, applied: Applied, admin: tuple[str, str], deployment: Deployment) -> None:
+        self.endpoint = endpoint
+        self.applied = applied
+        self.admin = admin
+        self.deployment = deployment
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """The IAM user's access key (s3Identity iam-user)."""
+        (key,) = self.applied.user_keys.values()
+        return key
+
+    def role_credentials(self, role_name: str) -> tuple[str, str, str]:
+        """Credentials of the stack's role, as STS hands them to a pod."""
+        return self.applied.role_credentials[role_name]
+
+    def repo(self, uri: str, key: tuple[str, ...] | None = None) -> S3ArtifactRepository:
+        """MLflow's own S3 artifact repository, signing as `key` (default: the IAM user)."""
+        key = key or self.identity
+        token = key[2] if len(key) > 2 else None
+        return S3ArtifactRepository(uri, access_key_id=key[0], secret_access_key=key[1], session_token=token)
+
+
+def _reset_auth(endpoint: str, count: str) -> None:
+    requests.post(f"{endpoint}/moto-api/reset-auth", data=count.encode(), timeout=10).raise_for_status()
+
+
+@contextmanager
+def running_stack(config: dict[str, str]) -> Iterator[MotoStack]:
+    """A moto server on 127.0.0.1 with the program's AWS resources for `config`, IAM enforcement on.
+
+    Enforcement (moto's `INITIAL_NO_AUTH_ACTION_COUNT`, set over `/moto-api/reset-auth`) is off while the
+    stack is applied and a dataset and a foreign bucket are seeded, then on for everything the test does.
+    MLflow finds the server through `MLFLOW_S3_ENDPOINT_URL`, as it would find any S3-compatible endpoint.
+    """
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("MLFLOW_S3_ENDPOINT_URL", endpoint)
+        env.setenv("AWS_DEFAULT_REGION", REGION)
+        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+            env.delenv(var, raising=False)
+        try:
+            _reset_auth(endpoint, "inf")
+            iam = client("iam", endpoint, ("AKIABOOTSTRAP0000000", "bootstrap"))
+            iam.create_user(UserName="test-admin")
+            iam.put_user_policy(UserName="test-admin", PolicyName="all", PolicyDocument=ADMIN_POLICY)
+            key = iam.create_access_key(UserName="test-admin")["AccessKey"]
+            admin = (key["AccessKeyId"], key["SecretAccessKey"])
+            deployment = run_program(config)
+            applied = apply(deployment, endpoint, admin)
+            s3 = client("s3", endpoint, admin)
+            s3.put_object(Bucket=applied.bucket, Key=DATASET_KEY, Body=b"PAR1 flights")
+            s3.create_bucket(Bucket=OTHER_BUCKET)
+            for role_name, role_arn in applied.roles.items():
+                # moto's STS neither checks the token nor the trust, and fails unsigned calls once
+                # enforcement is on, so each role's session is opened here.
+                sts = client("sts", endpoint, admin)
+                creds = sts.assume_role_with_web_identity(
+                    RoleArn=role_arn, RoleSessionName="pod", WebIdentityToken="a-projected-token"
+                )["Credentials"]
+                applied.role_credentials[role_name] = (
+                    creds["AccessKeyId"],
+                    creds["SecretAccessKey"],
+                    creds["SessionToken"],
+                )
+            _reset_auth(endpoint, "0")
+            yield MotoStack(endpoint, applied, admin, deployment)
+        finally:
+            _reset_auth(endpoint, "inf")
+            requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+            server.stop()

@@ -23,72 +23,13 @@ import requests
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 from mlflow.exceptions import MlflowException
-from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
-from mock_harness import Deployment, run_program
-from moto.server import ThreadedMotoServer
-from moto_stack import Applied, apply, client
-
-ADMIN_POLICY = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
-DATASET_KEY = "datasets/airline/flights.parquet"
-OTHER_BUCKET = "another-teams-bucket"
-
-
-class MotoStack:
-    def __init__(self, endpoint: str, applied: Applied, admin: tuple[str, str], deployment: Deployment) -> None:
-        self.endpoint = endpoint
-        self.applied = applied
-        self.admin = admin
-        self.deployment = deployment
-
-    @property
-    def identity(self) -> tuple[str, str]:
-        (key,) = self.applied.user_keys.values()
-        return key
-
-    def repo(self, uri: str, key: tuple[str, str] | None = None) -> S3ArtifactRepository:
-        key = key or self.identity
-        return S3ArtifactRepository(uri, access_key_id=key[0], secret_access_key=key[1])
-
-
-def _reset_auth(endpoint: str, count: str) -> None:
-    requests.post(f"{endpoint}/moto-api/reset-auth", data=count.encode(), timeout=10).raise_for_status()
+from moto_stack import ADMIN_POLICY, DATASET_KEY, OTHER_BUCKET, MotoStack, client, running_stack
 
 
 @pytest.fixture(scope="module")
-def stack(monkeypatch_module) -> Iterator[MotoStack]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    monkeypatch_module.setenv("MLFLOW_S3_ENDPOINT_URL", endpoint)
-    monkeypatch_module.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        monkeypatch_module.delenv(var, raising=False)
-    try:
-        _reset_auth(endpoint, "inf")
-        bootstrap = ("AKIABOOTSTRAP0000000", "bootstrap")
-        iam = client("iam", endpoint, bootstrap)
-        iam.create_user(UserName="test-admin")
-        iam.put_user_policy(UserName="test-admin", PolicyName="all", PolicyDocument=ADMIN_POLICY)
-        key = iam.create_access_key(UserName="test-admin")["AccessKey"]
-        admin = (key["AccessKeyId"], key["SecretAccessKey"])
-        deployment = run_program({})
-        applied = apply(deployment, endpoint, admin)
-        s3 = client("s3", endpoint, admin)
-        s3.put_object(Bucket=applied.bucket, Key=DATASET_KEY, Body=b"PAR1 flights")
-        s3.create_bucket(Bucket=OTHER_BUCKET)
-        _reset_auth(endpoint, "0")  # from here on every request is authenticated and authorized
-        yield MotoStack(endpoint, applied, admin, deployment)
-    finally:
-        _reset_auth(endpoint, "inf")
-        requests.post(f"{endpoint}/moto-api/reset", timeout=10)
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+def stack() -> Iterator[MotoStack]:
+    with running_stack({}) as applied:
+        yield applied
 
 
 @pytest.fixture
