@@ -131,6 +131,8 @@ def apply(d: Deployment, endpoint: str, admin: tuple[str, str]) -> Applied:
             AssumeRolePolicyDocument=r.inputs["assumeRolePolicy"],
             MaxSessionDuration=int(r.inputs.get("maxSessionDuration", 3600)),
         )
+        # CreateRole in moto skips the trust-policy validator that UpdateAssumeRolePolicy runs; run it.
+        iam.update_assume_role_policy(RoleName=r.inputs["name"], PolicyDocument=r.inputs["assumeRolePolicy"])
         applied.roles[r.inputs["name"]] = created["Role"]["Arn"]
 
     def role_policy(r: Recorded) -> None:
