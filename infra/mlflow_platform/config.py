@@ -18,13 +18,14 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from .naming import AwsNames, bucket_name_problem
+
 PROJECT = "rapids-mlflow-stack"
 # MLflow 3.16.1 removed basic-auth's built-in default admin password (CVE-2026-2635); older servers must
 # not be deployed by this stack.
 MIN_MLFLOW_VERSION = (3, 16, 1)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|m|k|M|G|T)?$")
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
@@ -134,6 +135,10 @@ class StackConfig(BaseModel):
         # The longest derived name is "<prefix>-tracking-auth"; Services must stay valid DNS-1035 labels.
         if not _DNS_LABEL.match(v) or not v[0].isalpha() or len(v) > 40:
             raise ValueError("must be a lowercase DNS label starting with a letter, at most 40 characters")
+        # The bucket's name starts with the prefix; S3 reserves these beginnings.
+        problem = bucket_name_problem(AwsNames(v, "stack").bucket_prefix + "0" * 26)
+        if problem:
+            raise ValueError(f"gives bucket names S3 refuses: {problem}")
         return v
 
     @field_validator("namespace")
@@ -148,8 +153,9 @@ class StackConfig(BaseModel):
     @field_validator("bucket_name")
     @classmethod
     def _bucket(cls, v: str | None) -> str | None:
-        if v is not None and (not _BUCKET.match(v) or ".." in v):
-            raise ValueError("must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+        problem = bucket_name_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(f"must be a valid S3 bucket name ({problem})")
         return v
 
     @field_validator("artifact_prefix", "data_prefix")

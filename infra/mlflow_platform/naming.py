@@ -41,6 +41,24 @@ def fit(name: str, limit: int, keep_suffix: str = "") -> str:
     return f"{head}-{digest}{keep_suffix}"
 
 
+#: Bucket name beginnings and endings S3 reserves (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """What makes `name` an invalid general purpose bucket name, or None; checked at preview, not at `up`."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
+        return "3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
+    if ".." in name:
+        return "no two adjacent dots"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        return "not formatted as an IP address"
+    reserved = [p for p in BUCKET_RESERVED_PREFIXES if name.startswith(p)]
+    reserved += [x for x in BUCKET_RESERVED_SUFFIXES if name.endswith(x)]
+    return f"'{reserved[0]}' is reserved by S3" if reserved else None
+
+
 def _lower_dashed(text: str) -> str:
     """Lowercase letters and digits separated by single dashes: valid in bucket and ECR names alike."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")

@@ -18,6 +18,7 @@ from aws_rules import (
     s3_bucket_name,
     s3_bucket_prefix,
 )
+from mlflow_platform.config import ConfigError
 from mock_harness import Deployment, run_program
 from moto import mock_aws
 
@@ -107,3 +108,16 @@ def test_long_stack_names_stay_distinct_and_stable() -> None:
     again = _names(run_program({}, stack="team-recommendations-staging-eu-central-1"))
     assert a == again
     assert all(a[k] != b[k] for k in ("bucket_prefix", "iam_user"))
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [({"bucketName": name}, "bucketName") for name in ("192.168.5.4", "a..b", "xn--abc", "team-s3alias", "ab")]
+    + [({"namePrefix": prefix}, "namePrefix") for prefix in ("sthree", "amzn-s3-demo")],
+)
+def test_bucket_names_s3_refuses_are_refused_at_preview(deploy, config: dict[str, str], key: str) -> None:
+    # Each name is one AWS's rules refuse (checked here with the independent checker), so preview must too.
+    name = config.get("bucketName") or f"{config['namePrefix']}-dev-artifacts-{PROVIDER_UNIQUE_SUFFIX}"
+    assert s3_bucket_name(name)
+    with pytest.raises(ConfigError, match=rf"config rapids-mlflow-stack:{key}: .*Set it with: pulumi config set {key}"):
+        deploy(config)
