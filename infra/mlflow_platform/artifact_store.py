@@ -98,6 +98,8 @@ class ArtifactStore(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str] | None
     access_key_id: pulumi.Output[str] | None
     secret_access_key: pulumi.Output[str] | None
+    #: The role pods assume for S3 (IRSA or Pod Identity); None with an IAM user's key.
+    role_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:ArtifactStore", name, None, opts)
@@ -199,6 +201,7 @@ class ArtifactStore(pulumi.ComponentResource):
         )
         self.access_key_id = None
         self.secret_access_key = None
+        self.role_arn = None
         if cfg.uses_access_key:
             user = aws.iam.User(
                 f"{name}-user",
@@ -216,9 +219,11 @@ class ArtifactStore(pulumi.ComponentResource):
             # whatever a future provider version does.
             self.secret_access_key = pulumi.Output.secret(key.secret)
         else:
+            role_name, role_arn = s3_role(name, cfg, tags, child)
+            self.role_arn = pulumi.Output.from_input(role_arn)
             aws.iam.RolePolicy(
                 f"{name}-role-policy",
-                role=s3_role(name, cfg, tags, child),
+                role=role_name,
                 name=aws_names.iam_policy,
                 policy=policy_document,
                 opts=child,

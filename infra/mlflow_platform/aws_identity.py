@@ -108,14 +108,16 @@ def role_name_from_arn(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-def s3_role(name: str, cfg: StackConfig, tags: dict[str, str], opts: pulumi.ResourceOptions) -> str | pulumi.Output:
+def s3_role(
+    name: str, cfg: StackConfig, tags: dict[str, str], opts: pulumi.ResourceOptions
+) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
     """The role that carries the S3 policy: created here for `pod-identity` and for `irsa` without a role ARN.
 
-    Returns the role's name (a plain string for an existing role)."""
+    Returns the role's name and ARN (plain strings for an existing role)."""
     aws_names = AwsNames(cfg.name_prefix, cfg.stack)
     if not creates_role(cfg):
         assert cfg.irsa_role_arn is not None  # guaranteed by config validation
-        return role_name_from_arn(cfg.irsa_role_arn)
+        return role_name_from_arn(cfg.irsa_role_arn), cfg.irsa_role_arn
     if cfg.s3_identity == "irsa":
         assert cfg.eks_oidc_provider_arn is not None
         trust = irsa_trust_policy(cfg.eks_oidc_provider_arn, cfg.namespace, service_accounts(cfg))
@@ -142,4 +144,4 @@ def s3_role(name: str, cfg: StackConfig, tags: dict[str, str], opts: pulumi.Reso
                 tags=tags,
                 opts=opts,
             )
-    return role.name
+    return role.name, role.arn

@@ -75,6 +75,8 @@ def test_irsa_service_accounts_carry_the_created_roles_arn(stack: MotoStack) -> 
     # The annotation is computed before the role exists, from the provider's account and the role's path and
     # name; it must be the ARN IAM gives the role (moto builds it from the same parts, in its own account).
     (annotation,) = annotations
+    # The export is the role's ARN as the provider reports it (the mocks use their own account).
+    assert d.exports["s3_role_arn"].split(":", 5)[5] == annotation.split(":", 5)[5]
     assert annotation.startswith(f"arn:aws:iam::{ACCOUNT}:role/")
     assert annotation.split(":", 5)[5] == stack.applied.roles[role.inputs["name"]].split(":", 5)[5]
     assert not d.of_type("aws:iam/user:User") and not d.of_type("aws:iam/accessKey:AccessKey")
@@ -114,6 +116,7 @@ def test_pod_identity_associates_the_role_with_both_service_accounts(stack: Moto
     associated = {f"system:serviceaccount:{a.inputs['namespace']}:{a.inputs['serviceAccount']}" for a in associations}
     assert associated == _service_account_subjects(d)
     assert {(a.inputs["clusterName"], a.inputs["roleArn"]) for a in associations} == {("ml-gpu", role.outputs["arn"])}
+    assert d.exports["s3_role_arn"] == role.outputs["arn"]
     # No annotation and no key: EKS finds the role through the association.
     for account in d.of_type("kubernetes:core/v1:ServiceAccount"):
         assert not account.inputs["metadata"].get("annotations")
