@@ -10,8 +10,9 @@
 - `pod-identity` (EKS Pod Identity): the stack creates a role trusted by `pods.eks.amazonaws.com` and
   associates it with both ServiceAccounts; needs the Pod Identity Agent add-on on the cluster.
 
-The role's ARN is computed, not read back from the provider: the ServiceAccount annotation needs it as a
-plain string and the OIDC provider's ARN already carries the account and partition.
+For IRSA the ServiceAccount annotation's role ARN is computed, not read back from the provider, so the
+manifests stay plain strings; the OIDC provider's ARN already carries the account and partition, and the
+role's path and name are ours (`naming.AwsNames.iam_role`).
 """
 
 from __future__ import annotations
