@@ -61,6 +61,8 @@ pulumi.export("training_service_account", training.service_account_name)
 pulumi.export("repository_uri", images.uri)
 pulumi.export("kube_context", cfg.kube_context or "")
 pulumi.export("kube_job_template", build_job_template(cfg, names))
+if store.role_arn is not None:
+    pulumi.export("s3_role_arn", store.role_arn)
 if cfg.service_type != "ClusterIP" and not cfg.basic_auth:
     pulumi.log.warn(
         f"serviceType {cfg.service_type} makes the MLflow server reachable from outside the cluster without "

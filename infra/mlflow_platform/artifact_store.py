@@ -10,21 +10,15 @@ actions they need under the artifact prefix, read-only access under the data pre
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from .aws_identity import s3_role
 from .aws_tags import aws_tags
 from .config import StackConfig
-from .naming import TYPE_PREFIX
-
-
-def _bucket_prefix(cfg: StackConfig) -> str:
-    """A bucket-name prefix AWS completes with a unique suffix (bucket_prefix allows 37 characters)."""
-    base = re.sub(r"[^a-z0-9-]", "-", f"{cfg.name_prefix}-{cfg.stack}".lower()).strip("-")
-    return f"{base[:27]}-artifacts-"
+from .naming import TYPE_PREFIX, AwsNames
 
 
 def identity_policy(bucket_arn: str, artifact_prefix: str, data_prefix: str, kms_key_arn: str | None) -> str:
@@ -94,11 +88,6 @@ def tls_only_policy(bucket_arn: str) -> str:
     )
 
 
-def role_name_from_arn(arn: str) -> str:
-    """`arn:aws:iam::123:role/path/name` -> `name` (RolePolicy takes the name, not the ARN)."""
-    return arn.rsplit("/", 1)[-1]
-
-
 class ArtifactStore(pulumi.ComponentResource):
     """S3 bucket for MLflow artifacts plus the least-privilege identity that reads and writes it."""
 
@@ -109,16 +98,19 @@ class ArtifactStore(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str] | None
     access_key_id: pulumi.Output[str] | None
     secret_access_key: pulumi.Output[str] | None
+    #: The role pods assume for S3 (IRSA or Pod Identity); None with an IAM user's key.
+    role_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(f"{TYPE_PREFIX}:ArtifactStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = aws_tags(cfg.name_prefix, cfg.stack, "artifact-store")
+        aws_names = AwsNames(cfg.name_prefix, cfg.stack)
 
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
             bucket=cfg.bucket_name,
-            bucket_prefix=None if cfg.bucket_name else _bucket_prefix(cfg),
+            bucket_prefix=None if cfg.bucket_name else aws_names.bucket_prefix,
             force_destroy=cfg.bucket_force_destroy,
             tags=tags,
             opts=child,
@@ -209,10 +201,11 @@ class ArtifactStore(pulumi.ComponentResource):
         )
         self.access_key_id = None
         self.secret_access_key = None
+        self.role_arn = None
         if cfg.uses_access_key:
             user = aws.iam.User(
                 f"{name}-user",
-                name=f"{cfg.name_prefix}-{cfg.stack}-mlflow-s3",
+                name=aws_names.iam_user,
                 path="/rapids-mlflow/",
                 tags=tags,
                 opts=child,
@@ -226,11 +219,12 @@ class ArtifactStore(pulumi.ComponentResource):
             # whatever a future provider version does.
             self.secret_access_key = pulumi.Output.secret(key.secret)
         else:
-            assert cfg.irsa_role_arn is not None  # guaranteed by config validation
+            role_name, role_arn = s3_role(name, cfg, tags, child)
+            self.role_arn = pulumi.Output.from_input(role_arn)
             aws.iam.RolePolicy(
                 f"{name}-role-policy",
-                role=role_name_from_arn(cfg.irsa_role_arn),
-                name=f"{cfg.name_prefix}-{cfg.stack}-mlflow-artifacts",
+                role=role_name,
+                name=aws_names.iam_policy,
                 policy=policy_document,
                 opts=child,
             )

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from .gpu_taint import DEFAULT_GPU_TAINT, parse_taint
+from .naming import AwsNames, bucket_name_problem
 from .quantities import GIBIBYTE, QuantityError, format_bytes, parse_bytes, parse_cpu
 
 PROJECT = "rapids-mlflow-stack"
@@ -28,13 +29,14 @@ PROJECT = "rapids-mlflow-stack"
 MIN_MLFLOW_VERSION = (3, 16, 1)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 # The regions the installed pulumi-aws provider knows; an unknown one fails only at `pulumi up` otherwise.
 AWS_REGIONS = frozenset(region.value for region in pulumi_aws.Region)
 # gp3 EBS volumes are 1 GiB to 16 TiB; outside that the EBS CSI driver never provisions and the PVC stays Pending.
 EBS_GP3_MAX = 16 * 1024 * GIBIBYTE
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
+_OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/[A-Za-z0-9.-]+(/[A-Za-z0-9._-]+)*$")
+_EKS_CLUSTER = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
 _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")
 _IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?/?[^\s:@]*:[\w][\w.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 _MLFLOW_TAG = re.compile(r":v?(\d+)\.(\d+)\.(\d+)")
@@ -44,6 +46,8 @@ _URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
 _EXAMPLES: dict[str, str] = {
     "aws:region": "us-east-1",
     "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow-s3",
+    "eksOidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/<ID>",
+    "eksClusterName": "<cluster-name>",
     "kmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/<key-id>",
     "postgresExternalUri": "'postgresql+psycopg2://USER:PASSWORD@HOST:5432/mlflow'",
     "externalUrl": "https://mlflow.example.com",
@@ -99,8 +103,10 @@ class StackConfig(BaseModel):
     noncurrent_version_days: int = Field(30, ge=1, le=3650)
     s3_encryption: Literal["sse-s3", "aws-kms"] = "sse-s3"
     kms_key_arn: str | None = None
-    s3_identity: Literal["iam-user", "irsa"] = "iam-user"
+    s3_identity: Literal["iam-user", "irsa", "pod-identity"] = "iam-user"
     irsa_role_arn: str | None = None
+    eks_oidc_provider_arn: str | None = None
+    eks_cluster_name: str | None = None
 
     # PostgreSQL backend store.
     postgres: Literal["in-cluster", "external"] = "in-cluster"
@@ -146,6 +152,10 @@ class StackConfig(BaseModel):
         # The longest derived name is "<prefix>-tracking-auth"; Services must stay valid DNS-1035 labels.
         if not _DNS_LABEL.match(v) or not v[0].isalpha() or len(v) > 40:
             raise ValueError("must be a lowercase DNS label starting with a letter, at most 40 characters")
+        # The bucket's name starts with the prefix; S3 reserves these beginnings.
+        problem = bucket_name_problem(AwsNames(v, "stack").bucket_prefix + "0" * 26)
+        if problem:
+            raise ValueError(f"gives bucket names S3 refuses: {problem}")
         return v
 
     @field_validator("namespace")
@@ -160,8 +170,9 @@ class StackConfig(BaseModel):
     @field_validator("bucket_name")
     @classmethod
     def _bucket(cls, v: str | None) -> str | None:
-        if v is not None and (not _BUCKET.match(v) or ".." in v):
-            raise ValueError("must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+        problem = bucket_name_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(f"must be a valid S3 bucket name ({problem})")
         return v
 
     @field_validator("artifact_prefix", "data_prefix")
@@ -250,10 +261,7 @@ class StackConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> StackConfig:
-        if self.s3_identity == "irsa" and not self.irsa_role_arn:
-            raise _KeyProblem("irsaRoleArn", "is required when s3Identity is 'irsa'")
-        if self.irsa_role_arn and not _ROLE_ARN.match(self.irsa_role_arn):
-            raise _KeyProblem("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        self._check_s3_identity()
         if self.kms_key_arn and self.s3_encryption != "aws-kms":
             raise _KeyProblem("s3Encryption", "must be 'aws-kms' when kmsKeyArn is set")
         if self.kms_key_arn and not _KMS_ARN.match(self.kms_key_arn):
@@ -287,6 +295,46 @@ class StackConfig(BaseModel):
         """True when the stack creates the EBS CSI StorageClass for PostgreSQL itself."""
         return self.in_cluster_postgres and not self.postgres_storage_class and self.cluster_kind == "eks"
 
+    def _check_s3_identity(self) -> None:
+        """Each identity's keys present and well-formed, and no key left over from another identity."""
+        irsa, pod = self.s3_identity == "irsa", self.s3_identity == "pod-identity"
+        if irsa and not self.irsa_role_arn and not self.eks_oidc_provider_arn:
+            raise _KeyProblem(
+                "irsaRoleArn", "is required when s3Identity is 'irsa' (or set eksOidcProviderArn to create the role)"
+            )
+        if irsa and self.irsa_role_arn and self.eks_oidc_provider_arn:
+            raise _KeyProblem(
+                "eksOidcProviderArn",
+                "creates a role, so it cannot be combined with irsaRoleArn",
+                "pulumi config rm eksOidcProviderArn",
+            )
+        if self.irsa_role_arn and not irsa:
+            raise _KeyProblem(
+                "s3Identity", "must be 'irsa' when irsaRoleArn is set", "pulumi config set s3Identity irsa"
+            )
+        if self.irsa_role_arn and not _ROLE_ARN.match(self.irsa_role_arn):
+            raise _KeyProblem("irsaRoleArn", "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        if self.eks_oidc_provider_arn and not irsa:
+            raise _KeyProblem(
+                "s3Identity", "must be 'irsa' when eksOidcProviderArn is set", "pulumi config set s3Identity irsa"
+            )
+        if self.eks_oidc_provider_arn and not _OIDC_PROVIDER_ARN.match(self.eks_oidc_provider_arn):
+            raise _KeyProblem(
+                "eksOidcProviderArn",
+                "must be the cluster's IAM OIDC provider ARN "
+                "(aws iam list-open-id-connect-providers; arn:aws:iam::<account>:oidc-provider/<issuer>)",
+            )
+        if pod and not self.eks_cluster_name:
+            raise _KeyProblem("eksClusterName", "is required when s3Identity is 'pod-identity'")
+        if self.eks_cluster_name and not pod:
+            raise _KeyProblem(
+                "s3Identity",
+                "must be 'pod-identity' when eksClusterName is set",
+                "pulumi config set s3Identity pod-identity",
+            )
+        if self.eks_cluster_name and not _EKS_CLUSTER.match(self.eks_cluster_name):
+            raise _KeyProblem("eksClusterName", "must be an EKS cluster name (letters, digits, '-', '_')")
+
     @property
     def in_cluster_postgres(self) -> bool:
         return self.postgres == "in-cluster"
@@ -300,9 +348,10 @@ class StackConfig(BaseModel):
 class _KeyProblem(ValueError):
     """Raised inside validation to name the offending key precisely (pydantic would blame the model)."""
 
-    def __init__(self, key: str, problem: str) -> None:
+    def __init__(self, key: str, problem: str, command: str | None = None) -> None:
         self.key = key
         self.problem = problem
+        self.command = command
         super().__init__(problem)
 
 
@@ -319,7 +368,7 @@ def parse(raw: dict[str, Any], stack: str = "dev") -> StackConfig:
         err = e.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
         if isinstance(ctx_error, _KeyProblem):
-            raise ConfigError(ctx_error.key, ctx_error.problem) from None
+            raise ConfigError(ctx_error.key, ctx_error.problem, ctx_error.command) from None
         loc = str(err["loc"][0]) if err["loc"] else "?"
         key = _alias(loc) if loc in StackConfig.model_fields else loc
         if err["type"] == "missing":

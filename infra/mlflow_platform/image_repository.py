@@ -14,7 +14,7 @@ import pulumi_aws as aws
 
 from .aws_tags import aws_tags
 from .config import StackConfig
-from .naming import TYPE_PREFIX
+from .naming import TYPE_PREFIX, AwsNames
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -29,7 +29,7 @@ class ImageRepository(pulumi.ComponentResource):
         else:
             repository = aws.ecr.Repository(
                 f"{name}-ecr",
-                name=f"{cfg.name_prefix}-{cfg.stack}/airline-hpo".lower(),
+                name=AwsNames(cfg.name_prefix, cfg.stack).ecr_repository,
                 image_tag_mutability="MUTABLE",
                 image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
                 encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],

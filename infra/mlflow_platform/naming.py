@@ -9,10 +9,102 @@ strings that tests and the `mlflow run` bridge can read without a deployed stack
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 # Component resource type tokens share one package/module prefix so `pulumi stack` groups them.
 TYPE_PREFIX = "rapids-mlflow:platform"
+
+# AWS limits on the names below. IAM and ECR limits are those of the AWS API models (botocore's
+# `userNameType`, `roleNameType`, `policyNameType`, `RepositoryName`); the bucket prefix limit is the
+# provider's: it appends a 26-character unique suffix to `bucketPrefix` and S3 allows 63 characters.
+BUCKET_PREFIX_MAX = 37
+IAM_NAME_MAX = 64
+IAM_POLICY_NAME_MAX = 128
+ECR_REPOSITORY_MAX = 256
+_HASH_LEN = 8
+
+
+def fit(name: str, limit: int, keep_suffix: str = "") -> str:
+    """`name + keep_suffix` if it fits in `limit`, else `name` cut short plus a hash of the whole name.
+
+    Why a hash: plain truncation maps two long stack names that differ only at the end (`...-eu-central-1`
+    and `...-eu-central-2`) to the same AWS name, and the second `pulumi up` then fails on a name clash or,
+    worse for IAM, shares an identity. Hashing the untruncated name keeps names unique and deterministic (a
+    re-run computes the same name, so nothing is replaced).
+    """
+    if len(name) + len(keep_suffix) <= limit:
+        return name + keep_suffix
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_HASH_LEN]
+    head = name[: limit - len(keep_suffix) - _HASH_LEN - 1].rstrip("-._")
+    return f"{head}-{digest}{keep_suffix}"
+
+
+#: Bucket name beginnings and endings S3 reserves (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """What makes `name` an invalid general purpose bucket name, or None; checked at preview, not at `up`."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", name):
+        return "3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
+    if ".." in name:
+        return "no two adjacent dots"
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        return "not formatted as an IP address"
+    reserved = [p for p in BUCKET_RESERVED_PREFIXES if name.startswith(p)]
+    reserved += [x for x in BUCKET_RESERVED_SUFFIXES if name.endswith(x)]
+    return f"'{reserved[0]}' is reserved by S3" if reserved else None
+
+
+def _lower_dashed(text: str) -> str:
+    """Lowercase letters and digits separated by single dashes: valid in bucket and ECR names alike."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class AwsNames:
+    """Names of the AWS resources, derived from the name prefix and the stack, each within AWS's limits.
+
+    Stack names are free-form (`team-recommendations-staging-eu-central-1`, `Prod_US.East`), so every name is
+    normalised to the characters its service accepts and shortened with `fit` when it would be too long.
+    """
+
+    prefix: str
+    stack: str
+
+    @property
+    def _base(self) -> str:
+        return f"{self.prefix}-{self.stack}"
+
+    @property
+    def bucket_prefix(self) -> str:
+        """`bucketPrefix` of the artifact bucket; AWS completes it with a unique suffix."""
+        return fit(_lower_dashed(self._base), BUCKET_PREFIX_MAX, "-artifacts-")
+
+    @property
+    def _iam_base(self) -> str:
+        return re.sub(r"[^\w+=,.@-]", "-", self._base, flags=re.ASCII)
+
+    @property
+    def iam_user(self) -> str:
+        return fit(self._iam_base, IAM_NAME_MAX, "-mlflow-s3")
+
+    @property
+    def iam_role(self) -> str:
+        """The role the stack creates for IRSA or EKS Pod Identity."""
+        return fit(self._iam_base, IAM_NAME_MAX, "-mlflow-s3")
+
+    @property
+    def iam_policy(self) -> str:
+        """Name of the inline policy on the identity (unique per stack, so a shared role can carry several)."""
+        return fit(self._iam_base, IAM_POLICY_NAME_MAX, "-mlflow-artifacts")
+
+    @property
+    def ecr_repository(self) -> str:
+        return fit(_lower_dashed(self._base), ECR_REPOSITORY_MAX, "/airline-hpo")
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ class ProviderMocks(pulumi.runtime.Mocks):
             rid = bucket
         elif args.typ == "aws:iam/user:User":
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:user{state.get('path', '/')}{state['name']}"
+        elif args.typ == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::{ACCOUNT}:role{state.get('path', '/')}{state['name']}"
         elif args.typ == "aws:iam/accessKey:AccessKey":
             rid = "AKIDEXAMPLEMOCKKEY"
             state["secret"] = "mock-secret-access-key-value"
@@ -159,8 +161,9 @@ def run_program(
     secret_keys: tuple[str, ...] = (),
     preview: bool = False,
     mocks: pulumi.runtime.Mocks | None = None,
+    stack: str = STACK,
 ) -> Deployment:
-    """Run `infra/__main__.py` under mocks with `config` (short keys get the project namespace).
+    """Run `infra/__main__.py` under mocks with `config` (short keys get the project namespace) as `stack`.
 
     `preview=True` with mocks that return unknowns models a first `pulumi preview` (see test_first_preview.py).
     """
@@ -168,8 +171,9 @@ def run_program(
     secrets = [k if ":" in k else f"{PROJECT}:{k}" for k in secret_keys]
     pulumi.runtime.set_all_config(full, secret_keys=secrets)
     pulumi_settings.ROOT.set(None)
-    monitor = RecordingMonitor(mocks or ProviderMocks())
-    pulumi.runtime.set_mocks(mocks or ProviderMocks(), project=PROJECT, stack=STACK, preview=preview, monitor=monitor)
+    mocks = mocks or ProviderMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
 
     exported: dict[str, pulumi.Output] = {}
 
