@@ -22,9 +22,10 @@ TRAINER = REPO / "trainer"
 def _pins(path: Path) -> dict[str, str]:
     pins = {}
     for line in path.read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
+        line = line.split("#")[0].strip()  # inline comments explain pins
+        if "==" in line:
             name, version = line.split("==")
-            pins[name.strip().lower()] = version.strip()
+            pins[name.split("[")[0].strip().lower()] = version.strip()  # mlflow[auth] pins mlflow
     return pins
 
 
