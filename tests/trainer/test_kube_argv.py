@@ -121,13 +121,26 @@ def test_a_value_that_arrives_quoted_is_refused_in_one_line(entry_point, name, v
     assert "model_name=none" in message
 
 
-def test_quoted_empty_model_name_stops_the_real_process_before_any_work():
+@pytest.mark.parametrize(
+    ("entry_point", "name"),
+    [("prepare_data", "output"), ("hyperopt", "model_name"), ("train", "model_name"), ("serve_check", "alias")],
+)
+def test_an_empty_value_stops_the_real_process_before_any_work(entry_point, name, tmp_path):
     """The bug this guards against: `-P model_name=""` registered a model named ''. Now: exit 2, one line."""
-    argv = job_command("hyperopt", {"model_name": "", "fpath": "/nonexistent/airline.parquet"})
-    result = run_process(argv, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    argv = job_command(entry_point, {name: ""})
+    result = run_process(argv, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "--model-name arrived quoted as ''" in result.stderr
+    assert f"--{name.replace('_', '-')} arrived quoted as ''" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("entry_point", ["hyperopt", "train", "serve_check"])
+def test_default_argv_gets_past_parsing_in_the_real_process(entry_point):
+    """With every default, the process parses its argv and goes on to its first real step: reaching MLflow."""
+    result = run_process(job_command(entry_point, {}), {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: cannot reach the MLflow tracking server at http://127.0.0.1:9")
 
 
 def test_prepare_data_runs_from_the_job_argv(tmp_path):
