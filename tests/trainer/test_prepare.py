@@ -143,10 +143,16 @@ def test_in_a_read_only_project_copy_the_default_output_works_and_a_relative_one
         exec {shlex.join([*default_argv[:3], "--output", "data/airline.parquet", "--rows", "300"])}
     """
     env = {**os.environ, "PYTHONPATH": str(project), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    default_dir = Path(prepare.DEFAULT_OUTPUT).parent
+    existed = default_dir.exists()
+    try:
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        if not existed and default_dir.is_dir() and not any(default_dir.iterdir()):
+            default_dir.rmdir()  # the mount point the script made; the file went to out_dir
     assert len(pd.read_parquet(out_dir / "airline.parquet")) == 300, result.stderr
     assert result.returncode == 2, result.stdout + result.stderr
     [line] = result.stderr.strip().splitlines()
