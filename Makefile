@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
+	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark_memory
 
 up: $(STAMP)
 	@$(PY) -m local_stack up

@@ -36,6 +36,7 @@ def _bad_files(tmp_path, small_airline) -> dict[str, str]:
         "nolabel": good.drop(columns=[LABEL]),
         "nocolumn": good.drop(columns=["Distance"]),
         "oneclass": good.assign(**{LABEL: 0}),
+        "nonfinite": good.assign(Distance=good["Distance"].where(good.index % 100 != 7)),
     }.items():
         table.to_parquet(tmp_path / f"{name}.parquet", index=False)
         files[name] = str(tmp_path / f"{name}.parquet")
@@ -56,6 +57,9 @@ CASES = [
     ("unknown engine", lambda f: ["--fpath", f["nolabel"], "--engine", "tpu"], ["unknown engine 'tpu'"]),
     ("cuml without GPU", lambda f: ["--fpath", f["nolabel"], "--engine", "cuml"], ["needs an NVIDIA GPU"]),
     ("not a number", lambda f: ["--fpath", f["nolabel"], "--max-evals", "ten"], ["invalid int value", "--help"]),
+    ("NaN features", lambda f: ["--fpath", f["nonfinite"]], ["in 30 of 3,000 rows (Distance 30 missing)", "drop"]),
+    ("unknown nonfinite", lambda f: ["--fpath", f["nonfinite"], "--nonfinite", "skip"], ["invalid choice: 'skip'"]),
+    ("quoted value", lambda f: ["--fpath", f["nolabel"], "--model-name", "''"], ["--model-name arrived quoted"]),
 ]
 
 

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,3 +109,51 @@ def test_prepare_writes_to_s3(stack_env):
 
     table = pd.read_parquet(io.BytesIO(storage.read_bytes(uri)))
     assert len(table) == 500
+
+
+def test_output_that_cannot_be_written_fails_in_one_line_before_any_work(tmp_path, capsys):
+    from airline_hpo.errors import run_cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    started = time.perf_counter()
+    assert run_cli(prepare.main, ["--output", str(blocker / "data" / "airline.parquet"), "--rows", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{blocker} is a file, not a directory" in err and "/tmp" in err
+    assert time.perf_counter() - started < 1  # checked before the conversion (about 3 s)
+
+
+def test_in_a_read_only_project_copy_the_default_output_works_and_a_relative_one_fails(tmp_path):
+    """The training image: the project directory is not writable (root-owned there, a read-only mount here, which
+    stops root too), the working directory is that project. `prepare_data` with MLproject's defaults, argv as the
+    Kubernetes Job runs it, must write; an output inside the project must fail in one line."""
+    from test_kube_argv import TRAINER, job_command
+
+    project, out_dir = tmp_path / "project", tmp_path / "private-tmp-airline-hpo"
+    shutil.copytree(TRAINER, project, ignore=shutil.ignore_patterns("__pycache__"))
+    out_dir.mkdir()
+    default_argv = job_command("prepare_data", {"rows": 300})
+    assert default_argv[default_argv.index("--output") + 1] == prepare.DEFAULT_OUTPUT
+    script = f"""
+        mount --bind {project} {project} && mount -o remount,bind,ro {project}
+        mkdir -p {Path(prepare.DEFAULT_OUTPUT).parent} && mount --bind {out_dir} {Path(prepare.DEFAULT_OUTPUT).parent}
+        cd {project}
+        touch probe 2>/dev/null && echo "project is writable" && exit 3
+        {shlex.join(default_argv)} || exit 4
+        exec {shlex.join([*default_argv[:3], "--output", "data/airline.parquet", "--rows", "300"])}
+    """
+    env = {**os.environ, "PYTHONPATH": str(project), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    default_dir = Path(prepare.DEFAULT_OUTPUT).parent
+    existed = default_dir.exists()
+    try:
+        result = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        if not existed and default_dir.is_dir() and not any(default_dir.iterdir()):
+            default_dir.rmdir()  # the mount point the script made; the file went to out_dir
+    assert len(pd.read_parquet(out_dir / "airline.parquet")) == 300, result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot write data/airline.parquet:") and "not writable" in line

@@ -3,10 +3,8 @@ and (against the local stack) the declared commands run the whole flow: prepare,
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -24,9 +22,10 @@ TRAINER = REPO / "trainer"
 def _pins(path: Path) -> dict[str, str]:
     pins = {}
     for line in path.read_text().splitlines():
-        if "==" in line and not line.startswith("#"):
+        line = line.split("#")[0].strip()  # inline comments explain pins
+        if "==" in line:
             name, version = line.split("==")
-            pins[name.strip().lower()] = version.strip()
+            pins[name.split("[")[0].strip().lower()] = version.strip()  # mlflow[auth] pins mlflow
     return pins
 
 
@@ -61,16 +60,6 @@ def test_mlproject_declares_docker_env_and_entry_points():
     assert {"prepare_data", "hyperopt", "train", "serve_check"} <= set(project._entry_points)
 
 
-@pytest.mark.parametrize("entry_point", ["prepare_data", "hyperopt", "train", "serve_check"])
-def test_every_declared_command_parses_with_its_module(entry_point):
-    """The command MLflow computes from the defaults must be accepted by the module it names."""
-    command = demo.entry_point_command(entry_point, {})
-    argv = shlex.split(command)
-    assert argv[:2] == ["python", "-m"] and argv[2].startswith("airline_hpo.")
-    module = importlib.import_module(argv[2])
-    module._parser().parse_args(argv[3:])
-
-
 @pytest.mark.integration
 def test_declared_commands_run_the_flow_on_the_stack(stack_env, tmp_path, capfd):
     """What `make demo` does, small: MLproject's commands as processes, reading s3://, serving the champion."""
@@ -103,7 +92,7 @@ def test_search_continues_the_run_that_mlflow_run_created(stack_env, small_airli
     client = MlflowClient()
     experiment_id = client.create_experiment(f"{stack_env.experiment}-project")
     run_id = client.create_run(experiment_id).info.run_id
-    params = {"fpath": str(small_airline), "max_evals": "2", "trees_max": "5", "depth_max": "3", "model_name": ""}
+    params = {"fpath": str(small_airline), "max_evals": "2", "trees_max": "5", "depth_max": "3", "model_name": "none"}
     for key, value in {**params, "test_size": ".2"}.items():  # a value spelled differently from our default
         client.log_param(run_id, key, value)
     env = {k: v for k, v in stack_env.env.items() if k != "MLFLOW_EXPERIMENT_NAME"}

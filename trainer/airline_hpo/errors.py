@@ -31,8 +31,40 @@ class TrainerError(Exception):
         return f"{self.problem}; {self.fix}"
 
 
+#: ``model_name`` value meaning "log the model, register nothing": a word, because MLflow's Kubernetes backend
+#: delivers an empty value as the two characters ``''`` (see :func:`reject_quoted`).
+NO_MODEL = "none"
+
+
+def reject_quoted(argv: Sequence[str], prog: str) -> None:
+    """Refuse a value that arrived wrapped in single quotes.
+
+    MLflow's Kubernetes backend shell-quotes every token of the entry point's command (``shlex.quote``) and the
+    Job runs that list as its container ``command``, with no shell to remove the quotes: ``-P model_name=""``
+    arrives as ``''`` and ``-P fpath="a b"`` as ``'a b'``. No value of ours is legitimately wrapped in quotes.
+    """
+    for index, token in enumerate(argv):
+        if len(token) >= 2 and token[0] == token[-1] == "'":
+            option = argv[index - 1] if index and argv[index - 1].startswith("--") else f"argument {index + 1}"
+            raise TrainerError(
+                f"{prog}: {option} arrived quoted as {token} (MLflow's Kubernetes backend quotes values that need "
+                "shell quoting and runs the command without a shell)",
+                f"pass a value without spaces, quotes or shell characters (model_name={NO_MODEL}: register nothing)",
+            )
+
+
+def model_name(value: str) -> str:
+    """``--model-name`` type: ``none`` (or empty, from a shell) means do not register; returns '' for that."""
+    return "" if value.strip().lower() in {NO_MODEL, ""} else value
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (argparse prints usage plus the error by default)."""
+    """argparse that reports a bad option in one line (argparse prints usage plus the error by default) and
+    refuses values that arrived quoted (see :func:`reject_quoted`)."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None):
+        reject_quoted(list(sys.argv[1:] if args is None else args), self.prog)
+        return super().parse_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         raise TrainerError(f"{self.prog}: {message}", f"see `{self.prog} --help` for the accepted options")

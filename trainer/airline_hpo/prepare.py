@@ -111,8 +111,15 @@ def to_parquet_bytes(table: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+#: Writable in the training image, which runs as uid 1001 in a root-owned project directory (so the old default,
+#: ``data/airline.parquet`` relative to the project, could not be written there). Same as MLproject's default.
+DEFAULT_OUTPUT = "/tmp/airline-hpo/airline.parquet"
+
+
 def prepare(output: str, rows: int = 0, seed: int = 0, late_after: float = 0.0) -> pd.DataFrame:
-    """Build the airline table and write it to ``output`` (local path or ``s3://``); returns the table."""
+    """Build the airline table and write it to ``output`` (local path or ``s3://``); returns the table.
+    An output that cannot be written is a one-line error before the (seconds-long) conversion."""
+    storage.check_writable(output)
     table = sample_rows(to_airline_schema(load_flights(), late_after), rows, seed)
     storage.write_bytes(output, to_parquet_bytes(table))
     return table
@@ -120,7 +127,7 @@ def prepare(output: str, rows: int = 0, seed: int = 0, late_after: float = 0.0) 
 
 def _parser() -> OneLineParser:
     parser = OneLineParser(prog="prepare_data", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True, help="parquet destination: a local path or s3://bucket/key")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="parquet destination: local path or s3://bucket/key")
     parser.add_argument("--rows", type=int, default=0, help="random sample of this many rows (0 = all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the row sample")
     parser.add_argument("--late-after", type=float, default=0.0, help="minutes of arrival delay counted late")

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from airline_hpo import data as data_mod
 from airline_hpo import plots, tracking
 from airline_hpo.engines import ENGINE_CHOICES, Engine, ForestParams, make_engine
-from airline_hpo.errors import EXIT_FAILED, OneLineParser, TrainerError, positive_int, run_cli
+from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int, run_cli
 from airline_hpo.schema import FEATURES
 from airline_hpo.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
 
@@ -48,6 +48,7 @@ class SearchConfig:
     engine: str = "auto"
     model_name: str = "airline-delay"
     max_rows: int = 0
+    nonfinite: str = "fail"
     trees_max: int = 300
     depth_max: int = 20
     n_streams: int = 4
@@ -178,7 +179,9 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     config.validate()
     engine = engine or make_engine(config.engine)
     tracking.check_tracking_server()
-    dataset = data_mod.load_dataset(config.fpath, config.max_rows)
+    dataset = data_mod.load_dataset(
+        config.fpath, config.max_rows, seed=config.seed, nonfinite=config.nonfinite, engine=engine.name
+    )
     split = data_mod.split(dataset, config.test_size, config.seed)
     runner_factory = runner_factory or InProcessTrialRunner
 
@@ -191,6 +194,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                 "data_rows": dataset.rows,
                 "data_late_share": dataset.late_share,
                 "data_load_seconds": dataset.load_seconds,
+                "data_dropped_rows": dataset.dropped_rows,
             }
         )
         runner = runner_factory(engine, split, config.seed, experiment_id, parent_id)
@@ -240,8 +244,16 @@ def _parser() -> OneLineParser:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of split, search and forests")
     parser.add_argument("--test-size", type=float, default=defaults.test_size, help="held-out share of rows")
     parser.add_argument("--engine", default=defaults.engine, help=f"{', '.join(ENGINE_CHOICES)}")
-    parser.add_argument("--model-name", default=defaults.model_name, help="registered model name ('' = none)")
-    parser.add_argument("--max-rows", type=int, default=defaults.max_rows, help="use the first N rows (0 = all)")
+    parser.add_argument(
+        "--model-name", type=model_name, default=defaults.model_name, help=f"registered model ({NO_MODEL} = none)"
+    )
+    parser.add_argument("--max-rows", type=int, default=defaults.max_rows, help="random N rows, seeded (0 = all)")
+    parser.add_argument(
+        "--nonfinite",
+        default=defaults.nonfinite,
+        choices=data_mod.NONFINITE_CHOICES,
+        help="rows with NaN/inf features",
+    )
     parser.add_argument("--trees-max", type=int, default=defaults.trees_max, help="upper bound of n_estimators")
     parser.add_argument("--depth-max", type=int, default=defaults.depth_max, help="upper bound of max_depth")
     parser.add_argument("--n-streams", type=int, default=defaults.n_streams, help="cuML CUDA streams")

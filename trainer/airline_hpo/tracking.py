@@ -69,6 +69,8 @@ def log_and_register(
     from mlflow.exceptions import MlflowException
     from mlflow.models import infer_signature
 
+    if hasattr(example, "to_pandas"):  # cuDF rows (engine cuml keeps the table on the GPU): the model is CPU's
+        example = example.to_pandas()
     signature = infer_signature(example, sk_model.predict(example))
     try:
         info = mlflow.sklearn.log_model(

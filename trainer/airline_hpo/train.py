@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from airline_hpo import data as data_mod
 from airline_hpo import tracking
 from airline_hpo.engines import ENGINE_CHOICES, ForestParams, make_engine
-from airline_hpo.errors import OneLineParser, TrainerError, run_cli
+from airline_hpo.errors import NO_MODEL, OneLineParser, TrainerError, model_name, run_cli
 
 
 def _parser() -> OneLineParser:
@@ -29,8 +29,14 @@ def _parser() -> OneLineParser:
     parser.add_argument("--engine", default="auto", help=", ".join(ENGINE_CHOICES))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--test-size", type=float, default=0.2)
-    parser.add_argument("--max-rows", type=int, default=0, help="use the first N rows (0 = all)")
-    parser.add_argument("--model-name", default="", help="register the model under this name ('' = do not)")
+    parser.add_argument("--max-rows", type=int, default=0, help="random N rows, seeded (0 = all)")
+    parser.add_argument(
+        "--nonfinite",
+        default="fail",
+        choices=data_mod.NONFINITE_CHOICES,
+        help="rows with NaN/inf features",
+    )
+    parser.add_argument("--model-name", type=model_name, default="", help=f"register as ({NO_MODEL} = do not)")
     return parser
 
 
@@ -42,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise TrainerError(f"max_rows must be 0 (all) or positive (got {args.max_rows})", "pass 0 or more")
     engine = make_engine(args.engine)
     tracking.check_tracking_server()
-    dataset = data_mod.load_dataset(args.fpath, args.max_rows)
+    dataset = data_mod.load_dataset(
+        args.fpath, args.max_rows, seed=args.seed, nonfinite=args.nonfinite, engine=engine.name
+    )
     split = data_mod.split(dataset, args.test_size, args.seed)
     with mlflow.start_run(run_name=f"train-{engine.name}") as run:
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})

@@ -1,0 +1,107 @@
+"""The GPU path as it runs: cuDF loading, cuML's real constructor, a 2-trial search with engine=cuml, and the
+registered (converted) scikit-learn model against cuML's own probabilities.
+
+Needs an NVIDIA GPU and RAPIDS (the training image); skipped elsewhere, with the reason.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from airline_hpo import data as data_mod
+from airline_hpo import engines, search, storage
+from airline_hpo.engines import CumlEngine, ForestParams
+from airline_hpo.errors import TrainerError
+from mlflow import MlflowClient
+
+GPU_READY = bool(engines.gpu_names()) and engines.rapids_installed()
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not GPU_READY, reason="needs an NVIDIA GPU and RAPIDS (cudf, cuml): none here"),
+]
+
+
+def test_our_constructor_arguments_exist_in_cumls_signature():
+    """Every keyword we pass must be a named parameter of cuML's RandomForestClassifier (not swallowed by
+    ``**kwargs``), and cuML must accept the combination."""
+    from cuml.ensemble import RandomForestClassifier
+
+    signature = inspect.signature(RandomForestClassifier)
+    named = {
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+    kwargs = CumlEngine.estimator_kwargs(ForestParams(n_estimators=7, max_depth=5, n_bins=32, n_streams=2), seed=3)
+    assert set(kwargs) <= named, sorted(set(kwargs) - named)
+    model = RandomForestClassifier(**kwargs)
+    assert {k: model.get_params()[k] for k in kwargs} == kwargs
+
+
+@pytest.mark.integration
+def test_cudf_load_from_s3_equals_the_cpu_load(stack_env, small_airline, tmp_path):
+    import cudf
+
+    uri = f"s3://{stack_env.bucket}/tests/{stack_env.experiment}/airline.parquet"
+    storage.upload_file(small_airline, uri)
+    gpu = data_mod.load_dataset(uri, engine="cuml")
+    cpu = data_mod.load_dataset(uri)
+    assert isinstance(gpu.features, cudf.DataFrame)  # no pandas on the way
+    pd.testing.assert_frame_equal(gpu.features.to_pandas(), cpu.features)
+    np.testing.assert_array_equal(gpu.label, cpu.label)
+
+    table = pd.read_parquet(small_airline)
+    table.loc[[5, 6], "Distance"] = np.nan
+    table.to_parquet(tmp_path / "nan.parquet", index=False)
+    with pytest.raises(TrainerError, match=r"in 2 of 3,000 rows \(Distance 2 missing\)"):
+        data_mod.load_dataset(str(tmp_path / "nan.parquet"), engine="cuml")
+    dropped = data_mod.load_dataset(str(tmp_path / "nan.parquet"), engine="cuml", nonfinite="drop")
+    assert dropped.rows == 2998 and dropped.dropped_rows == 2
+
+
+@pytest.mark.integration
+def test_two_trial_cuml_search_registers_a_model_with_cumls_probabilities(stack_env, small_airline, monkeypatch):
+    """The registered model is cuML's forest converted by ``as_sklearn()``: on every row of the file (the test
+    rows among them) it must give cuML's own probabilities, and it must reload through pyfunc."""
+    import cudf
+
+    conversions: list[tuple[object, object]] = []
+    real_to_sklearn = CumlEngine.to_sklearn
+
+    def recording_to_sklearn(self, model):
+        converted = real_to_sklearn(self, model)
+        conversions.append((model, converted))
+        return converted
+
+    monkeypatch.setattr(CumlEngine, "to_sklearn", recording_to_sklearn)
+    name = f"{stack_env.experiment}-gpu"
+    config = search.SearchConfig(
+        fpath=str(small_airline), max_evals=2, engine="cuml", model_name=name, trees_max=20, depth_max=6
+    )
+    search.run_search(config)
+
+    version = MlflowClient().get_model_version_by_alias(name, "champion")
+    assert MlflowClient().get_run(version.run_id).data.tags["engine"] == "cuml"
+    cuml_model, _ = conversions[-1]  # the conversion that was logged and registered
+    rows = data_mod.load_dataset(str(small_airline)).features
+    cuml_probability = np.asarray(cuml_model.predict_proba(cudf.DataFrame.from_pandas(rows)))
+    registered = mlflow.sklearn.load_model(f"models:/{name}@champion")
+    np.testing.assert_allclose(registered.predict_proba(rows), cuml_probability, atol=1e-5)
+
+    served = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(rows.head(50))
+    assert len(served) == 50
+
+
+def test_same_seed_same_forest_with_several_streams(small_airline):
+    """cuML RF is deterministic with a seed for any n_streams since cuML PR 7140 (2025); n_streams=1 is not needed."""
+    dataset = data_mod.load_dataset(str(small_airline), engine="cuml")
+    engine = CumlEngine()
+    x, y = engine.to_device(dataset.features, dataset.label)
+    params = ForestParams(n_estimators=16, max_depth=8, n_bins=64, n_streams=4)
+    first = engine.predict_late_probability(engine.fit(params, x, y, seed=11), x)
+    second = engine.predict_late_probability(engine.fit(params, x, y, seed=11), x)
+    np.testing.assert_array_equal(first, second)
