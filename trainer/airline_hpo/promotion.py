@@ -112,8 +112,16 @@ def split_mismatch(champion_run_id: str, split_params: dict[str, str]) -> str:
         theirs = mlflow.MlflowClient().get_run(champion_run_id).data.params
     except Exception:  # a run deleted since: nothing to compare
         return ""
-    differ = [f"{k} {theirs[k]} vs {v}" for k, v in split_params.items() if k in theirs and theirs[k] != str(v)]
+    differ = [f"{k} {theirs[k]} vs {v}" for k, v in split_params.items() if k in theirs and not _same(theirs[k], v)]
     return ", ".join(differ)
+
+
+def _same(logged: str, value: object) -> bool:
+    """Params come back as typed by whoever logged them (``.2`` under ``mlflow run``, ``0.2`` from us)."""
+    try:
+        return float(logged) == float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return logged == str(value)
 
 
 def decide(
