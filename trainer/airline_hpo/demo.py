@@ -90,18 +90,14 @@ def _short(value: str) -> str:
 
 
 def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None) -> list[tuple[str, str]]:
-    """Read the outcome back from MLflow (the last search's parent run and the registry), not from our output."""
+    """Read the outcome back from MLflow (the registry and the newest version's parent run), not our output."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
     champion = client.get_model_version_by_alias(model_name, "champion")
-    if parent_run_id is None:
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        [last] = client.search_runs(
-            [experiment.experiment_id], "attributes.run_name LIKE 'hyperopt-%'", order_by=["start_time DESC"],
-            max_results=1,
-        )  # fmt: skip
-        parent_run_id = last.info.run_id
+    if parent_run_id is None:  # the newest version's run: the search that just ran, champion or challenger
+        versions = client.search_model_versions(f"name = '{model_name}'")
+        parent_run_id = max(versions, key=lambda v: int(v.version)).run_id
     parent = client.get_run(parent_run_id)
     trials = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000
