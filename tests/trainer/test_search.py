@@ -304,10 +304,14 @@ def test_champion_moves_only_for_a_better_model(stack_env, small_airline):
     assert run.metrics["test_accuracy"] < run.metrics["champion_test_accuracy"]
     assert run.tags["promotion.alias"] == "challenger" and run.tags["promotion.champion_version"] == "2"
 
-    assert _train(small_airline, name, *STUMP, "--promote", "always").endswith("-> champion (promote=always)")
+    # always and never decide without the comparison, and still log it
+    line = _train(small_airline, name, *STUMP, "--promote", "always")
+    assert "version 4 -> champion (promote=always; test accuracy" in line and "<=" in line
     assert champion() == "4"
-    assert _train(small_airline, name, *FOREST, "--promote", "never").endswith("-> challenger (promote=never)")
+    line = _train(small_airline, name, *FOREST, "--promote", "never")
+    assert "version 5 -> challenger (promote=never; test accuracy" in line and " > " in line
     assert champion() == "4" and client.get_model_version_by_alias(name, "challenger").version == "5"
+    assert "champion_test_accuracy" in client.get_run(client.get_model_version(name, "5").run_id).data.metrics
 
     # another split: the reason warns that the champion may have trained on these rows
     line = _train(small_airline, name, *STUMP, "--seed", "4")

@@ -1,11 +1,11 @@
 """Who gets the ``champion`` alias: the new model only when it beats the current champion on the same test rows.
 
 ``promote=if_better`` (default): the current champion is loaded by its alias, scored on exactly the rows the new
-model was tested on (the same columns it was trained with, cast to its own input types), and the alias moves only
-when the new model's test accuracy is higher; otherwise the new version gets ``challenger``. With no champion yet
-the new version becomes champion. A champion that cannot be scored on these rows (it needs a column the data lacks,
-or does not load) keeps its alias: moving it anyway is what ``promote=always`` is for. ``never`` always gives
-``challenger``.
+model was tested on (the columns it declares, cast to its own input types), and the alias moves only when the new
+model's test accuracy is higher; otherwise the new version gets ``challenger``. With no champion yet the new
+version becomes champion. A champion that cannot be scored on these rows (it needs a column the data lacks, or
+does not load) keeps its alias: moving it anyway is what ``promote=always`` is for. ``always`` and ``never``
+decide without the comparison (champion, challenger), but the champion is still scored and both scores logged.
 
 The decision, the reason and both scores are logged on the active run (tags ``promotion.*``, metrics
 ``champion_test_accuracy``/``champion_test_roc_auc``) and printed as one line by the entry point.
@@ -136,31 +136,34 @@ def decide(
     on, ``split_params`` the settings that chose them. Call before the new version is registered, so that
     ``champion`` still names the old one."""
     champion = current_champion(model_name)
-    if mode == "never":
-        return Decision(tracking.CHALLENGER_ALIAS, "promote=never", new, None, champion)
     if champion is None:
-        return Decision(tracking.CHAMPION_ALIAS, "no champion yet", new)
-    if mode == "always":
-        return Decision(tracking.CHAMPION_ALIAS, "promote=always", new, None, champion)
+        alias = tracking.CHALLENGER_ALIAS if mode == "never" else tracking.CHAMPION_ALIAS
+        return Decision(alias, "promote=never" if mode == "never" else "no champion yet", new)
     try:
         old = score_model(f"models:/{model_name}@{tracking.CHAMPION_ALIAS}", rows, y)
     except Exception as exc:  # the champion is someone else's model: any failure to score it is a reason, not a crash
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        reason = f"champion version {champion} could not be scored on these rows ({first}); promote=always moves it"
-        return Decision(tracking.CHALLENGER_ALIAS, reason, new, None, champion)
+        problem = f"champion version {champion} could not be scored on these rows ({first})"
+        if mode == "if_better":
+            return Decision(tracking.CHALLENGER_ALIAS, f"{problem}; promote=always moves it", new, None, champion)
+        alias = tracking.CHAMPION_ALIAS if mode == "always" else tracking.CHALLENGER_ALIAS
+        return Decision(alias, f"promote={mode}; {problem}", new, None, champion)
     caveat = ""
     if split_params:
         run_id = mlflow.MlflowClient().get_model_version(model_name, champion).run_id
         differ = split_mismatch(run_id, split_params)
-        caveat = (
-            f"; the champion was trained under another split ({differ}): it may have seen these rows" if differ else ""
-        )
+        if differ:
+            caveat = f"; the champion was trained under another split ({differ}): it may have seen these rows"
     better = new.accuracy > old.accuracy
-    reason = (
+    comparison = (
         f"test accuracy {new.accuracy:.4f} {'>' if better else '<='} champion version {champion}'s "
         f"{old.accuracy:.4f} on the same {len(y):,} rows{caveat}"
     )
-    return Decision(tracking.CHAMPION_ALIAS if better else tracking.CHALLENGER_ALIAS, reason, new, old, champion)
+    if mode == "if_better":
+        alias = tracking.CHAMPION_ALIAS if better else tracking.CHALLENGER_ALIAS
+        return Decision(alias, comparison, new, old, champion)
+    alias = tracking.CHAMPION_ALIAS if mode == "always" else tracking.CHALLENGER_ALIAS
+    return Decision(alias, f"promote={mode}; {comparison}", new, old, champion)
 
 
 def log_decision(decision: Decision, mode: str) -> None:
