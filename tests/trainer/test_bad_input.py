@@ -56,6 +56,9 @@ CASES = [
     ("unknown engine", lambda f: ["--fpath", f["nolabel"], "--engine", "tpu"], ["unknown engine 'tpu'"]),
     ("cuml without GPU", lambda f: ["--fpath", f["nolabel"], "--engine", "cuml"], ["needs an NVIDIA GPU"]),
     ("not a number", lambda f: ["--fpath", f["nolabel"], "--max-evals", "ten"], ["invalid int value", "--help"]),
+    ("unknown split", lambda f: ["--fpath", f["nolabel"], "--split", "flight"], ["unknown split 'flight'"]),
+    ("unknown promote", lambda f: ["--fpath", f["nolabel"], "--promote", "yes"], ["unknown promote 'yes'"]),
+    ("negative budget", lambda f: ["--fpath", f["nolabel"], "--early-stop", "-1"], ["early_stop must be 0"]),
 ]
 
 
