@@ -143,8 +143,8 @@ def _by_days(days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: 
         part[-2] = 1
     if not (part == 0).any():
         part[0] = 0
-    day_part = dict(zip(ordered.tolist(), part.tolist(), strict=True))
-    row_part = np.array([day_part[d] for d in days.tolist()])
+    by_day = np.argsort(ordered)  # each row's day -> its place in ``ordered`` -> its part, without a Python loop
+    row_part = part[by_day][np.searchsorted(ordered[by_day], days)]
     return tuple(np.flatnonzero(row_part == p) for p in (0, 1, 2))
 
 
@@ -188,13 +188,13 @@ def make_split(
                 f"the {name} part of the {kind} split has one class only ({len(rows)} rows)",
                 f"use more rows, a larger {'val' if name == 'validation' else 'test'}_size, or another seed",
             )
-    x = data.features[columns]
+    cols = [data.features.columns.get_loc(c) for c in columns]  # rows and columns in one copy per part
     return Split(
-        x.iloc[train],
+        data.features.iloc[train, cols],
         data.label[train],
-        x.iloc[val],
+        data.features.iloc[val, cols],
         data.label[val],
-        x.iloc[test],
+        data.features.iloc[test, cols],
         data.label[test],
         test,
         kind,
