@@ -388,9 +388,9 @@ def test_timeout_ends_the_search_and_the_cli_says_why(stack_env, small_airline, 
     name = f"{stack_env.experiment}-timeout"
     monkeypatch.setattr(search, "make_engine", lambda _name: SklearnEngine())
     argv = ["--fpath", str(small_airline), "--max-evals", "8", "--trees-max", "8", "--depth-max", "4"]
-    assert run_cli(search.main, [*argv, "--timeout-minutes", "0.0005", "--model-name", name]) == 0
+    assert run_cli(search.main, [*argv, "--timeout-minutes", "0.0001", "--model-name", name]) == 0
     out = capsys.readouterr().out
-    assert "stopped by timeout: 0.0005 minutes passed after 1 trials" in out
+    assert "stopped by timeout: 0.0001 minutes passed after 1 trials" in out
     assert "test (date split" in out and "majority baseline" in out
     assert f"promotion: {name} version 1 -> champion (no champion yet)" in out
     parent = MlflowClient().get_run(_champion_run(name))
