@@ -60,6 +60,9 @@ CASES = [
     ("NaN features", lambda f: ["--fpath", f["nonfinite"]], ["in 30 of 3,000 rows (Distance 30 missing)", "drop"]),
     ("unknown nonfinite", lambda f: ["--fpath", f["nonfinite"], "--nonfinite", "skip"], ["invalid choice: 'skip'"]),
     ("quoted value", lambda f: ["--fpath", f["nolabel"], "--model-name", "''"], ["--model-name arrived quoted"]),
+    ("unknown split", lambda f: ["--fpath", f["nolabel"], "--split", "flight"], ["unknown split 'flight'"]),
+    ("unknown promote", lambda f: ["--fpath", f["nolabel"], "--promote", "yes"], ["unknown promote 'yes'"]),
+    ("negative budget", lambda f: ["--fpath", f["nolabel"], "--early-stop", "-1"], ["early_stop must be 0"]),
 ]
 
 

@@ -109,15 +109,6 @@ def test_unknown_nonfinite_choice(small_airline):
         data_mod.load_dataset(str(small_airline), nonfinite="skip")
 
 
-def test_split_is_stratified_and_seeded(small_airline):
-    dataset = data_mod.load_dataset(str(small_airline))
-    one, two = data_mod.split(dataset, 0.25, seed=5), data_mod.split(dataset, 0.25, seed=5)
-    assert len(one.y_test) == 750
-    pd.testing.assert_frame_equal(one.x_test, two.x_test)
-    assert abs(one.y_test.mean() - one.y_train.mean()) < 0.01
-    assert one.majority_baseline == pytest.approx(1 - one.y_test.mean())
-
-
 def _write(tmp_path, table: pd.DataFrame, name: str = "bad.parquet") -> str:
     path = tmp_path / name
     table.to_parquet(path, index=False)
@@ -152,11 +143,6 @@ def test_bad_inputs_name_problem_and_fix(tmp_path, small_airline):
         assert "\n" not in message and "; " in message, message  # one line: problem; fix
         for word in words:
             assert word in message, (fpath, message)
-
-
-def test_bad_test_size(small_airline):
-    with pytest.raises(TrainerError, match="test_size"):
-        data_mod.split(data_mod.load_dataset(str(small_airline)), 1.5, seed=0)
 
 
 @pytest.mark.integration

@@ -74,8 +74,9 @@ def test_same_hyperparameter_names_for_both_engines():
     assert shared.items() <= sk.items() and shared.items() <= cu.items()
     assert cu["n_bins"] == 64 and cu["n_streams"] == 2 and "n_bins" not in sk
     logged_sk = SklearnEngine().logged_params(params)
-    logged_cu = {"n_estimators": 30, "max_depth": 6, "max_features": 0.4, "n_bins": 64, "n_streams": 2}
-    assert logged_sk == {k: logged_cu[k] for k in ("n_estimators", "max_depth", "max_features")}
+    assert logged_sk == {"n_estimators": 30, "max_depth": 6, "max_features": 0.4} | {
+        "min_samples_leaf": 1, "max_samples": 1.0, "criterion": "gini"
+    }  # fmt: skip
 
 
 def test_sklearn_kwargs_are_accepted_by_sklearn():
@@ -86,8 +87,9 @@ def test_sklearn_kwargs_are_accepted_by_sklearn():
 
 def test_sklearn_engine_fits_and_tags(small_airline):
     from airline_hpo import data as data_mod
+    from airline_hpo import evaluation
 
-    split = data_mod.split(data_mod.load_dataset(str(small_airline)), 0.2, seed=0)
+    split = evaluation.make_split(data_mod.load_dataset(str(small_airline)), "random", test_size=0.2, seed=0)
     engine = SklearnEngine()
     model = engine.fit(ForestParams(n_estimators=5, max_depth=4), split.x_train, split.y_train, seed=0)
     probability = engine.predict_late_probability(model, split.x_test)
@@ -105,9 +107,10 @@ GPU_READY = bool(engines.gpu_names()) and engines.rapids_installed()
 @pytest.mark.skipif(not GPU_READY, reason="needs an NVIDIA GPU and RAPIDS (cudf, cuml): none here")
 def test_cuml_engine_on_gpu(small_airline):
     from airline_hpo import data as data_mod
+    from airline_hpo import evaluation
 
     assert select_engine("auto") == "cuml"
-    split = data_mod.split(data_mod.load_dataset(str(small_airline)), 0.2, seed=0)
+    split = evaluation.make_split(data_mod.load_dataset(str(small_airline)), "random", test_size=0.2, seed=0)
     engine = CumlEngine()
     x_train, y_train = engine.to_device(split.x_train, split.y_train)
     x_test, _ = engine.to_device(split.x_test)
@@ -116,7 +119,7 @@ def test_cuml_engine_on_gpu(small_airline):
     probability = engine.predict_late_probability(model, x_test)
     assert isinstance(probability, np.ndarray) and probability.shape == (600,)
     importances = engine.feature_importances(model)
-    assert importances.shape == (13,) and np.isfinite(importances).all()  # read before as_sklearn()
+    assert importances.shape == (len(split.features),) and np.isfinite(importances).all()  # read before as_sklearn()
     sk_model = engine.to_sklearn(model)
     assert sk_model.predict(split.x_test).shape == (600,)
     assert engine.tags()["device"].startswith("gpu")

@@ -72,15 +72,18 @@ def test_declared_commands_run_the_flow_on_the_stack(stack_env, tmp_path, capfd)
     demo.run_entry_point("hyperopt", params, stack_env.env)
     demo.run_entry_point("serve_check", {"model_name": name, "timeout": 120}, stack_env.env)
     out = capfd.readouterr().out
-    answers = re.findall(r"^\s+\S+\s+\S+->\S+ .* (ON-TIME|LATE)$", out, flags=re.MULTILINE)
+    # the served model answered, over HTTP, both the label and the probability of each flight
+    answers = re.findall(r"^\s+\S+\s+\S+->\S+ .* (ON-TIME|LATE)\s+P\(late\) = (\d\.\d\d)$", out, flags=re.MULTILINE)
     assert len(answers) == 5, out
+    assert all((label == "LATE") == (float(p) > 0.5) for label, p in answers if float(p) != 0.5), answers
     assert "model server stopped" in out
 
     rows = dict(demo.summary(name, stack_env.tracking_uri))
-    assert rows["trials"].startswith("3 (0 failed), engine sklearn")
-    best = float(rows["best accuracy"].split()[0])
+    assert rows["trials"].startswith("3 (0 failed), engine sklearn; max_evals")
+    test_accuracy = float(rows["test accuracy"].split(",")[0])
     baseline = float(rows["majority baseline"].split()[0])
-    assert 0.5 < baseline < best <= 1.0
+    assert 0.4 < baseline < 1.0 and 0.4 < test_accuracy <= 1.0
+    assert rows["promotion"].startswith("-> champion: no champion yet")
     version = MlflowClient().get_model_version_by_alias(name, "champion")
     assert MlflowClient().get_run(version.run_id).data.params["fpath"] == uri
 
@@ -103,7 +106,7 @@ def test_search_continues_the_run_that_mlflow_run_created(stack_env, small_airli
     finally:
         os.environ.update({k: v for k, v in saved.items() if v is not None})
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and "best_accuracy" in run.data.metrics
+    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
     assert run.data.params["test_size"] == ".2"  # kept as `mlflow run` logged it
     trials = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run_id}'")
     assert len(trials) == 2

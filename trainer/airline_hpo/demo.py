@@ -5,8 +5,10 @@ image: it loads ``trainer/MLproject`` with MLflow's own project loader, lets eac
 command from the parameters, and runs that command with ``trainer/`` as the working directory and the local
 stack's client environment. The commands are therefore exactly the ones a Kubernetes Job runs.
 
-Steps: start the stack, prepare the data, upload it to the bucket, search (reading ``s3://``), register the best
-model as ``champion``, serve it and query it, then print a summary read back from MLflow.
+Steps: start the stack, prepare the data, upload it to the bucket, search (reading ``s3://``; whole days held out
+as the test part), register the refitted best model (``champion`` when it beats the current one on the same test
+rows, else ``challenger``), serve the champion and ask it for labels and probabilities, then print a summary read
+back from MLflow.
 """
 
 from __future__ import annotations
@@ -87,26 +89,38 @@ def _short(value: str) -> str:
     return str(int(number)) if number.is_integer() else f"{number:.3f}"
 
 
-def summary(model_name: str, tracking_uri: str) -> list[tuple[str, str]]:
-    """Read the outcome back from MLflow (the registry's champion and its parent run), not from our own output."""
+def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None) -> list[tuple[str, str]]:
+    """Read the outcome back from MLflow (the registry and the newest version's parent run), not our output."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
-    version = client.get_model_version_by_alias(model_name, "champion")
-    parent = client.get_run(version.run_id)
+    champion = client.get_model_version_by_alias(model_name, "champion")
+    if parent_run_id is None:  # the newest version's run: the search that just ran, champion or challenger
+        versions = client.search_model_versions(f"name = '{model_name}'")
+        parent_run_id = max(versions, key=lambda v: int(v.version)).run_id
+    parent = client.get_run(parent_run_id)
     trials = client.search_runs(
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'", max_results=1000
     )
     failed = sum(t.info.status == "FAILED" for t in trials)
-    metrics = parent.data.metrics
+    metrics, tags = parent.data.metrics, parent.data.tags
+    val_base = metrics["val_baseline_accuracy"]
     best = {k[len("best_") :]: v for k, v in parent.data.params.items() if k.startswith("best_")}
     experiment_url = f"{tracking_uri}/#/experiments/{parent.info.experiment_id}"
+    split = f"{tags.get('split.kind', '?')} split, {int(metrics.get('test_rows', 0)):,} rows no trial saw"
+    champion_score = metrics.get("champion_test_accuracy")
+    previous = "" if champion_score is None else f"; previous champion {champion_score:.4f} on the same rows"
     return [
-        ("trials", f"{len(trials)} ({failed} failed), engine {parent.data.tags.get('engine', '?')}"),
-        ("best accuracy", f"{metrics['best_accuracy']:.4f} (ROC AUC {metrics['best_roc_auc']:.4f})"),
-        ("majority baseline", f"{metrics['baseline_accuracy']:.4f} (always predict the commoner class)"),
+        ("trials", f"{len(trials)} ({failed} failed), engine {tags.get('engine', '?')}; {tags.get('stop_reason')}"),
+        ("validation accuracy", f"{metrics['best_val_accuracy']:.4f} (best trial; baseline {val_base:.4f})"),
+        (
+            "test accuracy",
+            f"{metrics['test_accuracy']:.4f}, ROC AUC {metrics['test_roc_auc']:.4f} ({split}, refitted on train+val)",
+        ),
+        ("majority baseline", f"{metrics['test_baseline_accuracy']:.4f} on the same test rows"),
         ("best parameters", ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.items()))),
-        ("registered model", f"{model_name} version {version.version}, alias champion"),
+        ("promotion", f"-> {tags.get('promotion.alias', '?')}: {tags.get('promotion.reason', '?')}{previous}"),
+        ("champion", f"{model_name} version {champion.version}"),
         ("parent run (plots)", f"{experiment_url}/runs/{parent.info.run_id}  -> Artifacts: plots/"),
         ("trials in the UI", f"{experiment_url}  (expand the parent run)"),
         ("model in the UI", f"{tracking_uri}/#/models/{model_name}"),

@@ -31,36 +31,62 @@ ENGINE_CHOICES = ("auto", "cuml", "sklearn")
 RAPIDS_MODULES = ("cudf", "cuml")
 
 
+#: Split criteria both engines implement (scikit-learn ``criterion``, cuML ``split_criterion``).
+CRITERIA = ("gini", "entropy")
+
+
 @dataclass(frozen=True)
 class ForestParams:
-    """One configuration. ``n_bins``/``n_streams`` only reach cuML; scikit-learn splits on exact thresholds."""
+    """One configuration. ``n_bins``/``n_streams`` only reach cuML; scikit-learn splits on exact thresholds.
+
+    ``max_samples`` is the bootstrap sample's share of the training rows, ``min_samples_leaf`` the fewest rows a
+    leaf may hold, ``criterion`` the impurity a split minimizes; both engines take all three."""
 
     n_estimators: int = 100
     max_depth: int = 12
     max_features: float = 0.8
     n_bins: int = 128
     n_streams: int = 4
+    min_samples_leaf: int = 1
+    max_samples: float = 1.0
+    criterion: str = "gini"
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> ForestParams:
         """Build from hyperopt's sample (numpy scalars, floats for quantised ints) or parsed CLI values."""
         known = {k: values[k] for k in cls.__dataclass_fields__ if k in values}
-        ints = {"n_estimators", "max_depth", "n_bins", "n_streams"}
-        cleaned = {k: round(float(v)) if k in ints else float(v) for k, v in known.items()}
+        ints = {"n_estimators", "max_depth", "n_bins", "n_streams", "min_samples_leaf"}
+        texts = {"criterion"}
+        cleaned = {k: str(v) if k in texts else round(float(v)) if k in ints else float(v) for k, v in known.items()}
         return cls(**cleaned)
 
     def validate(self) -> ForestParams:
-        if self.n_estimators < 1 or self.max_depth < 1 or self.n_bins < 2 or self.n_streams < 1:
+        if (
+            self.n_estimators < 1
+            or self.max_depth < 1
+            or self.n_bins < 2
+            or self.n_streams < 1
+            or self.min_samples_leaf < 1
+        ):
             raise TrainerError(
                 f"invalid forest parameters {asdict(self)}",
-                "n_estimators, max_depth and n_streams must be >= 1, n_bins >= 2",
+                "n_estimators, max_depth, n_streams and min_samples_leaf must be >= 1, n_bins >= 2",
             )
-        if not 0.0 < self.max_features <= 1.0:
-            raise TrainerError(
-                f"max_features must be a fraction in (0, 1] (got {self.max_features})",
-                "pass e.g. --max-features 0.8",
-            )
+        for name in ("max_features", "max_samples"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise TrainerError(
+                    f"{name} must be a fraction in (0, 1] (got {value})",
+                    f"pass e.g. --{name.replace('_', '-')} 0.8",
+                )
+        if self.criterion not in CRITERIA:
+            raise TrainerError(f"unknown criterion {self.criterion!r}", f"use one of {', '.join(CRITERIA)}")
         return self
+
+    def common(self) -> dict[str, Any]:
+        """The parameters both engines take, by our names (logged on every run of either engine)."""
+        names = ("n_estimators", "max_depth", "max_features", "min_samples_leaf", "max_samples", "criterion")
+        return {name: getattr(self, name) for name in names}
 
 
 def gpu_names() -> list[str]:
@@ -146,6 +172,9 @@ class SklearnEngine:
             "n_estimators": params.n_estimators,
             "max_depth": params.max_depth,
             "max_features": params.max_features,
+            "min_samples_leaf": params.min_samples_leaf,
+            "max_samples": params.max_samples,  # a share of the rows, bootstrap (the default) being on
+            "criterion": params.criterion,
             "random_state": seed,
             "n_jobs": -1,
         }
@@ -165,7 +194,7 @@ class SklearnEngine:
         return np.asarray(model.feature_importances_)
 
     def logged_params(self, params: ForestParams) -> dict[str, Any]:
-        return {"n_estimators": params.n_estimators, "max_depth": params.max_depth, "max_features": params.max_features}
+        return params.common()
 
     def tags(self) -> dict[str, str]:
         import sklearn
@@ -204,6 +233,9 @@ class CumlEngine:
             "n_estimators": params.n_estimators,
             "max_depth": params.max_depth,
             "max_features": params.max_features,
+            "min_samples_leaf": params.min_samples_leaf,
+            "max_samples": params.max_samples,
+            "split_criterion": params.criterion,  # cuML's name; it takes "gini" and "entropy" as scikit-learn does
             "n_bins": params.n_bins,
             "n_streams": params.n_streams,
             "random_state": seed,

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 
 def search_plot(losses: Sequence[float | None], baseline_loss: float | None = None) -> Figure:
-    """Loss (1 - accuracy) of each trial in order, failed trials marked, and the best loss so far."""
+    """Loss (1 - validation accuracy) of each trial in order, failed trials marked, and the best loss so far."""
     fig, ax = plt.subplots(figsize=(7, 4))
     numbers = np.arange(1, len(losses) + 1)
     ok = [(n, loss) for n, loss in zip(numbers, losses, strict=True) if loss is not None]
@@ -29,7 +29,7 @@ def search_plot(losses: Sequence[float | None], baseline_loss: float | None = No
     if baseline_loss is not None:
         ax.axhline(baseline_loss, linestyle="--", color="gray", label="majority-class baseline")
     ax.set_xlabel("trial")
-    ax.set_ylabel("loss = 1 - accuracy (lower is better)")
+    ax.set_ylabel("loss = 1 - validation accuracy (lower is better)")
     ax.set_title("hyperparameter search")
     ax.legend(loc="best")
     fig.tight_layout()

@@ -1,9 +1,16 @@
 """The hyperparameter search (entry point ``hyperopt``): hyperopt over random-forest settings, tracked in MLflow.
 
-One parent run holds the search: its configuration, the best parameters and ``best_accuracy`` (with the
-majority-class baseline beside it), a plot of the search and the best model's feature importances. Each trial is
-a nested run with its parameters and ``accuracy``, ``roc_auc``, ``loss``, ``fit_seconds``, ``predict_seconds``.
-The best model is logged once, registered under ``model_name``, and the alias ``champion`` moves to it.
+The rows are split once (:mod:`airline_hpo.evaluation`: by date by default) into train, validation and test.
+Each trial is a nested run that fits on train and logs ``val_accuracy``, ``val_roc_auc``, ``loss`` (1 -
+validation accuracy: what hyperopt minimizes), ``fit_seconds``, ``predict_seconds``; no trial sees the test rows.
+The best configuration is then refitted on train+validation and scored once on test: the parent run holds
+``test_accuracy``, ``test_roc_auc`` and ``test_baseline_accuracy`` (always the commoner class, same rows) beside
+the search's ``best_val_*``, plus a plot of the search and the model's feature importances. The model is logged
+once and registered; :mod:`airline_hpo.promotion` decides whether it becomes ``champion`` or ``challenger``.
+
+Budgets end the search early and cleanly (the best so far is still refitted and registered): ``max_failed``
+failed trials, ``timeout_minutes`` (checked between trials), ``early_stop`` trials without a better validation
+loss (hyperopt's ``no_progress_loss``). The reason is the parent's tag ``stop_reason``.
 
 Fixes of the seed (design notes §4): the loss is 1 - accuracy (the seed minimized accuracy), data is read once,
 no model per trial, ``max_evals`` and ``seed`` are parameters, and failures exit non-zero.
@@ -21,16 +28,17 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from hyperopt import STATUS_FAIL, STATUS_OK, Trials, fmin, hp, rand, tpe
+from hyperopt.early_stop import no_progress_loss
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import scope
 from tqdm import tqdm
 
 from airline_hpo import data as data_mod
-from airline_hpo import plots, tracking
-from airline_hpo.engines import ENGINE_CHOICES, Engine, ForestParams, make_engine
+from airline_hpo import evaluation, plots, promotion, tracking
+from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int, run_cli
-from airline_hpo.schema import FEATURES
 from airline_hpo.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
 
 ALGOS = ("tpe", "rand")
@@ -44,28 +52,64 @@ class SearchConfig:
     max_evals: int = 20
     algo: str = "tpe"
     seed: int = 42
+    split: str = "date"
     test_size: float = 0.2
+    val_size: float = 0.2
+    features: str = "pre_departure"
     engine: str = "auto"
     model_name: str = "airline-delay"
+    promote: str = "if_better"
     max_rows: int = 0
     nonfinite: str = "fail"
     trees_max: int = 300
     depth_max: int = 20
+    leaf_max: int = 20
+    max_samples_min: float = 0.5
+    criteria: str = "gini,entropy"
     n_streams: int = 4
-    alias: str = tracking.CHAMPION_ALIAS
+    max_failed: int = 5
+    timeout_minutes: float = 0.0
+    early_stop: int = 0
+
+    @property
+    def criteria_list(self) -> list[str]:
+        return [c.strip() for c in self.criteria.split(",") if c.strip()]
 
     def validate(self) -> SearchConfig:
         positive_int("max_evals", self.max_evals)
         positive_int("trees_max", self.trees_max)
         positive_int("depth_max", self.depth_max)
+        positive_int("leaf_max", self.leaf_max)
         if self.algo not in ALGOS:
             raise TrainerError(f"unknown algo {self.algo!r}", f"use one of {', '.join(ALGOS)}")
         if self.engine not in ENGINE_CHOICES:
             raise TrainerError(f"unknown engine {self.engine!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
-        if not 0.0 < self.test_size < 1.0:
-            raise TrainerError(f"test_size must be between 0 and 1 (got {self.test_size})", "pass e.g. 0.2")
+        if self.split not in evaluation.SPLITS:
+            raise TrainerError(f"unknown split {self.split!r}", f"use one of {', '.join(evaluation.SPLITS)}")
+        if self.features not in evaluation.FEATURE_SETS:
+            raise TrainerError(
+                f"unknown features {self.features!r}", f"use one of {', '.join(evaluation.FEATURE_SETS)}"
+            )
+        promotion.check_mode(self.promote)
+        for name in ("test_size", "val_size"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise TrainerError(f"{name} must be between 0 and 1 (got {getattr(self, name)})", "pass e.g. 0.2")
+        if self.test_size + self.val_size >= 1.0:
+            raise TrainerError("test_size + val_size must be below 1", "pass e.g. test_size=0.2 val_size=0.2")
         if self.max_rows < 0:
             raise TrainerError(f"max_rows must be 0 (all) or positive (got {self.max_rows})", "pass 0 or more")
+        if not 0.0 < self.max_samples_min <= 1.0:
+            raise TrainerError(
+                f"max_samples_min must be a fraction in (0, 1] (got {self.max_samples_min})", "pass e.g. 0.5"
+            )
+        unknown = [c for c in self.criteria_list if c not in CRITERIA] or ([] if self.criteria_list else ["(none)"])
+        if unknown:
+            raise TrainerError(
+                f"unknown criteria {', '.join(unknown)}", f"pass a comma-separated subset of {','.join(CRITERIA)}"
+            )
+        for name in ("max_failed", "timeout_minutes", "early_stop"):
+            if getattr(self, name) < 0:
+                raise TrainerError(f"{name} must be 0 (no limit) or positive", f"pass {name}=0 or more")
         return self
 
 
@@ -75,9 +119,12 @@ class SearchResult:
     experiment_id: str
     outcomes: list[TrialOutcome]
     best: TrialOutcome
-    baseline_accuracy: float
-    registered: tracking.RegisteredModel | None
-    trials: Trials = field(repr=False)
+    split: evaluation.Split = field(repr=False)
+    stop_reason: str
+    test: promotion.Score | None = None
+    decision: promotion.Decision | None = None
+    registered: tracking.RegisteredModel | None = None
+    trials: Trials = field(default_factory=Trials, repr=False)
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -90,13 +137,20 @@ def _int_range(name: str, low: int, high: int, step: int = 1) -> Any:
 
 
 def search_space(config: SearchConfig, engine_name: str) -> dict[str, Any]:
-    """max_depth and n_estimators as integers, max_features as a fraction; cuML also tunes its n_bins."""
+    """Integers for trees, depth and leaf size, fractions for features and bootstrap rows, a choice of split
+    criterion (each bounded by a parameter of the search); cuML also tunes its n_bins."""
     trees_low = min(10, config.trees_max)
     trees_step = 10 if config.trees_max - trees_low >= 20 else 1
+    criteria = config.criteria_list
     space: dict[str, Any] = {
         "n_estimators": _int_range("n_estimators", trees_low, config.trees_max, trees_step),
         "max_depth": _int_range("max_depth", min(3, config.depth_max), config.depth_max),
         "max_features": hp.uniform("max_features", 0.2, 1.0),
+        "min_samples_leaf": _int_range("min_samples_leaf", 1, config.leaf_max),
+        "max_samples": (
+            hp.uniform("max_samples", config.max_samples_min, 1.0) if config.max_samples_min < 1.0 else 1.0
+        ),
+        "criterion": hp.choice("criterion", criteria) if len(criteria) > 1 else criteria[0],
     }
     if engine_name == "cuml":
         space["n_bins"] = _int_range("n_bins", 16, 256, 16)
@@ -109,6 +163,38 @@ def suggest_algorithm(algo: str, max_evals: int) -> Callable[..., Any]:
     if algo == "rand":
         return rand.suggest
     return partial(tpe.suggest, n_startup_jobs=min(20, max(3, max_evals // 4)))
+
+
+class Budget:
+    """hyperopt's ``early_stop_fn``: stop at ``max_failed`` failed trials, or (hyperopt's own
+    ``no_progress_loss``) after ``early_stop`` trials without a lower loss; remembers why it stopped.
+    ``no_progress_loss`` reads the last trial's loss, which a failed trial lacks: a failure counts as a trial
+    without progress here."""
+
+    def __init__(self, max_failed: int = 0, early_stop: int = 0) -> None:
+        self.max_failed, self.early_stop = max_failed, early_stop
+        self._no_progress = no_progress_loss(early_stop) if early_stop else None
+        self._args: list[Any] = []
+        self.reason: str | None = None
+
+    def __call__(self, trials: Trials, *_args: Any) -> tuple[bool, list[Any]]:
+        results = [t["result"] for t in trials.trials]
+        failed = sum(r.get("status") == STATUS_FAIL for r in results)
+        if self.max_failed and failed >= self.max_failed:
+            self.reason = f"max_failed: {failed} trials failed (limit {self.max_failed})"
+            return True, []
+        if self._no_progress is None or not results:
+            return False, []
+        if results[-1].get("status") == STATUS_OK:
+            stop, self._args = self._no_progress(trials, *self._args)
+        elif self._args:  # a failure after some success: one more trial without progress
+            self._args = [self._args[0], self._args[1] + 1]
+            stop = self._args[1] >= self.early_stop
+        else:
+            stop = False
+        if stop:
+            self.reason = f"early_stop: no lower validation loss in {self.early_stop} trials"
+        return stop, []
 
 
 class _Objective:
@@ -133,7 +219,7 @@ class _Objective:
         accuracies = [o.accuracy for o in self.outcomes if o.ok]
         failed = sum(not o.ok for o in self.outcomes)
         best = f"{max(accuracies):.4f}" if accuracies else "-"
-        self.progress.set_postfix_str(f"best accuracy {best}, failed {failed}", refresh=False)
+        self.progress.set_postfix_str(f"best validation accuracy {best}, failed {failed}", refresh=False)
         self.progress.update(1)
 
 
@@ -143,23 +229,36 @@ def best_outcome(outcomes: Sequence[TrialOutcome]) -> TrialOutcome | None:
     return min(ok, key=lambda o: (o.loss, o.number)) if ok else None
 
 
-def _best_model(best: TrialOutcome, engine: Engine, split: data_mod.Split, seed: int) -> Any:
-    """The best trial's model: kept in memory by in-process runners, refitted (same seed) otherwise."""
-    if best.model is not None:
-        return best.model
-    x, y = engine.to_device(split.x_train, split.y_train)
-    return engine.fit(best.params, x, y, seed)
+def to_pandas(frame: Any) -> pd.DataFrame:
+    """Host copy of a frame (the loader may hand cuDF frames on a GPU); pandas frames pass unchanged."""
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
 
 
-def _log_summary(result: SearchResult, config: SearchConfig, engine: Engine, search_seconds: float) -> None:
+def refit_and_test(
+    engine: Engine, params: ForestParams, split: evaluation.Split, seed: int
+) -> tuple[Any, Any, promotion.Score, float]:
+    """Fit ``params`` on train+validation and score the model that will be registered (the scikit-learn one,
+    through ``predict_proba`` on float32 as the served model does) on the test rows. Returns the engine's model
+    (for feature importances), the scikit-learn model, its test score and the refit seconds."""
+    x, y = engine.to_device(split.x_fit, split.y_fit)
+    started = time.perf_counter()
+    model = engine.fit(params, x, y, seed)
+    refit_seconds = time.perf_counter() - started
+    sk_model = engine.to_sklearn(model)
+    x_test = to_pandas(split.x_test).astype(np.float32)
+    test = promotion.score(sk_model.predict_proba(x_test)[:, 1], split.y_test)
+    return model, sk_model, test, refit_seconds
+
+
+def _log_summary(result: SearchResult, engine: Engine, search_seconds: float) -> None:
     best = result.best
     mlflow.log_params({f"best_{k}": v for k, v in engine.logged_params(best.params).items()})
     mlflow.log_metrics(
         {
-            "best_accuracy": best.accuracy,
-            "best_roc_auc": best.roc_auc,
+            "best_val_accuracy": best.accuracy,
+            "best_val_roc_auc": best.roc_auc,
             "best_loss": best.loss,
-            "baseline_accuracy": result.baseline_accuracy,
+            "val_baseline_accuracy": result.split.val_baseline_accuracy,
             "trials_ok": len(result.outcomes) - len(result.failed),
             "trials_failed": len(result.failed),
             "search_seconds": search_seconds,
@@ -167,9 +266,39 @@ def _log_summary(result: SearchResult, config: SearchConfig, engine: Engine, sea
         }
     )
     mlflow.set_tag("best_trial_run_id", best.run_id)
-    figure = plots.search_plot([o.loss for o in result.outcomes], 1.0 - result.baseline_accuracy)
+    figure = plots.search_plot([o.loss for o in result.outcomes], 1.0 - result.split.val_baseline_accuracy)
     mlflow.log_figure(figure, "plots/search.png")
     plots.close(figure)
+
+
+def log_split(split: evaluation.Split) -> None:
+    """Which columns and how many rows each part has (the test score means little without them)."""
+    mlflow.log_metrics({k: float(v) for k, v in split.sizes().items()})
+    mlflow.set_tags(
+        {
+            "split.kind": split.kind,
+            "features.used": ",".join(split.features),
+            "features.dropped_constant": ",".join(split.dropped_constant) or "-",
+        }
+    )
+
+
+def log_test(test: promotion.Score, split: evaluation.Split) -> None:
+    mlflow.log_metrics(
+        {
+            "test_accuracy": test.accuracy,
+            "test_roc_auc": test.roc_auc,
+            "test_baseline_accuracy": split.test_baseline_accuracy,
+        }
+    )
+
+
+def _stop_reason(budget: Budget, outcomes: list[TrialOutcome], config: SearchConfig) -> str:
+    if budget.reason:
+        return budget.reason
+    if len(outcomes) >= config.max_evals:
+        return f"max_evals: all {config.max_evals} trials ran"
+    return f"timeout: {config.timeout_minutes:g} minutes passed after {len(outcomes)} trials"
 
 
 def run_search(config: SearchConfig, engine: Engine | None = None, runner_factory=None) -> SearchResult:
@@ -182,13 +311,15 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     dataset = data_mod.load_dataset(
         config.fpath, config.max_rows, seed=config.seed, nonfinite=config.nonfinite, engine=engine.name
     )
-    split = data_mod.split(dataset, config.test_size, config.seed)
-    runner_factory = runner_factory or InProcessTrialRunner
+    split = evaluation.make_split(
+        dataset, config.split, config.test_size, config.val_size, config.seed, config.features
+    )
+    runner_factory = runner_factory or partial(InProcessTrialRunner, keep_best_model=False)
 
     with mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}") as parent:
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
-        tracking.log_params_once({k: v for k, v in asdict(config).items() if k != "alias"})
+        tracking.log_params_once(asdict(config))
         mlflow.log_metrics(
             {
                 "data_rows": dataset.rows,
@@ -197,8 +328,10 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                 "data_dropped_rows": dataset.dropped_rows,
             }
         )
+        log_split(split)
         runner = runner_factory(engine, split, config.seed, experiment_id, parent_id)
         trials = Trials()
+        budget = Budget(config.max_failed, config.early_stop)
         started = time.perf_counter()
         with tqdm(total=config.max_evals, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True) as bar:
             objective = _Objective(runner, config.n_streams, bar)
@@ -213,9 +346,13 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                     rstate=np.random.default_rng(config.seed),
                     show_progressbar=False,
                     return_argmin=False,
+                    timeout=config.timeout_minutes * 60 if config.timeout_minutes > 0 else None,
+                    early_stop_fn=budget,
                 )
             runner.flush()  # every trial's run is written before the parent summarises them
         search_seconds = time.perf_counter() - started
+        stop_reason = _stop_reason(budget, objective.outcomes, config)
+        mlflow.set_tag("stop_reason", stop_reason)
         best = best_outcome(objective.outcomes)
         if best is None:
             first_error = objective.outcomes[0].error if objective.outcomes else "no trial ran"
@@ -224,59 +361,78 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                 "read the `error` tag of the failed trial runs in the MLflow UI, fix the cause, run again",
                 exit_code=EXIT_FAILED,
             )
-        result = SearchResult(parent_id, experiment_id, objective.outcomes, best, split.majority_baseline, None, trials)
-        _log_summary(result, config, engine, search_seconds)
-        model = _best_model(best, engine, split, config.seed)
-        figure = plots.importance_plot(list(FEATURES), list(engine.feature_importances(model)))
+        result = SearchResult(parent_id, experiment_id, objective.outcomes, best, split, stop_reason, trials=trials)
+        _log_summary(result, engine, search_seconds)
+        model, sk_model, result.test, refit_seconds = refit_and_test(engine, best.params, split, config.seed)
+        log_test(result.test, split)
+        mlflow.log_metric("refit_seconds", refit_seconds)
+        figure = plots.importance_plot(list(split.features), list(engine.feature_importances(model)))
         mlflow.log_figure(figure, "plots/feature_importances.png")
         plots.close(figure)
-        sk_model = engine.to_sklearn(model)
-        result.registered = tracking.log_and_register(sk_model, split.x_test.head(5), config.model_name, config.alias)
+        test_rows = to_pandas(dataset.features).iloc[split.test_index]
+        result.decision, result.registered = promotion.register_and_promote(
+            config.promote,
+            config.model_name,
+            sk_model,
+            to_pandas(split.x_test.head(5)),
+            result.test,
+            test_rows,
+            split.y_test,
+            {k: getattr(config, k) for k in promotion.SPLIT_PARAMS},
+        )
     return result
 
 
 def _parser() -> OneLineParser:
-    defaults = SearchConfig(fpath="")
+    d = SearchConfig(fpath="")
     parser = OneLineParser(prog="hyperopt", description=__doc__.splitlines()[0])
-    parser.add_argument("--fpath", required=True, help="airline parquet: local path or s3://bucket/key")
-    parser.add_argument("--max-evals", type=int, default=defaults.max_evals, help="number of trials")
-    parser.add_argument("--algo", default=defaults.algo, help=f"search algorithm: {', '.join(ALGOS)}")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of split, search and forests")
-    parser.add_argument("--test-size", type=float, default=defaults.test_size, help="held-out share of rows")
-    parser.add_argument("--engine", default=defaults.engine, help=f"{', '.join(ENGINE_CHOICES)}")
-    parser.add_argument(
-        "--model-name", type=model_name, default=defaults.model_name, help=f"registered model ({NO_MODEL} = none)"
-    )
-    parser.add_argument("--max-rows", type=int, default=defaults.max_rows, help="random N rows, seeded (0 = all)")
-    parser.add_argument(
-        "--nonfinite",
-        default=defaults.nonfinite,
-        choices=data_mod.NONFINITE_CHOICES,
-        help="rows with NaN/inf features",
-    )
-    parser.add_argument("--trees-max", type=int, default=defaults.trees_max, help="upper bound of n_estimators")
-    parser.add_argument("--depth-max", type=int, default=defaults.depth_max, help="upper bound of max_depth")
-    parser.add_argument("--n-streams", type=int, default=defaults.n_streams, help="cuML CUDA streams")
+    add = parser.add_argument
+    add("--fpath", required=True, help="airline parquet: local path or s3://bucket/key")
+    add("--max-evals", type=int, default=d.max_evals, help="number of trials")
+    add("--algo", default=d.algo, help=f"search algorithm: {', '.join(ALGOS)}")
+    add("--seed", type=int, default=d.seed, help="seed of split, search and forests")
+    add("--split", default=d.split, help=f"{', '.join(evaluation.SPLITS)}: whole days per part, later days as test")
+    add("--test-size", type=float, default=d.test_size, help="share of rows in the test part (no trial sees it)")
+    add("--val-size", type=float, default=d.val_size, help="share of rows in the validation part")
+    add("--features", default=d.features, help=f"{', '.join(evaluation.FEATURE_SETS)}")
+    add("--engine", default=d.engine, help=f"{', '.join(ENGINE_CHOICES)}")
+    add("--model-name", type=model_name, default=d.model_name, help=f"registered model ({NO_MODEL} = none)")
+    add("--promote", default=d.promote, help=f"{', '.join(promotion.PROMOTE_CHOICES)}")
+    add("--max-rows", type=int, default=d.max_rows, help="random N rows, seeded (0 = all)")
+    add("--nonfinite", default=d.nonfinite, choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
+    add("--trees-max", type=int, default=d.trees_max, help="upper bound of n_estimators")
+    add("--depth-max", type=int, default=d.depth_max, help="upper bound of max_depth")
+    add("--leaf-max", type=int, default=d.leaf_max, help="upper bound of min_samples_leaf")
+    add("--max-samples-min", type=float, default=d.max_samples_min, help="lower bound of max_samples (bootstrap)")
+    add("--criteria", default=d.criteria, help=f"split criteria to try, comma-separated: {','.join(CRITERIA)}")
+    add("--n-streams", type=int, default=d.n_streams, help="cuML CUDA streams")
+    add("--max-failed", type=int, default=d.max_failed, help="stop after N failed trials (0 = no limit)")
+    add("--timeout-minutes", type=float, default=d.timeout_minutes, help="stop starting trials after M min (0 = none)")
+    add("--early-stop", type=int, default=d.early_stop, help="stop after N trials without improvement (0 = off)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config = SearchConfig(**{k: v for k, v in vars(args).items()})
+    config = SearchConfig(**vars(args))
     result = run_search(config)
-    best = result.best
+    best, split, test = result.best, result.split, result.test
     print(
-        f"{len(result.outcomes)} trials ({len(result.failed)} failed); best accuracy {best.accuracy:.4f} "
-        f"(majority baseline {result.baseline_accuracy:.4f}) with {asdict(best.params)}"
+        f"{len(result.outcomes)} trials ({len(result.failed)} failed), stopped by {result.stop_reason}; "
+        f"best validation accuracy {best.accuracy:.4f} (majority baseline {split.val_baseline_accuracy:.4f}) "
+        f"with {asdict(best.params)}"
     )
+    print(
+        f"test ({split.kind} split, {len(split.y_test):,} rows no trial saw), refitted on train+validation: "
+        f"accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
+        f"(majority baseline {split.test_baseline_accuracy:.4f})"
+    )
+    print(promotion.summary_line(result.decision, result.registered))
     uri = mlflow.get_tracking_uri()
     where = (
         f": {uri}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}" if uri.startswith("http") else ""
     )
     print(f"parent run {result.parent_run_id} in experiment {result.experiment_id}{where}")
-    if result.registered:
-        reg = result.registered
-        print(f"registered {reg.name} version {reg.version}; alias {reg.alias} -> {reg.model_uri}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Serve the registered champion and ask it about a few flights (entry point ``serve_check``).
 
 Starts ``mlflow models serve -m models:/<name>@<alias> --env-manager local`` on a free local port, waits for
-``/ping``, POSTs sample flights to ``/invocations`` and prints ON-TIME or LATE for each, then stops the server
-(its whole process group). This is the seed's ``test_query.py``, done against the registry instead of a file.
+``/ping``, POSTs sample flights to ``/invocations`` asking for both the label and the probability of a late
+arrival (``"params": {"output": "both"}``), prints ON-TIME or LATE and the probability for each, then stops the
+server (its whole process group). This is the seed's ``test_query.py``, done against the registry instead of a file.
 """
 
 from __future__ import annotations
@@ -120,8 +121,9 @@ class ModelServer:
             exit_code=EXIT_FAILED,
         )
 
-    def predict(self, flights: pd.DataFrame) -> list[int]:
-        payload = {"dataframe_split": flights.to_dict(orient="split", index=False)}
+    def predict(self, flights: pd.DataFrame, output: str = "both") -> list:
+        """POST the flights as a user would, asking for ``output`` (label, probability or both)."""
+        payload = {"dataframe_split": flights.to_dict(orient="split", index=False), "params": {"output": output}}
         response = requests.post(f"{self.url}/invocations", json=payload, timeout=60)
         if response.status_code != 200:
             raise TrainerError(
@@ -129,7 +131,7 @@ class ModelServer:
                 "check that the model's signature matches the airline schema",
                 exit_code=EXIT_FAILED,
             )
-        return [int(p) for p in response.json()["predictions"]]
+        return response.json()["predictions"]
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -165,12 +167,43 @@ def _parser() -> OneLineParser:
     return parser
 
 
+def model_inputs(model_uri: str) -> list[str]:
+    """The columns the model's signature names (a model trained without post-landing columns wants fewer)."""
+    import mlflow.models
+
+    signature = mlflow.models.get_model_info(model_uri).signature
+    return list(FEATURES) if signature is None else signature.inputs.input_names()
+
+
+def check_answers(answers: list) -> list[tuple[int, float]]:
+    """Each answer must carry a 0/1 label and a probability in [0, 1] that agree (label = probability > 0.5)."""
+    checked = []
+    for answer in answers:
+        try:
+            label, probability = int(answer["label"]), float(answer["probability"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise TrainerError(
+                f"the model answered {str(answer)[:80]} instead of a label and a probability",
+                "register the model with this trainer (its pyfunc answers output=both)",
+                EXIT_FAILED,
+            ) from exc
+        if label not in LABEL_NAMES or not 0.0 <= probability <= 1.0 or label != int(probability > 0.5):
+            raise TrainerError(
+                f"the model answered label {label} with probability {probability}",
+                "check the registered model",
+                EXIT_FAILED,
+            )
+        checked.append((label, probability))
+    return checked
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tracking.check_tracking_server()
     version = check_alias(args.model_name, args.alias)
     model_uri = f"models:/{args.model_name}@{args.alias}"
     flights = sample_flights()
+    inputs = flights[model_inputs(model_uri)]
     port = args.port or free_port()
     print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)
     with (
@@ -179,12 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         started = time.perf_counter()
         server.wait_ready(args.timeout)
-        print(f"model server ready after {time.perf_counter() - started:.1f}s; querying {len(flights)} flights")
-        predictions = server.predict(flights)
-    for (_, row), label in zip(flights.iterrows(), predictions, strict=True):
-        print(f"  {describe(row):40} {LABEL_NAMES.get(label, f'unexpected answer {label}')}")
-    if any(label not in LABEL_NAMES for label in predictions):
-        raise TrainerError("the model answered something other than 0/1", "check the registered model", EXIT_FAILED)
+        print(
+            f"model server ready after {time.perf_counter() - started:.1f}s; asking for label and probability "
+            f"of {len(flights)} flights ({len(inputs.columns)} columns)"
+        )
+        answers = check_answers(server.predict(inputs, output="both"))
+    for (_, row), (label, probability) in zip(flights.iterrows(), answers, strict=True):
+        print(f"  {describe(row):40} {LABEL_NAMES[label]:8} P(late) = {probability:.2f}")
     print("model server stopped")
     return 0
 

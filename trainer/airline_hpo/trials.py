@@ -7,6 +7,8 @@ search loop, the nested runs' layout and the loss stay the same.
 Each trial is one nested MLflow run (tag ``mlflow.parentRunId``) written with three calls (create, one batch of
 params/metrics, terminate) and no model artifact: the seed logged a full model per trial, which costs more than
 a small fit. A trial that raises is recorded as a FAILED run with the error as a tag, and the search goes on.
+A trial fits on the split's train part and is scored on its validation part (``val_accuracy``, ``val_roc_auc``,
+``loss``): no trial sees the test rows, which are kept to score the one model the search registers.
 
 Those three calls take 60-80 ms each against a tracking server with a database behind it; on a 2-second fit
 that alone would be an 8% overhead. They are made from one background thread, in order (create while the fit
@@ -30,9 +32,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from airline_hpo.data import Split
 from airline_hpo.engines import Engine, ForestParams
 from airline_hpo.errors import EXIT_FAILED, TrainerError
+from airline_hpo.evaluation import Split
 
 
 def _now_ms() -> int:
@@ -58,6 +60,7 @@ class TrialOutcome:
     #: The trial's run id, or the pending creation of that run (resolved by the time the runner is flushed).
     run_ref: str | Future
     ok: bool
+    #: Scores on the validation part (what the search compares; the test part is scored after the search).
     accuracy: float | None = None
     roc_auc: float | None = None
     fit_seconds: float = 0.0
@@ -146,9 +149,10 @@ class InProcessTrialRunner:
         # run once more just to build that link; the search prints the parent run's link itself.
         os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
         self.keep_best_model = keep_best_model
+        # validation, never test: the test rows are kept for the refitted model alone
         self.x_train, self.y_train = engine.to_device(split.x_train, split.y_train)
-        self.x_test, _ = engine.to_device(split.x_test)
-        self.y_test = split.y_test
+        self.x_val, _ = engine.to_device(split.x_val)
+        self.y_val = split.y_val
         self._best_accuracy = -1.0
         self._best_outcome: TrialOutcome | None = None
         self._engine_tags = engine.tags()
@@ -173,8 +177,8 @@ class InProcessTrialRunner:
             )  # fmt: skip
         now = _now_ms()
         metrics = [
-            Metric("accuracy", outcome.accuracy, now, 0),
-            Metric("roc_auc", outcome.roc_auc, now, 0),
+            Metric("val_accuracy", outcome.accuracy, now, 0),
+            Metric("val_roc_auc", outcome.roc_auc, now, 0),
             Metric("loss", outcome.loss, now, 0),
             Metric("fit_seconds", outcome.fit_seconds, now, 0),
             Metric("predict_seconds", outcome.predict_seconds, now, 0),
@@ -205,7 +209,7 @@ class InProcessTrialRunner:
         t0 = time.perf_counter()
         model = self.engine.fit(params, self.x_train, self.y_train, self.seed)
         t1 = time.perf_counter()
-        late_probability = self.engine.predict_late_probability(model, self.x_test)
+        late_probability = self.engine.predict_late_probability(model, self.x_val)
         t2 = time.perf_counter()
         predicted = (late_probability > 0.5).astype(np.int32)  # ties go to class 0, as predict()'s argmax does
         outcome = TrialOutcome(
@@ -213,8 +217,8 @@ class InProcessTrialRunner:
             params,
             run_ref,
             ok=True,
-            accuracy=float(accuracy_score(self.y_test, predicted)),
-            roc_auc=float(roc_auc_score(self.y_test, late_probability)),
+            accuracy=float(accuracy_score(self.y_val, predicted)),
+            roc_auc=float(roc_auc_score(self.y_val, late_probability)),
             fit_seconds=t1 - t0,
             predict_seconds=t2 - t1,
         )

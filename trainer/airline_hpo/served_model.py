@@ -1,0 +1,62 @@
+"""The registered model as users call it: a small MLflow pyfunc around the fitted scikit-learn forest.
+
+Logged "from code" (MLflow's models-from-code): this file is copied into the model and run when the model loads,
+so it imports nothing from ``airline_hpo`` and the model loads wherever MLflow, scikit-learn and skops are
+installed (``mlflow models serve``, a notebook, a batch job).
+
+Why not the plain sklearn flavor: its signature would declare float32 columns, which MLflow's pyfunc refuses to
+take from an ordinary float64 or int64 DataFrame (only the REST server casts), and it answers labels only. Here
+the signature declares its columns by name with MLflow's ``Any`` type (MLflow refuses to cast int64 to double,
+so ``double`` would reject int64 frames), the model checks they are numbers and casts them to the float32 the
+forest was fitted on; and the signature has a parameter ``output``:
+
+- ``label`` (default): 1 = late, 0 = on time, as before;
+- ``probability``: the probability of a late arrival;
+- ``both``: a table with columns ``label`` and ``probability``.
+
+Python: ``model.predict(df, params={"output": "both"})``; REST: ``{"dataframe_split": ..., "params":
+{"output": "both"}}``. The label is ``probability > 0.5``, which is what the search scored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+OUTPUTS = ("label", "probability", "both")
+
+#: skops loads only the types it is told to trust; a forest's trees are ``sklearn.tree._tree.Tree``.
+TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+class LateArrivalModel(mlflow.pyfunc.PythonModel):
+    """Label and/or probability of a late arrival; the forest is the artifact ``forest`` (skops format)."""
+
+    def load_context(self, context: Any) -> None:
+        import skops.io
+
+        self.forest = skops.io.load(context.artifacts["forest"], trusted=TRUSTED_TYPES)
+        self.columns = list(context.model_config["columns"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        output = (params or {}).get("output", "label")
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
+        x = pd.DataFrame(model_input)[self.columns]
+        non_numeric = [c for c in self.columns if not pd.api.types.is_numeric_dtype(x[c])]
+        if non_numeric:
+            raise ValueError(f"column(s) {', '.join(non_numeric)} are not numeric; send numbers (codes encoded)")
+        x = x.astype(np.float32)  # what the forest was fitted on
+        probability = np.asarray(self.forest.predict_proba(x)[:, 1], dtype=np.float64)
+        label = (probability > 0.5).astype(np.int64)
+        if output == "label":
+            return label
+        if output == "probability":
+            return probability
+        return pd.DataFrame({"label": label, "probability": probability})
+
+
+mlflow.models.set_model(LateArrivalModel())
