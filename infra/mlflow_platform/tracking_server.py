@@ -11,6 +11,8 @@ Choices and why:
 - `--allowed-hosts` lists every name the server is reached by (the Service's DNS names with the port, the
   external host, localhost for `kubectl port-forward`), because since MLflow 3.5 any other Host header gets 403
   and passing the flag replaces MLflow's defaults;
+- `--cors-allowed-origins` lists only the origin users open the UI at (`externalUrl`, or the load balancer's
+  address), because browsers send `Origin` even on same-origin POSTs and MLflow refuses a non-localhost one;
 - server-side job execution is off (`MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`): it starts seven extra
   consumer processes that tracking does not need;
 - non-root, read-only root filesystem, a size-limited `/tmp`, requests and limits sized for the server's
@@ -60,8 +62,31 @@ def allowed_hosts(cfg: StackConfig, names: Names, extra: list[str] | None = None
     return list(dict.fromkeys(hosts))
 
 
-def server_args(cfg: StackConfig, names: Names, artifact_root: str, extra_hosts: list[str]) -> list[str]:
-    """The `mlflow server` command line (secrets come from the environment, not from here)."""
+def origin_of(url: str) -> str:
+    """A URL's origin as a browser sends it in `Origin`: scheme://host, plus the port only when not the default."""
+    parsed = urlparse(url)
+    default_port = 443 if parsed.scheme == "https" else 80
+    port = f":{parsed.port}" if parsed.port is not None and parsed.port != default_port else ""
+    return f"{parsed.scheme}://{parsed.hostname}{port}"
+
+
+def cors_origins(cfg: StackConfig, user_uris: list[str]) -> list[str]:
+    """The origins whose UI may POST to the API: only the addresses users open the UI at.
+
+    MLflow answers 403 to a state-changing `/api` or `/ajax-api` request whose `Origin` is neither localhost nor
+    listed, and browsers send `Origin` on same-origin POSTs too: without this the UI breaks behind any external
+    name. Nothing else is listed, so a page on another site still cannot use a signed-in user's browser.
+    """
+    return list(dict.fromkeys(origin_of(uri) for uri in user_uris))
+
+
+def server_args(
+    cfg: StackConfig, names: Names, artifact_root: str, extra_hosts: list[str], user_uris: list[str] | None = None
+) -> list[str]:
+    """The `mlflow server` command line (secrets come from the environment, not from here).
+
+    `user_uris` are the external addresses users open the UI at (`externalUrl`, or the load balancer's).
+    """
     args = [
         "mlflow",
         "server",
@@ -72,9 +97,19 @@ def server_args(cfg: StackConfig, names: Names, artifact_root: str, extra_hosts:
         f"--artifacts-destination={artifact_root}",
         f"--allowed-hosts={','.join(allowed_hosts(cfg, names, extra_hosts))}",
     ]
+    origins = cors_origins(cfg, user_uris or [])
+    if origins:
+        args.append(f"--cors-allowed-origins={','.join(origins)}")
     if cfg.basic_auth:
         args.append("--app-name=basic-auth")
     return args
+
+
+def user_uris(cfg: StackConfig, lb_hosts: list[str]) -> list[str]:
+    """Where users reach the server from outside the cluster: `externalUrl`, else the load balancer's names."""
+    if cfg.external_url:
+        return [cfg.external_url]
+    return [f"http://{host}:{cfg.tracking_port}" for host in lb_hosts]
 
 
 def _load_balancer_hosts(status: dict | None) -> list[str]:
@@ -175,7 +210,9 @@ class TrackingServer(pulumi.ComponentResource):
             )
 
         health = k8s.core.v1.HTTPGetActionArgs(path="/health", port="http")
-        args = pulumi.Output.all(store.artifact_root, lb_hosts).apply(lambda a: server_args(cfg, names, a[0], a[1]))
+        args = pulumi.Output.all(store.artifact_root, lb_hosts).apply(
+            lambda a: server_args(cfg, names, a[0], a[1], user_uris(cfg, a[1]))
+        )
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=names.tracking, namespace=namespace, labels=object_labels),
@@ -242,10 +279,7 @@ class TrackingServer(pulumi.ComponentResource):
             f"kubectl -n {cfg.namespace} port-forward svc/{names.tracking} {cfg.tracking_port}:{cfg.tracking_port}"
         )
         local = f"http://localhost:{cfg.tracking_port}"
-        if cfg.external_url:
-            self.user_uri = pulumi.Output.from_input(cfg.external_url)
-        else:
-            self.user_uri = lb_hosts.apply(lambda h: f"http://{h[0]}:{cfg.tracking_port}" if h else local)
+        self.user_uri = lb_hosts.apply(lambda h: (user_uris(cfg, h) or [local])[0])
         self.register_outputs({"in_cluster_uri": self.in_cluster_uri, "user_uri": self.user_uri})
 
 

@@ -95,3 +95,13 @@ def test_exposing_the_server_without_auth_warns_at_preview(deploy, caplog) -> No
     with caplog.at_level("WARNING"):
         deploy({"serviceType": "LoadBalancer", "basicAuth": "true"})
     assert not any("without authentication" in r.getMessage() for r in caplog.records)
+
+
+def test_cors_allows_only_the_origin_users_open_the_ui_at(deploy, default_deployment: Deployment) -> None:
+    assert not any(a.startswith("--cors-allowed-origins") for a in _args(default_deployment))
+    d = deploy({"externalUrl": "https://mlflow.example.com:8443/"})
+    assert _flag(_args(d), "cors-allowed-origins") == "https://mlflow.example.com:8443"
+    d = deploy({"externalUrl": "https://mlflow.example.com"})
+    assert _flag(_args(d), "cors-allowed-origins") == "https://mlflow.example.com"  # a browser omits :443
+    d = deploy({"serviceType": "LoadBalancer", "basicAuth": "false"})
+    assert _flag(_args(d), "cors-allowed-origins") == "http://mlflow-lb.elb.example.com:5000"
