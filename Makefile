@@ -30,8 +30,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
 
+# `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
 up: $(STAMP)
-	@$(PY) -m local_stack up
+	@$(PY) -m local_stack up $(if $(filter-out 0,$(AUTH)),--auth)
 
 down: $(STAMP)
 	@$(PY) -m local_stack down
