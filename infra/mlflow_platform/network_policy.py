@@ -1,4 +1,5 @@
-"""Network isolation for the in-cluster PostgreSQL: only the tracking server's pods may connect.
+"""Network isolation for the in-cluster PostgreSQL: only the tracking server's (and its migration Job's) pods
+may connect.
 
 Training Jobs, the UI's users and anything else in the cluster talk to the tracking server's API; none of
 them needs the database, so a compromised training container cannot read or alter the tracking store
@@ -18,7 +19,8 @@ from .naming import TYPE_PREFIX, Names
 
 
 class DatabaseNetworkPolicy(pulumi.ComponentResource):
-    """Ingress to the PostgreSQL pods only from the tracking server's pods, only on the PostgreSQL port."""
+    """Ingress to the PostgreSQL pods only from the given client pods (the tracking server and its schema
+    migration), only on the PostgreSQL port."""
 
     def __init__(
         self,
@@ -27,7 +29,7 @@ class DatabaseNetworkPolicy(pulumi.ComponentResource):
         names: Names,
         namespace: pulumi.Input[str],
         database_selector: dict[str, str],
-        tracking_selector: dict[str, str],
+        client_selectors: list[dict[str, str]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(f"{TYPE_PREFIX}:DatabaseNetworkPolicy", name, None, opts)
@@ -43,8 +45,9 @@ class DatabaseNetworkPolicy(pulumi.ComponentResource):
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=[
                             k8s.networking.v1.NetworkPolicyPeerArgs(
-                                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=tracking_selector)
+                                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
                             )
+                            for selector in client_selectors
                         ],
                         ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=POSTGRES_PORT)],
                     )

@@ -4,8 +4,10 @@ Choices and why:
 - the `-full` image variant, because the plain image has no PostgreSQL driver or S3 client;
 - the backend URI reaches the server only as the `MLFLOW_BACKEND_STORE_URI` environment variable from the
   database Secret (never on the command line, where it would show in the pod spec and in `ps`);
-- `mlflow db upgrade` runs in an init container, because the server refuses to start on an out-of-date
-  schema (and creates the schema itself on an empty database, which `db upgrade` also handles);
+- `mlflow db upgrade` runs once per rollout in a Job the Deployment waits for (`schema_migration`), because
+  the server refuses to start on an out-of-date schema, and one init container per replica would race;
+- a `checksum/secrets` annotation on the pod template (a digest of the Secrets the pods read), because
+  Kubernetes does not restart pods when a Secret read as env changes: a rotated key now rolls the pods;
 - artifact proxying (`--serve-artifacts --artifacts-destination s3://...`), so clients and training Jobs
   never need S3 credentials to log models: only the server and data readers hold them;
 - `--allowed-hosts` lists every name the server is reached by (the Service's DNS names with the port, the
@@ -32,10 +34,11 @@ from .cluster_secrets import AUTH_CONFIG_FILE, ClusterSecrets
 from .config import StackConfig
 from .labels import labels, selector_labels
 from .naming import TYPE_PREFIX, Names
+from .schema_migration import MLFLOW_UID, migration_selector, schema_migration_job
 from .service_accounts import s3_service_account
 
 COMPONENT = "tracking-server"
-MLFLOW_UID = 1000
+CHECKSUM_ANNOTATION = "checksum/secrets"
 AUTH_CONFIG_DIR = "/etc/mlflow-auth"
 # MLflow's own defaults for private addresses, re-added for NodePort access because --allowed-hosts
 # replaces the defaults.
@@ -124,6 +127,7 @@ class TrackingServer(pulumi.ComponentResource):
     user_uri: pulumi.Output[str]
     port_forward_command: str
     selector: dict[str, str]
+    migration_selector: dict[str, str]
 
     def __init__(
         self,
@@ -140,6 +144,10 @@ class TrackingServer(pulumi.ComponentResource):
         version = cfg.tracking_image.rsplit(":", 1)[-1]
         object_labels = labels(cfg.name_prefix, COMPONENT, version=version)
         self.selector = selector_labels(cfg.name_prefix, COMPONENT)
+        self.migration_selector = migration_selector(cfg)
+        migration = schema_migration_job(
+            f"{name}-db-upgrade", cfg, names, namespace, secrets.checksum(names.db_secret), child
+        )
 
         account = s3_service_account(
             f"{name}-service-account",
@@ -224,26 +232,16 @@ class TrackingServer(pulumi.ComponentResource):
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=object_labels,
+                        annotations={
+                            CHECKSUM_ANNOTATION: secrets.checksum(names.db_secret, names.s3_secret, names.auth_secret)
+                        },
+                    ),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=names.tracking_service_account,
                         automount_service_account_token=False,
                         security_context=pod_security.pod_context(MLFLOW_UID),
-                        init_containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="db-upgrade",
-                                image=cfg.tracking_image,
-                                # $(VAR) is expanded by the kubelet from the container's env, so the URI
-                                # stays out of the pod spec.
-                                command=["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"],
-                                env=[backend_env, k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],
-                                resources=k8s.core.v1.ResourceRequirementsArgs(
-                                    requests={"cpu": "100m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
-                                ),
-                                security_context=pod_security.container_context(read_only_root=True),
-                                volume_mounts=mounts[:1],
-                            )
-                        ],
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="mlflow",
@@ -271,7 +269,7 @@ class TrackingServer(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, migration]),
         )
 
         self.in_cluster_uri = f"http://{names.service_fqdn(names.tracking)}:{cfg.tracking_port}"

@@ -46,6 +46,7 @@ class Recorded:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     additional_secret_outputs: list[str]
+    dependencies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,6 +93,9 @@ def is_wire_secret(value: Any) -> bool:
 class ProviderMocks(pulumi.runtime.Mocks):
     """Echo inputs as outputs, adding what a provider would compute and the program reads back."""
 
+    #: What AWS returns as the IAM access key's secret; a test rotates the key by changing it.
+    access_key_secret = "mock-secret-access-key-value"
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         rid = f"{args.name}-id"
@@ -103,7 +107,7 @@ class ProviderMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:user{state.get('path', '/')}{state['name']}"
         elif args.typ == "aws:iam/accessKey:AccessKey":
             rid = "AKIDEXAMPLEMOCKKEY"
-            state["secret"] = "mock-secret-access-key-value"
+            state["secret"] = self.access_key_secret
         elif args.typ == "aws:kms/key:Key":
             state["arn"] = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0f0e0d0c-0000-4000-8000-000000000001"
         elif args.typ == "aws:ecr/repository:Repository":
@@ -142,6 +146,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=unwrap_secrets(wire),
                 outputs=unwrap_secrets(json_format.MessageToDict(response.object)) if registration else {},
                 additional_secret_outputs=list(request.additionalSecretOutputs),
+                dependencies=list(request.dependencies),
             )
         )
         return response

@@ -13,6 +13,11 @@ def _args(d: Deployment) -> list[str]:
     return _deployment(d)["spec"]["template"]["spec"]["containers"][0]["command"]
 
 
+def _migration(d: Deployment) -> dict:
+    (job,) = d.of_type("kubernetes:batch/v1:Job")
+    return job.inputs
+
+
 def _flag(args: list[str], name: str) -> str:
     return next(a.split("=", 1)[1] for a in args if a.startswith(f"--{name}="))
 
@@ -32,9 +37,10 @@ def test_backend_uri_comes_from_the_secret_and_never_the_command_line(default_de
     assert ref == {"name": "rapids-mlflow-db-credentials", "key": "MLFLOW_BACKEND_STORE_URI"}
     assert not any("postgresql" in a for a in _args(default_deployment))
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
-    init = pod["initContainers"][0]
-    assert init["command"] == ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]
-    assert init["image"] == pod["containers"][0]["image"] == "ghcr.io/mlflow/mlflow:v3.17.2-full"
+    migration = _migration(default_deployment)["spec"]["template"]["spec"]["containers"][0]
+    assert migration["command"] == ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]
+    assert migration["env"][0] == env["MLFLOW_BACKEND_STORE_URI"]
+    assert migration["image"] == pod["containers"][0]["image"] == "ghcr.io/mlflow/mlflow:v3.17.2-full"
 
 
 def test_allowed_hosts_cover_service_dns_and_port_forward(default_deployment: Deployment) -> None:

@@ -1,10 +1,10 @@
 """The tracking server's declared command, run for real, then asked what a browser and an attacker ask.
 
-The program runs under mocks with `externalUrl` and basic auth; its Deployment's containers (the migration
-first) run as processes with the env the declared Secrets give them and the auth config file mounted from the
-auth Secret. Only host/port and the database/bucket are swapped for the local stack's (a fresh database and a
-fresh prefix in its bucket). A flag the program forgets, or a wrong secret key name, fails here as it would in
-the cluster.
+The program runs under mocks with `externalUrl` and basic auth. The schema migration Job the Deployment
+depends on, then the Deployment's containers, run as processes with the env the declared Secrets give them and
+the auth config file mounted from the auth Secret. Only host/port and the database/bucket are swapped for the
+local stack's (a fresh database and a fresh prefix in its bucket). A flag the program forgets, or a wrong
+secret key name, fails here as it would in the cluster.
 """
 
 from __future__ import annotations
@@ -48,6 +48,14 @@ def _pod_spec(d: Deployment) -> dict:
     return d.k8s_named("kubernetes:apps/v1:Deployment", "rapids-mlflow-tracking").inputs["spec"]["template"]["spec"]
 
 
+def _job_pod_specs(d: Deployment) -> list[dict]:
+    """Pod specs of the Jobs the tracking Deployment depends on, in declaration order."""
+    deployment = d.k8s_named("kubernetes:apps/v1:Deployment", "rapids-mlflow-tracking")
+    jobs = [j for j in d.of_type("kubernetes:batch/v1:Job") if j.urn in deployment.dependencies]
+    assert jobs, "the tracking Deployment depends on no migration Job"
+    return [j.inputs["spec"]["template"]["spec"] for j in jobs]
+
+
 def _wait_healthy(port: int, proc, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,10 +96,13 @@ def declared_server(local_stack, tmp_path_factory: pytest.TempPathFactory) -> It
 
     root = tmp_path_factory.mktemp("declared-pod")
     log = root / "mlflow.log"
-    for init in pod.get("initContainers") or []:
-        prepared = prepare(pod, init, secrets, root, swaps)
-        result = run_to_completion(prepared, cwd=root)
-        assert result.returncode == 0, f"init container {init['name']} failed:\n{result.stderr[-3000:]}"
+    # The order Pulumi and the kubelet impose: the migration Job (the Deployment depends on it), then the
+    # Deployment's init containers, then its container.
+    one_shot = [(job_pod, c) for job_pod in _job_pod_specs(d) for c in job_pod["containers"]]
+    one_shot += [(pod, c) for c in pod.get("initContainers") or []]
+    for spec, container in one_shot:
+        result = run_to_completion(prepare(spec, container, secrets, root, swaps), cwd=root)
+        assert result.returncode == 0, f"{container['name']} failed:\n{result.stderr[-3000:]}"
     server = prepare(pod, main, secrets, root, swaps)
     server.env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint  # the bucket's host/port
     proc = start(server, cwd=root, log=log)
