@@ -112,7 +112,62 @@ def user_uris(cfg: StackConfig, lb_hosts: list[str]) -> list[str]:
     """Where users reach the server from outside the cluster: `externalUrl`, else the load balancer's names."""
     if cfg.external_url:
         return [cfg.external_url]
+    if cfg.tls_certificate_arn:
+        return [f"https://{host}" for host in lb_hosts]
     return [f"http://{host}:{cfg.tracking_port}" for host in lb_hosts]
+
+
+# AWS load balancer annotations (in-tree service controller and the AWS Load Balancer Controller alike).
+_LB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def load_balancer_annotations(cfg: StackConfig) -> dict[str, str]:
+    """An NLB; with `tlsCertificateArn` it terminates TLS on 443 with the ACM certificate and forwards TCP."""
+    annotations = {f"{_LB}type": "nlb"}
+    if cfg.tls_certificate_arn:
+        annotations |= {
+            f"{_LB}ssl-cert": cfg.tls_certificate_arn,
+            f"{_LB}ssl-ports": "https",
+            f"{_LB}backend-protocol": "tcp",
+        }
+    return annotations
+
+
+def load_balancer_service(
+    name: str,
+    cfg: StackConfig,
+    names: Names,
+    namespace: pulumi.Input[str],
+    object_labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Service:
+    """The Service that faces the outside: one port (443 with TLS, else the server port), source ranges.
+
+    `externalTrafficPolicy: Local` keeps the client's address, so the tracking server's NetworkPolicy can
+    admit exactly `loadBalancerSourceRanges`, and the NLB's own filter is not the only one.
+    """
+    port = (
+        k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="http")
+        if cfg.tls_certificate_arn
+        else k8s.core.v1.ServicePortArgs(name="http", port=cfg.tracking_port, target_port="http")
+    )
+    return k8s.core.v1.Service(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=f"{names.tracking}-public",
+            namespace=namespace,
+            labels=object_labels,
+            annotations=load_balancer_annotations(cfg),
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="LoadBalancer",
+            selector=selector_labels(cfg.name_prefix, COMPONENT),
+            ports=[port],
+            external_traffic_policy="Local",
+            load_balancer_source_ranges=list(cfg.load_balancer_source_ranges or []) or None,
+        ),
+        opts=opts,
+    )
 
 
 def _load_balancer_hosts(status: dict | None) -> list[str]:
@@ -159,21 +214,22 @@ class TrackingServer(pulumi.ComponentResource):
             automount_token=False,
         )
 
-        service = k8s.core.v1.Service(
+        # In-cluster clients and port-forward use this Service (plain HTTP inside the cluster); a LoadBalancer
+        # gets a Service of its own, so that only its one port (HTTPS with a certificate) faces the outside.
+        k8s.core.v1.Service(
             f"{name}-service",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=names.tracking, namespace=namespace, labels=object_labels),
             spec=k8s.core.v1.ServiceSpecArgs(
-                type=cfg.service_type,
+                type="NodePort" if cfg.service_type == "NodePort" else "ClusterIP",
                 selector=self.selector,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=cfg.tracking_port, target_port="http")],
             ),
             opts=child,
         )
-        lb_hosts: pulumi.Output[list[str]] = (
-            service.status.apply(lambda s: _load_balancer_hosts(_as_dict(s)))
-            if cfg.service_type == "LoadBalancer"
-            else pulumi.Output.from_input([])
-        )
+        lb_hosts: pulumi.Output[list[str]] = pulumi.Output.from_input([])
+        if cfg.service_type == "LoadBalancer":
+            public = load_balancer_service(f"{name}-public-service", cfg, names, namespace, object_labels, child)
+            lb_hosts = public.status.apply(lambda s: _load_balancer_hosts(_as_dict(s)))
 
         def secret_env(var: str, secret: str, key: str | None = None) -> k8s.core.v1.EnvVarArgs:
             return k8s.core.v1.EnvVarArgs(
