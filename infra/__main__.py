@@ -14,7 +14,7 @@ from mlflow_platform.image_repository import ImageRepository
 from mlflow_platform.job_template import build_job_template
 from mlflow_platform.namespace import PlatformNamespace
 from mlflow_platform.naming import Names
-from mlflow_platform.network_policy import DatabaseNetworkPolicy
+from mlflow_platform.network_policy import DatabaseNetworkPolicy, TrackingNetworkPolicy
 from mlflow_platform.tracking_server import CHECKSUM_ANNOTATION, TrackingServer
 from mlflow_platform.training_access import TrainingAccess
 
@@ -55,6 +55,15 @@ if cfg.in_cluster_postgres:
         [tracking.selector, tracking.migration_selector],
         opts=in_namespace,
     )
+TrackingNetworkPolicy(
+    f"{p}-network",
+    cfg,
+    names,
+    namespace,
+    tracking.selector,
+    database.selector if cfg.in_cluster_postgres else None,
+    opts=in_namespace,
+)
 training = TrainingAccess(f"{p}-training", cfg, names, namespace, opts=in_namespace)
 if cfg.gpu_device_plugin:
     GpuDevicePlugin(f"{p}-gpu", cfg)

@@ -38,7 +38,8 @@ def test_external_postgres_deploys_no_database_and_keeps_uri_secret(deploy) -> N
     uri = "postgresql+psycopg2://mlflow:s3cr3t-value@db.example.internal:5432/mlflow"
     d = deploy({"postgres": "external", "postgresExternalUri": uri}, secret_keys=("postgresExternalUri",))
     assert not d.of_type("kubernetes:apps/v1:StatefulSet")
-    assert not d.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    policies = [r.inputs["metadata"]["name"] for r in d.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")]
+    assert policies == ["rapids-mlflow-tracking-traffic"]  # no PostgreSQL policy; the server's own remains
     assert not d.of_type("random:index/randomPassword:RandomPassword")
     secret = d.k8s_named("kubernetes:core/v1:Secret", "rapids-mlflow-db-credentials")
     assert secret.inputs["stringData"] == {"MLFLOW_BACKEND_STORE_URI": uri}
