@@ -25,6 +25,8 @@ from .labels import labels
 from .naming import TYPE_PREFIX, Names
 
 AUTH_ADMIN_USER = "admin"
+# The non-admin MLflow user the training Jobs log as (see `training_user`).
+AUTH_TRAINING_USER = "training"
 AUTH_CONFIG_FILE = "basic_auth.ini"
 _ACCEPTED_SCHEMES = ("postgresql+psycopg2://", "postgresql://", "postgresql+psycopg://")
 
@@ -45,7 +47,9 @@ def auth_config_ini(database_uri: str) -> str:
     """
     parser = configparser.ConfigParser()
     parser["mlflow"] = {
-        "default_permission": "READ",
+        # A user sees and changes only what it created or was granted: the training user cannot read or
+        # overwrite other people's experiments and models.
+        "default_permission": "NO_PERMISSIONS",
         "database_uri": database_uri.replace("%", "%%"),
         "admin_username": AUTH_ADMIN_USER,
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
@@ -136,9 +140,6 @@ class ClusterSecrets(pulumi.ComponentResource):
             self._data[names.auth_secret] = {
                 "MLFLOW_AUTH_ADMIN_USERNAME": AUTH_ADMIN_USER,
                 "MLFLOW_AUTH_ADMIN_PASSWORD": self.admin_password,
-                # The same pair, under the names MLflow clients read, for the training Jobs.
-                "MLFLOW_TRACKING_USERNAME": AUTH_ADMIN_USER,
-                "MLFLOW_TRACKING_PASSWORD": self.admin_password,
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": pulumi.Output.secret(flask_key.result),
                 AUTH_CONFIG_FILE: pulumi.Output.secret(self.backend_store_uri.apply(auth_config_ini)),
             }
@@ -147,6 +148,19 @@ class ClusterSecrets(pulumi.ComponentResource):
                 metadata=meta(names.auth_secret, "tracking-server"),
                 type="Opaque",
                 string_data=self._data[names.auth_secret],
+                opts=child,
+            )
+            # The training Jobs' own user, in a Secret of its own: a Job never holds the admin's password.
+            training = random.RandomPassword(f"{name}-training-password", length=30, special=False, opts=child)
+            self._data[names.training_auth_secret] = {
+                "MLFLOW_TRACKING_USERNAME": AUTH_TRAINING_USER,
+                "MLFLOW_TRACKING_PASSWORD": pulumi.Output.secret(training.result),
+            }
+            k8s.core.v1.Secret(
+                f"{name}-training-auth",
+                metadata=meta(names.training_auth_secret, "training-job"),
+                type="Opaque",
+                string_data=self._data[names.training_auth_secret],
                 opts=child,
             )
 

@@ -36,6 +36,7 @@ from .labels import labels, selector_labels
 from .naming import TYPE_PREFIX, Names
 from .schema_migration import MLFLOW_UID, migration_selector, schema_migration_job
 from .service_accounts import s3_service_account
+from .training_user import training_user_job
 
 COMPONENT = "tracking-server"
 CHECKSUM_ANNOTATION = "checksum/secrets"
@@ -277,7 +278,7 @@ class TrackingServer(pulumi.ComponentResource):
         args = pulumi.Output.all(store.artifact_root, lb_hosts).apply(
             lambda a: server_args(cfg, names, a[0], a[1], user_uris(cfg, a[1]))
         )
-        k8s.apps.v1.Deployment(
+        deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=names.tracking, namespace=namespace, labels=object_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
@@ -329,6 +330,16 @@ class TrackingServer(pulumi.ComponentResource):
         )
 
         self.in_cluster_uri = f"http://{names.service_fqdn(names.tracking)}:{cfg.tracking_port}"
+        if cfg.basic_auth:
+            training_user_job(
+                f"{name}-training-user",
+                cfg,
+                names,
+                namespace,
+                self.in_cluster_uri,
+                secrets.checksum(names.auth_secret, names.training_auth_secret),
+                pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+            )
         self.port_forward_command = (
             f"kubectl -n {cfg.namespace} port-forward svc/{names.tracking} {cfg.tracking_port}:{cfg.tracking_port}"
         )

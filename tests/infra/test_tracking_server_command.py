@@ -38,6 +38,7 @@ class DeclaredServer:
 
     port: int
     admin: tuple[str, str]
+    training: tuple[str, str]
     deployment: Deployment
 
     def post(self, path: str, json: dict, headers: dict[str, str], auth: tuple[str, str] | None) -> requests.Response:
@@ -48,12 +49,27 @@ def _pod_spec(d: Deployment) -> dict:
     return d.k8s_named("kubernetes:apps/v1:Deployment", "rapids-mlflow-tracking").inputs["spec"]["template"]["spec"]
 
 
-def _job_pod_specs(d: Deployment) -> list[dict]:
-    """Pod specs of the Jobs the tracking Deployment depends on, in declaration order."""
+def _job_pod_specs(d: Deployment, after_deployment: bool = False) -> list[dict]:
+    """Pod specs of the Jobs the tracking Deployment depends on (or, `after_deployment`, that depend on it)."""
     deployment = d.k8s_named("kubernetes:apps/v1:Deployment", "rapids-mlflow-tracking")
-    jobs = [j for j in d.of_type("kubernetes:batch/v1:Job") if j.urn in deployment.dependencies]
-    assert jobs, "the tracking Deployment depends on no migration Job"
+    jobs = d.of_type("kubernetes:batch/v1:Job")
+    if after_deployment:
+        jobs = [j for j in jobs if deployment.urn in j.dependencies]
+    else:
+        jobs = [j for j in jobs if j.urn in deployment.dependencies]
+    assert jobs, f"no Job {'after' if after_deployment else 'before'} the tracking Deployment"
     return [j.inputs["spec"]["template"]["spec"] for j in jobs]
+
+
+def _run_jobs(pod_specs: list[dict], secrets: dict, root: Path, swaps: Swaps) -> list[str]:
+    """Run each Job's containers to completion (as Kubernetes would, in order); return their output."""
+    outputs = []
+    for spec in pod_specs:
+        for container in spec["containers"]:
+            result = run_to_completion(prepare(spec, container, secrets, root, swaps), cwd=root)
+            assert result.returncode == 0, f"{container['name']} failed:\n{result.stderr[-3000:]}"
+            outputs.append(result.stdout)
+    return outputs
 
 
 def _wait_healthy(port: int, proc, log: Path, timeout: float = 180) -> None:
@@ -96,20 +112,26 @@ def declared_server(local_stack, tmp_path_factory: pytest.TempPathFactory) -> It
 
     root = tmp_path_factory.mktemp("declared-pod")
     log = root / "mlflow.log"
+    swaps.add(d.exports["kube_mlflow_tracking_uri"], f"http://127.0.0.1:{port}")  # the Service's host/port
     # The order Pulumi and the kubelet impose: the migration Job (the Deployment depends on it), then the
-    # Deployment's init containers, then its container.
-    one_shot = [(job_pod, c) for job_pod in _job_pod_specs(d) for c in job_pod["containers"]]
-    one_shot += [(pod, c) for c in pod.get("initContainers") or []]
-    for spec, container in one_shot:
-        result = run_to_completion(prepare(spec, container, secrets, root, swaps), cwd=root)
-        assert result.returncode == 0, f"{container['name']} failed:\n{result.stderr[-3000:]}"
+    # Deployment's init containers, then its container; then the Jobs that wait for the Deployment.
+    _run_jobs(_job_pod_specs(d), secrets, root, swaps)
+    _run_jobs([{**pod, "containers": pod.get("initContainers") or []}], secrets, root, swaps)
     server = prepare(pod, main, secrets, root, swaps)
     server.env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint  # the bucket's host/port
     proc = start(server, cwd=root, log=log)
     try:
         _wait_healthy(port, proc, log)
-        auth = secrets["rapids-mlflow-tracking-auth"]
-        yield DeclaredServer(port, (auth["MLFLOW_AUTH_ADMIN_USERNAME"], auth["MLFLOW_AUTH_ADMIN_PASSWORD"]), d)
+        first = _run_jobs(_job_pod_specs(d, after_deployment=True), secrets, root, swaps)
+        again = _run_jobs(_job_pod_specs(d, after_deployment=True), secrets, root, swaps)  # a re-run: idempotent
+        assert "created MLflow user training" in first[0] and "exists" in again[0]
+        auth, training = secrets["rapids-mlflow-tracking-auth"], secrets["rapids-mlflow-training-auth"]
+        yield DeclaredServer(
+            port,
+            (auth["MLFLOW_AUTH_ADMIN_USERNAME"], auth["MLFLOW_AUTH_ADMIN_PASSWORD"]),
+            (training["MLFLOW_TRACKING_USERNAME"], training["MLFLOW_TRACKING_PASSWORD"]),
+            d,
+        )
     finally:
         stop(proc)
         postgres.drop_database(settings, creds, database)
@@ -146,3 +168,67 @@ def test_a_foreign_host_is_refused(declared_server: DeclaredServer) -> None:
 def test_no_credentials_gets_401(declared_server: DeclaredServer) -> None:
     response = declared_server.post(SEARCH, {"max_results": 1}, BROWSER, None)
     assert response.status_code == 401
+
+
+API = "/api/2.0/mlflow"
+
+
+def _create_experiment(server: DeclaredServer, who: tuple[str, str]) -> str:
+    response = server.post(f"{API}/experiments/create", {"name": f"exp-{uuid.uuid4().hex[:8]}"}, {}, who)
+    assert response.status_code == 200, response.text
+    return response.json()["experiment_id"]
+
+
+def test_the_training_user_logs_to_the_experiments_it_creates(declared_server: DeclaredServer) -> None:
+    training = declared_server.training
+    assert training[0] == "training" and training[1] != declared_server.admin[1]
+    experiment_id = _create_experiment(declared_server, training)
+    run = declared_server.post(f"{API}/runs/create", {"experiment_id": experiment_id}, {}, training)
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    metric = {"run_id": run_id, "key": "accuracy", "value": 0.7, "timestamp": 0, "step": 0}
+    assert declared_server.post(f"{API}/runs/log-metric", metric, {}, training).status_code == 200
+
+
+def test_the_training_user_cannot_touch_what_others_created(declared_server: DeclaredServer) -> None:
+    admins = _create_experiment(declared_server, declared_server.admin)
+    training = declared_server.training
+    read = requests.get(
+        f"http://127.0.0.1:{declared_server.port}{API}/experiments/get",
+        params={"experiment_id": admins},
+        auth=training,
+        timeout=30,
+    )
+    assert read.status_code == 403
+    write = declared_server.post(f"{API}/runs/create", {"experiment_id": admins}, {}, training)
+    assert write.status_code == 403
+    rename = declared_server.post(f"{API}/experiments/update", {"experiment_id": admins, "new_name": "x"}, {}, training)
+    assert rename.status_code == 403
+
+
+def test_the_training_user_cannot_call_admin_endpoints(declared_server: DeclaredServer) -> None:
+    training = declared_server.training
+    new_user = {"username": f"u{uuid.uuid4().hex[:6]}", "password": "a-long-enough-password"}
+    assert declared_server.post(f"{API}/users/create", new_user, {}, training).status_code == 403
+    promote = {"username": "training", "is_admin": True}
+    response = requests.patch(
+        f"http://127.0.0.1:{declared_server.port}{API}/users/update-admin", json=promote, auth=training, timeout=30
+    )
+    assert response.status_code == 403
+
+
+def test_the_documented_grant_lets_training_log_to_a_submitters_experiment(declared_server: DeclaredServer) -> None:
+    """What the README tells a submitter to do once per experiment, with MLflow's own client, as admin."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    experiment_id = _create_experiment(declared_server, declared_server.admin)
+    user, password = declared_server.admin
+    env = {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        AuthServiceClient(f"http://127.0.0.1:{declared_server.port}").grant_user_permission(
+            "training", "experiment", experiment_id, "EDIT"
+        )
+    run = declared_server.post(f"{API}/runs/create", {"experiment_id": experiment_id}, {}, declared_server.training)
+    assert run.status_code == 200, run.text
