@@ -31,8 +31,9 @@ bench: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark_memory
 
+# `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
 up: $(STAMP)
-	@$(PY) -m local_stack up
+	@$(PY) -m local_stack up $(if $(filter-out 0,$(AUTH)),--auth)
 
 down: $(STAMP)
 	@$(PY) -m local_stack down

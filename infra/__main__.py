@@ -14,8 +14,8 @@ from mlflow_platform.image_repository import ImageRepository
 from mlflow_platform.job_template import build_job_template
 from mlflow_platform.namespace import PlatformNamespace
 from mlflow_platform.naming import Names
-from mlflow_platform.network_policy import DatabaseNetworkPolicy
-from mlflow_platform.tracking_server import TrackingServer
+from mlflow_platform.network_policy import DatabaseNetworkPolicy, TrackingNetworkPolicy
+from mlflow_platform.tracking_server import CHECKSUM_ANNOTATION, TrackingServer
 from mlflow_platform.training_access import TrainingAccess
 from mlflow_platform.training_network_policy import TrainingNetworkPolicy
 
@@ -29,7 +29,14 @@ in_namespace = pulumi.ResourceOptions(depends_on=[ns])
 
 store = ArtifactStore(f"{p}-artifacts", cfg)
 secrets = ClusterSecrets(f"{p}-secrets", cfg, names, namespace, store, opts=in_namespace)
-database = Database(f"{p}-database", cfg, names, namespace, opts=pulumi.ResourceOptions(depends_on=[ns, secrets]))
+database = Database(
+    f"{p}-database",
+    cfg,
+    names,
+    namespace,
+    opts=pulumi.ResourceOptions(depends_on=[ns, secrets]),
+    pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.db_secret)},
+)
 tracking = TrackingServer(
     f"{p}-tracking",
     cfg,
@@ -41,8 +48,23 @@ tracking = TrackingServer(
 )
 if cfg.in_cluster_postgres:
     DatabaseNetworkPolicy(
-        f"{p}-network", cfg, names, namespace, database.selector, tracking.selector, opts=in_namespace
+        f"{p}-network",
+        cfg,
+        names,
+        namespace,
+        database.selector,
+        [tracking.selector, tracking.migration_selector],
+        opts=in_namespace,
     )
+TrackingNetworkPolicy(
+    f"{p}-network",
+    cfg,
+    names,
+    namespace,
+    tracking.selector,
+    database.selector if cfg.in_cluster_postgres else None,
+    opts=in_namespace,
+)
 training = TrainingAccess(f"{p}-training", cfg, names, namespace, opts=in_namespace)
 TrainingNetworkPolicy(f"{p}-training-network", cfg, names, namespace, opts=in_namespace)
 if cfg.gpu_device_plugin:

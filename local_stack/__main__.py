@@ -7,6 +7,7 @@ service's log tail where that explains it) and exit 1, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from dataclasses import fields
@@ -15,11 +16,14 @@ from local_stack.errors import StackError
 from local_stack.settings import PORT_OPTIONS, StackSettings
 from local_stack.stack import LocalStack
 
-SECRET_VARS = {"AWS_SECRET_ACCESS_KEY"}
+SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
 
 
 def _settings(args: argparse.Namespace) -> StackSettings:
     overrides = {f.name: getattr(args, f.name) for f in fields(StackSettings) if getattr(args, f.name, None)}
+    if args.command == "up":
+        # `up` says which mode it wants each time (`make up` is without auth); other commands use the saved one.
+        overrides["auth"] = args.auth
     return StackSettings.load(**overrides)
 
 
@@ -29,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     for field_name, (option, env_var) in PORT_OPTIONS.items():
         parser.add_argument(option, dest=field_name, type=int, help=f"port (env {env_var})")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start PostgreSQL, the S3 store and the MLflow server; wait until healthy")
+    up = sub.add_parser("up", help="start PostgreSQL, the S3 store and the MLflow server; wait until healthy")
+    up.add_argument(
+        "--auth",
+        action="store_true",
+        help="run MLflow's basic-auth app; the admin password is generated into the credentials file (make up AUTH=1)",
+    )
     down = sub.add_parser("down", help="stop the processes the stack started; keep data unless --wipe")
     down.add_argument("--wipe", action="store_true", help="also delete all data (database, bucket, credentials)")
     sub.add_parser("status", help="show which services run")
@@ -69,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check":
             from local_stack.smoke_check import run_smoke_check
 
+            os.environ.update(stack.client_env())  # the MLflow client reads its credentials from the environment
             result = run_smoke_check(stack)
             print(f"run {result.run_id} in experiment {result.experiment_id}: metric answer={result.metric}")
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")

@@ -58,12 +58,14 @@ class StackSettings:
     bucket: str = field(default_factory=lambda: os.environ.get("LOCAL_STACK_BUCKET", "mlflow-artifacts"))
     artifact_prefix: str = "mlartifacts"
     host: str = "127.0.0.1"
+    #: MLflow's basic-auth app on (``up --auth``): every request needs the admin's (or a user's) credentials.
+    auth: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().resolve())
 
     #: Fields saved by ``up`` so that later commands on the same state directory find the same stack.
-    SAVED_FIELDS = ("postgres_port", "s3_port", "mlflow_port", "bucket")
+    SAVED_FIELDS = ("postgres_port", "s3_port", "mlflow_port", "bucket", "auth")
 
     @classmethod
     def load(cls, **overrides: object) -> StackSettings:
@@ -97,6 +99,11 @@ class StackSettings:
     def secrets_file(self) -> Path:
         """Generated credentials (mode 0600): the only place they are written."""
         return self.state_dir / "credentials.json"
+
+    @property
+    def auth_config_file(self) -> Path:
+        """MLflow's basic-auth config (``up --auth``), 0600: it holds the database URI with its password."""
+        return self.state_dir / "basic_auth.ini"
 
     def log_file(self, service: str) -> Path:
         return self.log_dir / f"{service}.log"

@@ -65,6 +65,7 @@ class LocalStack:
         """Start whatever is not running yet and wait until each service answers its health check."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         running = self.status()
+        self._check_auth_matches(running)
         to_start = [svc for svc in SERVICES if running[svc.name] is None]
         self._check_ports(to_start)
         if to_start:
@@ -101,7 +102,19 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": creds.s3_secret_key,
             "AWS_DEFAULT_REGION": object_store.REGION,
             "ARTIFACT_BUCKET": self.settings.bucket,
+            **tracking_server.client_credentials(self.settings, creds),
         }
+
+    def _check_auth_matches(self, running: dict[str, int | None]) -> None:
+        """A running server keeps the auth mode it started with: say so instead of silently ignoring the option."""
+        if running[tracking_server.SERVICE] is None:
+            return
+        saved = StackSettings.load(state_dir=self.settings.state_dir)
+        if saved.auth != self.settings.auth:
+            now, wanted = ("with", "without") if saved.auth else ("without", "with")
+            raise StackError(
+                f"the MLflow server is running {now} auth; run `make down`, then `make up` {wanted} AUTH=1"
+            )
 
     def _check_ports(self, services: list[Service]) -> None:
         for svc in services:

@@ -3,14 +3,21 @@
 Clients never need S3 keys for MLflow artifacts: the server's ``--artifacts-destination`` proxy holds them.
 The database password travels in the environment (``MLFLOW_BACKEND_STORE_URI``), never on the command line,
 where ``ps`` would show it.
+
+With ``auth`` (``make up AUTH=1``) the server runs MLflow's basic-auth app as the cluster does with
+``basicAuth``: users in the tracking database (its own ``alembic_version_auth`` table), an ``admin`` whose
+generated password lives only in the 0600 credentials file, and the auth config written 0600 beside it.
 """
 
 from __future__ import annotations
 
+import base64
+import configparser
 import json
 import os
 import sys
 import urllib.request
+from pathlib import Path
 
 from local_stack import postgres
 from local_stack.credentials import StackCredentials
@@ -18,11 +25,14 @@ from local_stack.processes import ServiceProcess
 from local_stack.settings import StackSettings
 
 SERVICE = "mlflow"
+ADMIN_USERNAME = "admin"
 
 
-def server_env(settings: StackSettings, creds: StackCredentials, database: str = postgres.MLFLOW_DATABASE):
+def server_env(
+    settings: StackSettings, creds: StackCredentials, database: str = postgres.MLFLOW_DATABASE
+) -> dict[str, str]:
     """The server's environment: backend URI with its password, and the S3 keys its artifact proxy uses."""
-    return {
+    env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", "/tmp"),
         "MLFLOW_BACKEND_STORE_URI": postgres.backend_store_uri(settings, creds, database),
@@ -34,6 +44,32 @@ def server_env(settings: StackSettings, creds: StackCredentials, database: str =
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PYTHONUNBUFFERED": "1",
     }
+    if settings.auth:
+        env.update(
+            MLFLOW_AUTH_CONFIG_PATH=str(settings.auth_config_file),
+            MLFLOW_AUTH_ADMIN_USERNAME=ADMIN_USERNAME,
+            MLFLOW_AUTH_ADMIN_PASSWORD=creds.mlflow_admin_password,
+            MLFLOW_FLASK_SERVER_SECRET_KEY=creds.flask_secret_key,
+        )
+    return env
+
+
+def write_auth_config(
+    settings: StackSettings, creds: StackCredentials, database: str = postgres.MLFLOW_DATABASE
+) -> None:
+    """MLflow's basic-auth config: users in the tracking database, new users see nothing they were not granted."""
+    parser = configparser.ConfigParser()
+    parser["mlflow"] = {
+        "default_permission": "NO_PERMISSIONS",
+        "database_uri": postgres.backend_store_uri(settings, creds, database).replace("%", "%%"),
+        "admin_username": ADMIN_USERNAME,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    path: Path = settings.auth_config_file
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        parser.write(handle)
 
 
 def server_argv(settings: StackSettings, port: int) -> list[str]:
@@ -51,20 +87,37 @@ def server_argv(settings: StackSettings, port: int) -> list[str]:
         "--serve-artifacts",
         "--artifacts-destination",
         f"s3://{settings.bucket}/{settings.artifact_prefix}",
+        *(["--app-name", "basic-auth"] if settings.auth else []),
     ]
 
 
-def is_ready(base_url: str) -> bool:
+def client_credentials(settings: StackSettings, creds: StackCredentials) -> dict[str, str]:
+    """The variables an MLflow client reads for basic auth; empty when auth is off."""
+    if not settings.auth:
+        return {}
+    return {"MLFLOW_TRACKING_USERNAME": ADMIN_USERNAME, "MLFLOW_TRACKING_PASSWORD": creds.mlflow_admin_password}
+
+
+def is_ready(base_url: str, credentials: dict[str, str] | None = None) -> bool:
     """``/health`` does not touch the database, so readiness also asks for the Default experiment."""
     with urllib.request.urlopen(f"{base_url}/health", timeout=3) as resp:
         if resp.status != 200:
             return False
-    url = f"{base_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    request = urllib.request.Request(f"{base_url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default")
+    if credentials:
+        pair = f"{credentials['MLFLOW_TRACKING_USERNAME']}:{credentials['MLFLOW_TRACKING_PASSWORD']}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    with urllib.request.urlopen(request, timeout=5) as resp:
         return json.load(resp)["experiment"]["name"] == "Default"
 
 
 def start(settings: StackSettings, creds: StackCredentials, process: ServiceProcess) -> None:
+    if settings.auth:
+        write_auth_config(settings, creds)
     process.start(server_argv(settings, settings.mlflow_port), env=server_env(settings, creds))
     # Schema migrations on an empty database take ~15 s on 2 cores.
-    process.wait_until(lambda: is_ready(settings.tracking_uri), timeout=120, what=f"{settings.tracking_uri}/health")
+    process.wait_until(
+        lambda: is_ready(settings.tracking_uri, client_credentials(settings, creds)),
+        timeout=120,
+        what=f"{settings.tracking_uri}/health",
+    )

@@ -11,6 +11,7 @@ fixes it, so `pulumi preview` fails before any resource is planned.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$
 _IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?/?[^\s:@]*:[\w][\w.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 _MLFLOW_TAG = re.compile(r":v?(\d+)\.(\d+)\.(\d+)")
 _URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
+_ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$")
 
 # Example values shown in error messages, so the printed command can be pasted with minimal editing.
 _EXAMPLES: dict[str, str] = {
@@ -59,6 +61,9 @@ _EXAMPLES: dict[str, str] = {
     "trainingShmSize": "8Gi",
     "postgresStorageClass": "microk8s-hostpath",
     "gpuTaint": DEFAULT_GPU_TAINT,
+    "tlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/<id>",
+    "loadBalancerSourceRanges": "203.0.113.0/24,198.51.100.7/32",
+    "allowInsecureExposure": "true",
 }
 SECRET_KEYS = frozenset({"postgresExternalUri"})
 
@@ -129,6 +134,10 @@ class StackConfig(BaseModel):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     external_url: str | None = None
     basic_auth: bool = False
+    # Exposure of the tracking server outside the cluster (serviceType LoadBalancer/NodePort).
+    tls_certificate_arn: str | None = None
+    load_balancer_source_ranges: tuple[str, ...] | None = None
+    allow_insecure_exposure: bool = False
 
     # GPUs.
     gpu_device_plugin: bool = True
@@ -244,6 +253,30 @@ class StackConfig(BaseModel):
             raise ValueError("must be a URL such as https://mlflow.example.com (scheme, host, optional port)")
         return v.rstrip("/") if v else v
 
+    @field_validator("tls_certificate_arn")
+    @classmethod
+    def _acm_arn(cls, v: str | None) -> str | None:
+        if v is not None and not _ACM_ARN.match(v):
+            raise ValueError("must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)")
+        return v
+
+    @field_validator("load_balancer_source_ranges", mode="before")
+    @classmethod
+    def _cidrs(cls, v: Any) -> tuple[str, ...] | None:
+        # The CLI stores a string: CIDRs separated by commas (a JSON list is accepted too).
+        if v is None or v == "" or v == []:
+            return None
+        items = v if isinstance(v, list | tuple) else str(v).strip("[]").replace('"', "").split(",")
+        cidrs = []
+        for item in (str(i).strip() for i in items):
+            try:
+                cidrs.append(str(ipaddress.ip_network(item, strict=True)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not a CIDR block such as 203.0.113.0/24 (host bits must be zero)"
+                ) from None
+        return tuple(cidrs)
+
     @field_validator("training_repository_uri")
     @classmethod
     def _repository(cls, v: str | None) -> str | None:
@@ -269,6 +302,7 @@ class StackConfig(BaseModel):
         if self.postgres == "external" and self.postgres_external_uri is None:
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         self._check_sizes()
+        self._check_exposure()
         return self
 
     def _check_sizes(self) -> None:
@@ -334,6 +368,25 @@ class StackConfig(BaseModel):
             )
         if self.eks_cluster_name and not _EKS_CLUSTER.match(self.eks_cluster_name):
             raise _KeyProblem("eksClusterName", "must be an EKS cluster name (letters, digits, '-', '_')")
+
+    def _check_exposure(self) -> None:
+        """Basic-auth passwords must not cross a network in clear text: an exposed server needs TLS."""
+        if self.tls_certificate_arn and self.service_type != "LoadBalancer":
+            raise _KeyProblem("serviceType", "must be LoadBalancer when tlsCertificateArn is set (TLS ends at the NLB)")
+        if self.load_balancer_source_ranges and self.service_type != "LoadBalancer":
+            raise _KeyProblem("serviceType", "must be LoadBalancer when loadBalancerSourceRanges is set")
+        if self.exposed and self.basic_auth and not self.tls_certificate_arn and not self.allow_insecure_exposure:
+            key = "tlsCertificateArn" if self.service_type == "LoadBalancer" else "allowInsecureExposure"
+            raise _KeyProblem(
+                key,
+                f"is needed: serviceType {self.service_type} with basicAuth would send passwords without TLS "
+                "(set an ACM certificate for a LoadBalancer, or allowInsecureExposure true to accept the risk)",
+            )
+
+    @property
+    def exposed(self) -> bool:
+        """True when the tracking server is reachable from outside the cluster through its own Service."""
+        return self.service_type != "ClusterIP"
 
     @property
     def in_cluster_postgres(self) -> bool:

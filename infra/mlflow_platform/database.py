@@ -57,7 +57,9 @@ class Database(pulumi.ComponentResource):
         names: Names,
         namespace: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
+        pod_annotations: dict[str, pulumi.Input[str]] | None = None,
     ) -> None:
+        """`pod_annotations`: e.g. the checksum of the database Secret, so a rotated password restarts the pod."""
         super().__init__(f"{TYPE_PREFIX}:Database", name, None, opts)
         self.selector = selector_labels(cfg.name_prefix, COMPONENT, name="postgresql")
         if not cfg.in_cluster_postgres:
@@ -109,7 +111,7 @@ class Database(pulumi.ComponentResource):
                     when_deleted="Retain", when_scaled="Retain"
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels, annotations=pod_annotations),
                     spec=k8s.core.v1.PodSpecArgs(
                         automount_service_account_token=False,
                         security_context=pod_security.pod_context(POSTGRES_UID),

@@ -4,7 +4,7 @@ MLflow replaces only the Job's name, container 0's name, image and command, and 
 `MLFLOW_TRACKING_URI` (from `KUBE_MLFLOW_TRACKING_URI` when set) and `MLFLOW_EXPERIMENT_ID` to its env.
 It does NOT pass the MLproject's `docker_env` environment or volumes to the Job, so everything else the Job
 needs is here: the GPU limit and the toleration for the GPU nodes' taint (`gpuTaint`), S3 credentials by
-`secretKeyRef` (never by value), the tracking credentials when basic-auth is on, the ServiceAccount,
+`secretKeyRef` (never by value), with basic-auth the non-admin `training` user's credentials, the ServiceAccount,
 `backoffLimit: 0` (a failed search must fail the run, not silently repeat it), a TTL so finished Jobs are
 cleaned up, a deadline, a memory-backed `/dev/shm` (RAPIDS and its data loaders need more than the
 container default of 64 MiB), and `PYTHONUNBUFFERED` so logs appear as they are written.
@@ -51,8 +51,8 @@ def build_job_template(cfg: StackConfig, names: Names) -> dict[str, Any]:
         ]
     if cfg.basic_auth:
         env += [
-            _secret_env("MLFLOW_TRACKING_USERNAME", names.auth_secret),
-            _secret_env("MLFLOW_TRACKING_PASSWORD", names.auth_secret),
+            _secret_env("MLFLOW_TRACKING_USERNAME", names.training_auth_secret),
+            _secret_env("MLFLOW_TRACKING_PASSWORD", names.training_auth_secret),
         ]
 
     limits: dict[str, Any] = {"memory": cfg.training_memory}

@@ -150,6 +150,11 @@ class Names:
         return self._n("tracking-auth")
 
     @property
+    def training_auth_secret(self) -> str:
+        """The training Jobs' own (non-admin) MLflow credentials."""
+        return self._n("training-auth")
+
+    @property
     def postgres_network_policy(self) -> str:
         return self._n("postgres-ingress")
 

@@ -96,6 +96,9 @@ def is_wire_secret(value: Any) -> bool:
 class ProviderMocks(pulumi.runtime.Mocks):
     """Echo inputs as outputs, adding what a provider would compute and the program reads back."""
 
+    #: What AWS returns as the IAM access key's secret; a test rotates the key by changing it.
+    access_key_secret = "mock-secret-access-key-value"
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         rid = f"{args.name}-id"
@@ -109,7 +112,7 @@ class ProviderMocks(pulumi.runtime.Mocks):
             state["arn"] = f"arn:aws:iam::{ACCOUNT}:role{state.get('path', '/')}{state['name']}"
         elif args.typ == "aws:iam/accessKey:AccessKey":
             rid = "AKIDEXAMPLEMOCKKEY"
-            state["secret"] = "mock-secret-access-key-value"
+            state["secret"] = self.access_key_secret
         elif args.typ == "aws:kms/key:Key":
             state["arn"] = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/0f0e0d0c-0000-4000-8000-000000000001"
         elif args.typ == "aws:ecr/repository:Repository":

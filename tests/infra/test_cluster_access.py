@@ -29,22 +29,6 @@ def test_runtime_class_reaches_plugin_and_job_template(deploy) -> None:
     assert d.exports["kube_job_template"]["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
 
 
-def test_postgres_accepts_only_the_tracking_server(default_deployment: Deployment) -> None:
-    policy = default_deployment.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "postgres").inputs["spec"]
-    postgres_pod = default_deployment.k8s_named("kubernetes:apps/v1:StatefulSet", "rapids-mlflow-postgres").inputs
-    tracking_pod = default_deployment.k8s_named("kubernetes:apps/v1:Deployment", "rapids-mlflow-tracking").inputs
-    selected = policy["podSelector"]["matchLabels"]
-    assert selected.items() <= postgres_pod["spec"]["template"]["metadata"]["labels"].items()
-    assert policy["policyTypes"] == ["Ingress"]
-    (rule,) = policy["ingress"]
-    (peer,) = rule["from"]
-    assert peer["podSelector"]["matchLabels"].items() <= tracking_pod["spec"]["template"]["metadata"]["labels"].items()
-    assert (
-        not peer["podSelector"]["matchLabels"].items() <= postgres_pod["spec"]["template"]["metadata"]["labels"].items()
-    )
-    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]
-
-
 def test_namespace_enforces_restricted_pod_security(default_deployment: Deployment) -> None:
     labels = default_deployment.one("kubernetes:core/v1:Namespace").inputs["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"

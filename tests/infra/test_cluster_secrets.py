@@ -33,7 +33,7 @@ def test_basic_auth_generates_admin_credentials_and_auth_config(deploy) -> None:
     assert is_wire_secret(secret.wire_inputs["stringData"])
     data = secret.inputs["stringData"]
     assert len(data["MLFLOW_AUTH_ADMIN_PASSWORD"]) >= 12  # MLflow refuses shorter admin passwords
-    assert data["MLFLOW_TRACKING_PASSWORD"] == data["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    assert "MLFLOW_TRACKING_PASSWORD" not in data  # the admin's password is for the server, not for Jobs
     assert data["MLFLOW_FLASK_SERVER_SECRET_KEY"]
     ini = configparser.ConfigParser()
     ini.read_string(data["basic_auth.ini"])
@@ -42,5 +42,17 @@ def test_basic_auth_generates_admin_credentials_and_auth_config(deploy) -> None:
     ]
     assert ini["mlflow"]["database_uri"] == db_uri
     assert ini["mlflow"]["admin_username"] == "admin"
+    assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"
     assert "tracking_password" in d.secret_exports
     assert d.exports["tracking_password"] == data["MLFLOW_AUTH_ADMIN_PASSWORD"]
+
+
+def test_training_jobs_get_their_own_generated_user_in_their_own_secret(deploy) -> None:
+    d = deploy({"basicAuth": "true"})
+    training = d.k8s_named("kubernetes:core/v1:Secret", "rapids-mlflow-training-auth")
+    assert is_wire_secret(training.wire_inputs["stringData"])
+    data = training.inputs["stringData"]
+    assert data["MLFLOW_TRACKING_USERNAME"] == "training"
+    password = d.one("random:index/randomPassword:RandomPassword", "training-password")
+    assert data["MLFLOW_TRACKING_PASSWORD"] == password.outputs["result"] and password.inputs["length"] >= 12
+    assert not deploy({}).of_type("random:index/randomPassword:RandomPassword")[1:]  # only the database's

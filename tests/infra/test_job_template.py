@@ -40,9 +40,10 @@ def test_credentials_are_referenced_never_inlined(default_deployment: Deployment
     assert "MLFLOW_TRACKING_PASSWORD" not in env
 
 
-def test_basic_auth_gives_jobs_tracking_credentials_by_reference(deploy) -> None:
+def test_basic_auth_gives_jobs_the_training_users_credentials_by_reference(deploy) -> None:
     env = {e["name"]: e for e in _pod(deploy({"basicAuth": "true"}))["containers"][0]["env"]}
-    assert env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "rapids-mlflow-tracking-auth"
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": "rapids-mlflow-training-auth", "key": var}
 
 
 def test_cpu_only_template_has_no_gpu_limit_or_toleration(deploy) -> None:

@@ -12,6 +12,8 @@ VARIANTS = {
     "auth-loadbalancer-irsa": {
         "basicAuth": "true",
         "serviceType": "LoadBalancer",
+        "tlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-0000-4000-8000-000000000001",
+        "loadBalancerSourceRanges": "203.0.113.0/24",
         "s3Identity": "irsa",
         "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow",
         "postgresStorageClass": "gp3",

@@ -21,6 +21,7 @@ CONFIGS = {
         "postgresExternalUri": "postgresql+psycopg2://u:p@rds.example.com:5432/mlflow",
         "basicAuth": "true",
         "serviceType": "LoadBalancer",
+        "tlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-0000-4000-8000-000000000001",
         "gpuDevicePlugin": "false",
     },
 }

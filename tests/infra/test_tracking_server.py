@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from mlflow_platform.config import ConfigError
 from mock_harness import Deployment
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-0000-4000-8000-000000000001"
 
 
 def _deployment(d: Deployment) -> dict:
@@ -11,6 +15,11 @@ def _deployment(d: Deployment) -> dict:
 
 def _args(d: Deployment) -> list[str]:
     return _deployment(d)["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def _migration(d: Deployment) -> dict:
+    (job,) = d.of_type("kubernetes:batch/v1:Job")
+    return job.inputs
 
 
 def _flag(args: list[str], name: str) -> str:
@@ -32,9 +41,10 @@ def test_backend_uri_comes_from_the_secret_and_never_the_command_line(default_de
     assert ref == {"name": "rapids-mlflow-db-credentials", "key": "MLFLOW_BACKEND_STORE_URI"}
     assert not any("postgresql" in a for a in _args(default_deployment))
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"]["value"] == "false"
-    init = pod["initContainers"][0]
-    assert init["command"] == ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]
-    assert init["image"] == pod["containers"][0]["image"] == "ghcr.io/mlflow/mlflow:v3.17.2-full"
+    migration = _migration(default_deployment)["spec"]["template"]["spec"]["containers"][0]
+    assert migration["command"] == ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"]
+    assert migration["env"][0] == env["MLFLOW_BACKEND_STORE_URI"]
+    assert migration["image"] == pod["containers"][0]["image"] == "ghcr.io/mlflow/mlflow:v3.17.2-full"
 
 
 def test_allowed_hosts_cover_service_dns_and_port_forward(default_deployment: Deployment) -> None:
@@ -93,5 +103,56 @@ def test_exposing_the_server_without_auth_warns_at_preview(deploy, caplog) -> No
     assert any("without authentication" in r.getMessage() for r in caplog.records)
     caplog.clear()
     with caplog.at_level("WARNING"):
-        deploy({"serviceType": "LoadBalancer", "basicAuth": "true"})
+        deploy({"serviceType": "LoadBalancer", "basicAuth": "true", "tlsCertificateArn": CERT})
     assert not any("without authentication" in r.getMessage() for r in caplog.records)
+
+
+def test_cors_allows_only_the_origin_users_open_the_ui_at(deploy, default_deployment: Deployment) -> None:
+    assert not any(a.startswith("--cors-allowed-origins") for a in _args(default_deployment))
+    d = deploy({"externalUrl": "https://mlflow.example.com:8443/"})
+    assert _flag(_args(d), "cors-allowed-origins") == "https://mlflow.example.com:8443"
+    d = deploy({"externalUrl": "https://mlflow.example.com"})
+    assert _flag(_args(d), "cors-allowed-origins") == "https://mlflow.example.com"  # a browser omits :443
+    d = deploy({"serviceType": "LoadBalancer", "basicAuth": "false"})
+    assert _flag(_args(d), "cors-allowed-origins") == "http://mlflow-lb.elb.example.com:5000"
+
+
+def test_an_exposed_server_with_basic_auth_and_no_tls_is_refused_at_preview(deploy) -> None:
+    with pytest.raises(ConfigError, match=r"^config rapids-mlflow-stack:tlsCertificateArn: .*without TLS") as e:
+        deploy({"serviceType": "LoadBalancer", "basicAuth": "true"})
+    assert "\n" not in str(e.value) and "pulumi config set tlsCertificateArn arn:aws:acm:" in str(e.value)
+    with pytest.raises(ConfigError, match=r"pulumi config set allowInsecureExposure true$"):
+        deploy({"serviceType": "NodePort", "basicAuth": "true"})
+    d = deploy({"serviceType": "NodePort", "basicAuth": "true", "allowInsecureExposure": "true"})
+    assert d.k8s_named("kubernetes:core/v1:Service", "rapids-mlflow-tracking").inputs["spec"]["type"] == "NodePort"
+
+
+def test_tls_ends_at_the_nlb_with_the_acm_certificate_and_only_443_faces_out(deploy) -> None:
+    d = deploy({"serviceType": "LoadBalancer", "basicAuth": "true", "tlsCertificateArn": CERT})
+    public = d.k8s_named("kubernetes:core/v1:Service", "rapids-mlflow-tracking-public").inputs
+    annotations = public["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] == CERT
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] == "https"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-backend-protocol"] == "tcp"
+    assert public["spec"]["type"] == "LoadBalancer"
+    assert public["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "http"}]
+    inside = d.k8s_named("kubernetes:core/v1:Service", "rapids-mlflow-tracking").inputs
+    assert inside["spec"]["type"] == "ClusterIP"  # plain HTTP stays inside the cluster
+    assert d.exports["tracking_uri"] == "https://mlflow-lb.elb.example.com"
+    assert _flag(_args(d), "cors-allowed-origins") == "https://mlflow-lb.elb.example.com"
+    assert "mlflow-lb.elb.example.com" in _flag(_args(d), "allowed-hosts").split(",")
+
+
+@pytest.mark.parametrize("ranges", ["10.0.0.1/8", "not-a-cidr", "10.0.0.0/8,,"])
+def test_bad_source_ranges_are_refused_in_one_line(deploy, ranges: str) -> None:
+    with pytest.raises(ConfigError, match=r"^config rapids-mlflow-stack:loadBalancerSourceRanges: .*CIDR"):
+        deploy({"serviceType": "LoadBalancer", "loadBalancerSourceRanges": ranges})
+
+
+def test_source_ranges_limit_the_load_balancer(deploy) -> None:
+    d = deploy({"serviceType": "LoadBalancer", "loadBalancerSourceRanges": "203.0.113.0/24, 2001:db8::/32"})
+    spec = d.k8s_named("kubernetes:core/v1:Service", "rapids-mlflow-tracking-public").inputs["spec"]
+    assert spec["loadBalancerSourceRanges"] == ["203.0.113.0/24", "2001:db8::/32"]
+    assert spec["externalTrafficPolicy"] == "Local"  # client addresses reach the NetworkPolicy
+    with pytest.raises(ConfigError, match="serviceType: must be LoadBalancer"):
+        deploy({"loadBalancerSourceRanges": "203.0.113.0/24"})
