@@ -45,15 +45,22 @@ def declared_secrets(d: Deployment) -> dict[str, dict[str, str]]:
 
 @dataclass
 class Swaps:
-    """Cluster value -> local value, applied in order as substring replacements to every resolved string."""
+    """Cluster value -> local value: whole values first (`exact`, e.g. a port), then substrings, in order."""
 
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    exact: dict[str, str] = field(default_factory=dict)
 
     def add(self, cluster: str, local: str) -> Swaps:
         self.pairs.append((cluster, local))
         return self
 
+    def add_exact(self, cluster: str, local: str) -> Swaps:
+        self.exact[cluster] = local
+        return self
+
     def __call__(self, value: str) -> str:
+        if value in self.exact:
+            return self.exact[value]
         for old, new in self.pairs:
             value = value.replace(old, new)
         return value
