@@ -12,6 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from declared_jobs import Swaps, cron_pod_spec, declared_secrets, prepare
 from mlflow_platform.config import ConfigError, parse
 from mock_harness import KUBERNETES_VERSION, Deployment, manifests, run_policies
 from network_policy_semantics import Endpoint, allowed
@@ -229,3 +230,19 @@ def test_network_policies_let_each_maintenance_pod_reach_only_what_its_job_needs
     assert not allowed(policies, backup, tracking, 5000)
     assert allowed(policies, tracking, postgres, 5432)  # the database's own policy still holds
     assert not allowed(policies, training, postgres, 5432)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_secret_a_maintenance_pod_reads_is_declared(deploy, variant: str, tmp_path: Path) -> None:
+    """A `secretKeyRef` to a missing Secret or key leaves the pod in CreateContainerConfigError at 3 a.m."""
+    d = _deploy(deploy, variant)
+    secrets = declared_secrets(d)
+    for cron in d.of_type(CRONJOB):
+        pod = cron_pod_spec(d, cron.inputs["metadata"]["name"])
+        for container in [*(pod.get("initContainers") or []), *pod["containers"]]:
+            env = prepare(pod, container, secrets, tmp_path, Swaps()).env  # asserts each reference resolves
+            if container["name"] == "mlflow-gc" and "basicAuth" in VARIANTS[variant]:  # deletes via the server
+                assert (
+                    env["MLFLOW_TRACKING_PASSWORD"]
+                    == secrets["rapids-mlflow-tracking-auth"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
+                )
