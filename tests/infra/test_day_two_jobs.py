@@ -96,18 +96,19 @@ def test_the_declared_backup_dumps_the_database_into_backups_and_the_dump_restor
     scratch = f"restore_{uuid.uuid4().hex[:8]}"
     postgres.create_database(settings, creds, scratch)
     try:
-        restore = subprocess.run(
-            [
-                str(postgres.POSTGRES_BIN_PATH / "pg_restore"),
-                "--no-owner",
-                "--no-privileges",
-                "--exit-on-error",
-                f"--dbname={postgres.backend_store_uri(settings, creds, scratch).replace('+psycopg2', '')}",
-                str(archive),
-            ],
-            capture_output=True,
-            text=True,
-        )
+        # As the README's restore step does it: the archive streamed on stdin, no owner, stop at the first error.
+        with archive.open("rb") as stdin:
+            restore = subprocess.run(
+                [
+                    str(postgres.POSTGRES_BIN_PATH / "pg_restore"),
+                    f"--dbname={postgres.backend_store_uri(settings, creds, scratch).replace('+psycopg2', '')}",
+                    "--no-owner",
+                    "--exit-on-error",
+                ],
+                stdin=stdin,
+                capture_output=True,
+                text=True,
+            )
         assert restore.returncode == 0, restore.stderr
         conn = postgres.connect(settings, creds, scratch)
         with conn.cursor() as cur:
