@@ -5,6 +5,7 @@ What the CronJobs' commands do is run for real in test_day_two_jobs.py."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from declared_jobs import Swaps, cron_pod_spec, declared_secrets, prepare
 from mlflow_platform.config import ConfigError, parse
-from mock_harness import KUBERNETES_VERSION, Deployment, manifests, run_policies
+from mock_harness import KUBERNETES_VERSION, Deployment, Recorded, manifests, run_policies
 from network_policy_semantics import Endpoint, allowed
 
 CRD = Path(__file__).parent / "fixtures" / "prometheus-operator-0.93.0-servicemonitors.crd.yaml"
@@ -246,3 +247,45 @@ def test_every_secret_a_maintenance_pod_reads_is_declared(deploy, variant: str, 
                     env["MLFLOW_TRACKING_PASSWORD"]
                     == secrets["rapids-mlflow-tracking-auth"]["MLFLOW_AUTH_ADMIN_PASSWORD"]
                 )
+
+
+def _broken(d: Deployment, name: str, mutate) -> Deployment:
+    """`d` with the wire inputs of CronJob `name` changed by `mutate` (its pod spec as argument)."""
+    resources = []
+    for r in d.resources:
+        if r.type == CRONJOB and r.inputs["metadata"]["name"] == name:
+            wire = copy.deepcopy(r.wire_inputs)
+            mutate(wire["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+            r = Recorded(**{**r.__dict__, "wire_inputs": wire})
+        resources.append(r)
+    return Deployment(resources=resources)
+
+
+@pytest.mark.parametrize(
+    ("policy", "name", "mutate"),
+    [
+        (
+            "k8s-pods-hardened",
+            "rapids-mlflow-db-backup",
+            lambda p: p["initContainers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
+        ),
+        ("k8s-pods-hardened", "rapids-mlflow-gc", lambda p: p["containers"][0]["resources"].pop("limits")),
+        (
+            "k8s-no-inline-secrets",
+            "rapids-mlflow-db-backup",
+            lambda p: p["initContainers"][0]["env"].append({"name": "PGPASSWORD", "value": "hunter2"}),
+        ),
+        (
+            "k8s-no-inline-secrets",
+            "rapids-mlflow-gc",
+            lambda p: p["containers"][0]["command"].append("--backend-store-uri=postgresql://u:pw@db/mlflow"),
+        ),
+        (
+            "images-pinned",
+            "rapids-mlflow-db-backup",
+            lambda p: p["containers"][0].update(image="amazon/aws-cli:latest"),
+        ),
+    ],
+)
+def test_the_policies_judge_the_cronjobs_pods(default_deployment: Deployment, policy: str, name: str, mutate) -> None:
+    assert policy in {v.policy for v in run_policies(_broken(default_deployment, name, mutate))}
