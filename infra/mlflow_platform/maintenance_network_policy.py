@@ -97,8 +97,9 @@ class MaintenanceNetworkPolicy(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         def policy(suffix: str, component: str, selector: dict[str, str], spec_args: dict) -> None:
+            # The Pulumi name says whose policy it is ("maintenance-..."), apart from the database's own.
             _np.NetworkPolicy(
-                f"{name}-{suffix}",
+                f"{name}-maintenance-{component}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=f"{names.prefix}-{suffix}", namespace=namespace, labels=labels(cfg.name_prefix, component)
                 ),
