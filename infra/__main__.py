@@ -9,6 +9,7 @@ from mlflow_platform import config as stack_config
 from mlflow_platform.artifact_store import ArtifactStore
 from mlflow_platform.cluster_secrets import AUTH_ADMIN_USER, ClusterSecrets
 from mlflow_platform.database import Database
+from mlflow_platform.day_two import DayTwo
 from mlflow_platform.gpu_plugin import GpuDevicePlugin
 from mlflow_platform.image_repository import ImageRepository
 from mlflow_platform.job_template import build_job_template
@@ -70,6 +71,9 @@ TrainingNetworkPolicy(f"{p}-training-network", cfg, names, namespace, opts=in_na
 if cfg.gpu_device_plugin:
     GpuDevicePlugin(f"{p}-gpu", cfg)
 images = ImageRepository(f"{p}-images", cfg)
+DayTwo(
+    f"{p}-day-two", cfg, names, namespace, store, database, tracking, opts=pulumi.ResourceOptions(depends_on=[tracking])
+)
 
 pulumi.export("namespace", namespace)
 pulumi.export("tracking_uri", tracking.user_uri)

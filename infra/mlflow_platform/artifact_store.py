@@ -17,15 +17,23 @@ import pulumi_aws as aws
 
 from .aws_identity import s3_role
 from .aws_tags import aws_tags
-from .config import StackConfig
+from .config import BACKUP_PREFIX, StackConfig
 from .naming import TYPE_PREFIX, AwsNames
 
 
-def identity_policy(bucket_arn: str, artifact_prefix: str, data_prefix: str, kms_key_arn: str | None) -> str:
+def identity_policy(
+    bucket_arn: str,
+    artifact_prefix: str,
+    data_prefix: str,
+    kms_key_arn: str | None,
+    backup_prefix: str | None = None,
+) -> str:
     """The IAM policy document for the MLflow/training identity, limited to this bucket and its prefixes.
 
     ListBucket is conditioned on `s3:prefix` because it is a bucket-level action: without the condition the
-    identity could enumerate every key in the bucket.
+    identity could enumerate every key in the bucket. Under `backup_prefix` (database dumps) the identity may
+    only write: the training Jobs share it and must not read the database; operators restore with their own
+    credentials, and the lifecycle rule, not the identity, removes old dumps.
     """
     statements: list[dict[str, Any]] = [
         {
@@ -57,6 +65,15 @@ def identity_policy(bucket_arn: str, artifact_prefix: str, data_prefix: str, kms
             "Resource": [f"{bucket_arn}/{data_prefix}/*"],
         },
     ]
+    if backup_prefix:
+        statements.append(
+            {
+                "Sid": "WriteDatabaseBackups",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+                "Resource": [f"{bucket_arn}/{backup_prefix}/*"],
+            }
+        )
     if kms_key_arn:
         statements.append(
             {
@@ -67,6 +84,26 @@ def identity_policy(bucket_arn: str, artifact_prefix: str, data_prefix: str, kms
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def backup_retention_rules(
+    cfg: StackConfig, backup_prefix: str | None
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
+    """Expire database dumps `backupRetentionDays` after upload.
+
+    The bucket is versioned, so expiry turns a dump into a noncurrent version, which the rule above removes
+    `noncurrentVersionDays` later: a dump deleted by mistake can still be recovered in that window.
+    """
+    if not backup_prefix:
+        return []
+    return [
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-database-backups",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{backup_prefix}/"),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=cfg.backup_retention_days),
+        )
+    ]
 
 
 def tls_only_policy(bucket_arn: str) -> str:
@@ -169,6 +206,7 @@ class ArtifactStore(pulumi.ComponentResource):
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
             opts=child,
         )
+        backup_prefix = BACKUP_PREFIX if cfg.declares_backups else None
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
@@ -183,7 +221,8 @@ class ArtifactStore(pulumi.ComponentResource):
                     abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                         days_after_initiation=7
                     ),
-                )
+                ),
+                *backup_retention_rules(cfg, backup_prefix),
             ],
             # Lifecycle rules on noncurrent versions need versioning in place first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
@@ -197,7 +236,7 @@ class ArtifactStore(pulumi.ComponentResource):
         )
 
         policy_document = pulumi.Output.all(bucket.arn, self.kms_key_arn).apply(
-            lambda args: identity_policy(args[0], cfg.artifact_prefix, cfg.data_prefix, args[1])
+            lambda args: identity_policy(args[0], cfg.artifact_prefix, cfg.data_prefix, args[1], backup_prefix)
         )
         self.access_key_id = None
         self.secret_access_key = None

@@ -23,6 +23,7 @@ from pydantic.alias_generators import to_camel
 from .gpu_taint import DEFAULT_GPU_TAINT, parse_taint
 from .naming import AwsNames, bucket_name_problem
 from .quantities import GIBIBYTE, QuantityError, format_bytes, parse_bytes, parse_cpu
+from .schedules import age_seconds, cron_problem
 
 PROJECT = "rapids-mlflow-stack"
 # MLflow 3.16.1 removed basic-auth's built-in default admin password (CVE-2026-2635); older servers must
@@ -64,8 +65,13 @@ _EXAMPLES: dict[str, str] = {
     "tlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/<id>",
     "loadBalancerSourceRanges": "203.0.113.0/24,198.51.100.7/32",
     "allowInsecureExposure": "true",
+    "backupSchedule": "'17 3 * * *'",
+    "gcSchedule": "'47 3 * * *'",
+    "gcOlderThan": "30d",
 }
 SECRET_KEYS = frozenset({"postgresExternalUri"})
+#: Key prefix of the database dumps in the bucket (backups.py); the other prefixes must stay clear of it.
+BACKUP_PREFIX = "backups"
 
 
 class ConfigError(ValueError):
@@ -154,6 +160,15 @@ class StackConfig(BaseModel):
     training_shm_size: str = "8Gi"
     job_ttl_seconds: int = Field(86400, ge=0)
     job_active_deadline_seconds: int = Field(43200, ge=60)
+
+    # Day-two operations on the cluster (backups, garbage collection, metrics); see `backups.py` and friends.
+    backups: bool = True
+    backup_schedule: str = "17 3 * * *"
+    backup_retention_days: int = Field(30, ge=1, le=3650)
+    gc: bool = True
+    gc_schedule: str = "47 3 * * *"
+    gc_older_than: str = "30d"
+    service_monitor: bool = False
 
     @field_validator("name_prefix")
     @classmethod
@@ -292,6 +307,21 @@ class StackConfig(BaseModel):
             raise ValueError("must pin an exact chart version such as 0.20.0")
         return v
 
+    @field_validator("backup_schedule", "gc_schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        problem = cron_problem(v)
+        if problem:
+            raise ValueError(f"is not a CronJob schedule: {problem}")
+        return v.strip()
+
+    @field_validator("gc_older_than")
+    @classmethod
+    def _age(cls, v: str) -> str:
+        if not age_seconds(v):
+            raise ValueError("must be an age in MLflow's #d#h#m#s form, such as 30d or 12h, and above zero")
+        return v
+
     @model_validator(mode="after")
     def _cross_field(self) -> StackConfig:
         self._check_s3_identity()
@@ -303,6 +333,9 @@ class StackConfig(BaseModel):
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         self._check_sizes()
         self._check_exposure()
+        for key, prefix in (("artifactPrefix", self.artifact_prefix), ("dataPrefix", self.data_prefix)):
+            if self.declares_backups and (prefix + "/").startswith(BACKUP_PREFIX + "/"):
+                raise _KeyProblem(key, f"must not be '{BACKUP_PREFIX}' or below it: database backups live there")
         return self
 
     def _check_sizes(self) -> None:
@@ -391,6 +424,11 @@ class StackConfig(BaseModel):
     @property
     def in_cluster_postgres(self) -> bool:
         return self.postgres == "in-cluster"
+
+    @property
+    def declares_backups(self) -> bool:
+        """Backups of the in-cluster database; an external one (RDS) is backed up by its provider's snapshots."""
+        return self.backups and self.in_cluster_postgres
 
     @property
     def uses_access_key(self) -> bool:

@@ -32,6 +32,7 @@ from . import pod_security
 from .artifact_store import ArtifactStore
 from .cluster_secrets import AUTH_CONFIG_FILE, ClusterSecrets
 from .config import StackConfig
+from .disruptions import spread_constraints
 from .labels import labels, selector_labels
 from .naming import TYPE_PREFIX, Names
 from .schema_migration import MLFLOW_UID, migration_selector, schema_migration_job
@@ -41,6 +42,7 @@ from .training_user import training_user_job
 COMPONENT = "tracking-server"
 CHECKSUM_ANNOTATION = "checksum/secrets"
 AUTH_CONFIG_DIR = "/etc/mlflow-auth"
+PROMETHEUS_DIR = "/tmp/prometheus"
 # MLflow's own defaults for private addresses, re-added for NodePort access because --allowed-hosts
 # replaces the defaults.
 _PRIVATE_HOST_PATTERNS = ["10.*", "192.168.*", *[f"172.{i}.*" for i in range(16, 32)]]
@@ -97,6 +99,8 @@ def server_args(
         "--host=0.0.0.0",
         f"--port={cfg.tracking_port}",
         f"--workers={cfg.tracking_workers}",
+        # Prometheus metrics at /metrics (metrics.py); the multiprocess files live in the writable /tmp volume.
+        f"--expose-prometheus={PROMETHEUS_DIR}",
         "--serve-artifacts",
         f"--artifacts-destination={artifact_root}",
         f"--allowed-hosts={','.join(allowed_hosts(cfg, names, extra_hosts))}",
@@ -299,6 +303,7 @@ class TrackingServer(pulumi.ComponentResource):
                         service_account_name=names.tracking_service_account,
                         automount_service_account_token=False,
                         security_context=pod_security.pod_context(MLFLOW_UID),
+                        topology_spread_constraints=spread_constraints(cfg, self.selector),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="mlflow",

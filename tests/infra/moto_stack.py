@@ -96,19 +96,16 @@ def apply(d: Deployment, endpoint: str, admin: tuple[str, str]) -> Applied:
     def lifecycle(r: Recorded) -> None:
         rules = []
         for rule in r.inputs["rules"]:
-            rules.append(
-                {
-                    "ID": rule["id"],
-                    "Status": rule["status"],
-                    "Filter": {"Prefix": rule["filter"]["prefix"]},
-                    "NoncurrentVersionExpiration": {
-                        "NoncurrentDays": int(rule["noncurrentVersionExpiration"]["noncurrentDays"])
-                    },
-                    "AbortIncompleteMultipartUpload": {
-                        "DaysAfterInitiation": int(rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"])
-                    },
-                }
-            )
+            applied = {"ID": rule["id"], "Status": rule["status"], "Filter": {"Prefix": rule["filter"]["prefix"]}}
+            if "noncurrentVersionExpiration" in rule:
+                days = int(rule["noncurrentVersionExpiration"]["noncurrentDays"])
+                applied["NoncurrentVersionExpiration"] = {"NoncurrentDays": days}
+            if "abortIncompleteMultipartUpload" in rule:
+                days = int(rule["abortIncompleteMultipartUpload"]["daysAfterInitiation"])
+                applied["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+            if "expiration" in rule:
+                applied["Expiration"] = {"Days": int(rule["expiration"]["days"])}
+            rules.append(applied)
         s3.put_bucket_lifecycle_configuration(Bucket=_bucket_of(r), LifecycleConfiguration={"Rules": rules})
 
     def bucket_policy(r: Recorded) -> None:

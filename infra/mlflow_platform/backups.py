@@ -1,0 +1,143 @@
+"""Backups of the in-cluster PostgreSQL: a CronJob that dumps the MLflow database into the artifact bucket.
+
+Design, and why:
+- two containers in one pod, sharing a size-limited emptyDir: the init container runs `pg_dump` from the very
+  PostgreSQL image the database runs (its client matches the server's version, which `pg_dump` requires), the
+  main container uploads the file with boto3 from the MLflow `-full` image the tracking server already pulls.
+  The PostgreSQL image has no AWS client and the MLflow image no `pg_dump`; neither a third image nor a shell
+  pipeline is needed, and a failed dump never reaches the upload (an init container must succeed first);
+- `--format=custom`: compressed, and `pg_restore` can list it, restore selected objects and run in parallel;
+- the upload checks the archive's `PGDMP` signature first, so an empty or truncated file is never stored as a
+  backup; each run writes a new key (`backups/<prefix>-<UTC time>.dump`) and prints it;
+- credentials exactly as the tracking server gets them: the database password by `secretKeyRef` from the
+  database Secret, S3 through the tracking server's ServiceAccount (IRSA / Pod Identity) or the S3 Secret;
+  the identity may only *put* under `backups/` (see `artifact_store.identity_policy`), so the pods that share
+  it cannot read a dump; operators restore with their own AWS credentials (README, "Day two");
+- retention is the bucket's lifecycle rule on `backups/` (`artifact_store`), not a delete in the job, so the
+  job's identity needs no delete right and a broken job cannot remove old backups.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import pod_security
+from .config import BACKUP_PREFIX, StackConfig
+from .cron_jobs import cron_job
+from .database import DB_NAME, DB_USER, POSTGRES_PORT, POSTGRES_UID
+from .labels import labels, selector_labels
+from .naming import TYPE_PREFIX, Names
+from .pod_env import plain_env, s3_env, secret_env
+
+COMPONENT = "database-backup"
+__all__ = ["BACKUP_PREFIX", "DatabaseBackup", "backup_pod_spec", "backup_selector"]
+DUMP_DIR = "/backup"
+DUMP_FILE = f"{DUMP_DIR}/mlflow.dump"
+
+#: The upload, run by the MLflow image's Python (`python -c`): verify the archive, put it, print its key.
+UPLOAD_SCRIPT = """\
+import datetime, os, sys
+import boto3
+path = os.environ["BACKUP_FILE"]
+with open(path, "rb") as f:
+    if f.read(5) != b"PGDMP":
+        sys.exit("refusing to upload " + path + ": not a pg_dump custom-format archive")
+stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+key = os.environ["BACKUP_PREFIX"] + "/" + os.environ["BACKUP_NAME"] + "-" + stamp + ".dump"
+boto3.client("s3").upload_file(path, os.environ["BACKUP_BUCKET"], key)
+print("s3://" + os.environ["BACKUP_BUCKET"] + "/" + key)
+"""
+
+
+def backup_name(names: Names) -> str:
+    return f"{names.prefix}-db-backup"
+
+
+def backup_selector(cfg: StackConfig) -> dict[str, str]:
+    return selector_labels(cfg.name_prefix, COMPONENT, name="postgresql")
+
+
+def backup_pod_spec(cfg: StackConfig, names: Names, bucket: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgs:
+    """The backup pod: `pg_dump` into the emptyDir (init container), then the upload."""
+    dump_mount = k8s.core.v1.VolumeMountArgs(name="backup", mount_path=DUMP_DIR)
+    dump = k8s.core.v1.ContainerArgs(
+        name="pg-dump",
+        image=cfg.postgres_image,
+        command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
+        env=[
+            plain_env("PGHOST", names.service_fqdn(names.postgres)),
+            plain_env("PGPORT", str(POSTGRES_PORT)),
+            plain_env("PGUSER", DB_USER),
+            plain_env("PGDATABASE", DB_NAME),
+            plain_env("PGCONNECT_TIMEOUT", "20"),
+            plain_env("PGAPPNAME", COMPONENT),
+            secret_env("PGPASSWORD", names.db_secret, "POSTGRES_PASSWORD"),
+        ],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "512Mi"}
+        ),
+        security_context=pod_security.container_context(read_only_root=True),
+        volume_mounts=[dump_mount],
+    )
+    upload = k8s.core.v1.ContainerArgs(
+        name="upload",
+        image=cfg.tracking_image,
+        command=["python", "-c", UPLOAD_SCRIPT],
+        env=[
+            plain_env("BACKUP_FILE", DUMP_FILE),
+            plain_env("BACKUP_BUCKET", bucket),
+            plain_env("BACKUP_PREFIX", BACKUP_PREFIX),
+            plain_env("BACKUP_NAME", names.prefix),
+            plain_env("HOME", "/tmp"),
+            *s3_env(cfg, names),
+        ],
+        resources=k8s.core.v1.ResourceRequirementsArgs(
+            requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"}
+        ),
+        security_context=pod_security.container_context(read_only_root=True),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="backup", mount_path=DUMP_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ],
+    )
+    return k8s.core.v1.PodSpecArgs(
+        service_account_name=names.tracking_service_account,
+        automount_service_account_token=False,
+        restart_policy="Never",
+        security_context=pod_security.pod_context(POSTGRES_UID),
+        init_containers=[dump],
+        containers=[upload],
+        volumes=[
+            # A dump is smaller than the database's volume, so that size bounds the scratch space.
+            pod_security.scratch_volume("backup", cfg.postgres_storage_size),
+            pod_security.scratch_volume("tmp", "64Mi"),
+        ],
+    )
+
+
+class DatabaseBackup(pulumi.ComponentResource):
+    """The backup CronJob (in-cluster PostgreSQL only: an external database has its provider's snapshots)."""
+
+    def __init__(
+        self,
+        name: str,
+        cfg: StackConfig,
+        names: Names,
+        namespace: pulumi.Input[str],
+        bucket: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(f"{TYPE_PREFIX}:DatabaseBackup", name, None, opts)
+        version = cfg.postgres_image.rsplit(":", 1)[-1]
+        self.cron_job = cron_job(
+            f"{name}-cronjob",
+            name=backup_name(names),
+            namespace=namespace,
+            object_labels=labels(cfg.name_prefix, COMPONENT, name="postgresql", version=version),
+            schedule=cfg.backup_schedule,
+            pod_spec=backup_pod_spec(cfg, names, bucket),
+            active_deadline_seconds=3 * 3600,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})
