@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import urllib.request
+from pathlib import Path
 
 from local_stack import postgres
 from local_stack.credentials import StackCredentials
@@ -36,6 +38,11 @@ def server_env(settings: StackSettings, creds: StackCredentials, database: str =
     }
 
 
+def metrics_dir(settings: StackSettings, port: int) -> Path:
+    """Prometheus' multiprocess files (one set per server port), so the workers' counters add up on ``/metrics``."""
+    return settings.state_dir / "prometheus" / str(port)
+
+
 def server_argv(settings: StackSettings, port: int) -> list[str]:
     return [
         sys.executable,
@@ -51,6 +58,8 @@ def server_argv(settings: StackSettings, port: int) -> list[str]:
         "--serve-artifacts",
         "--artifacts-destination",
         f"s3://{settings.bucket}/{settings.artifact_prefix}",
+        "--expose-prometheus",
+        str(metrics_dir(settings, port)),
     ]
 
 
@@ -65,6 +74,8 @@ def is_ready(base_url: str) -> bool:
 
 
 def start(settings: StackSettings, creds: StackCredentials, process: ServiceProcess) -> None:
+    # Files of a previous server's (dead) workers would be summed into this one's counters.
+    shutil.rmtree(metrics_dir(settings, settings.mlflow_port), ignore_errors=True)
     process.start(server_argv(settings, settings.mlflow_port), env=server_env(settings, creds))
     # Schema migrations on an empty database take ~15 s on 2 cores.
     process.wait_until(lambda: is_ready(settings.tracking_uri), timeout=120, what=f"{settings.tracking_uri}/health")
