@@ -196,11 +196,11 @@ def restore(stack: LocalStack, key: str, log: Log = print) -> None:
             log("stopping the MLflow server for the swap ...")
             process.stop()
         _swap_in(stack.settings, stack.credentials, scratch)
-    except BaseException:
+    except BaseException as exc:
         if not _exists(stack.settings, stack.credentials, postgres.MLFLOW_DATABASE):
             raise StackError(
-                f"restore stopped after dropping {postgres.MLFLOW_DATABASE!r}; the restored data is in database "
-                f"{scratch!r}: rename it to {postgres.MLFLOW_DATABASE!r}, then `make up`"
+                f"restore stopped ({exc}) after dropping {postgres.MLFLOW_DATABASE!r}; the restored data is in "
+                f"database {scratch!r}: rename it to {postgres.MLFLOW_DATABASE!r}, then `make up`"
             ) from None
         postgres.drop_database(stack.settings, stack.credentials, scratch)
         if was_running:
