@@ -13,6 +13,7 @@ the server again (a few seconds of downtime, no writes lost mid-restore, no stal
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import uuid
@@ -33,6 +34,8 @@ from local_stack.stack import SERVICES, LocalStack
 PREFIX = "backups/"
 #: pg_dump's custom format starts with these bytes; anything else is not a backup we can restore.
 DUMP_MAGIC = b"PGDMP"
+#: Keys that ``new_key`` makes; only these count as "the latest backup" (other objects may sit under the prefix).
+_KEY_PATTERN = re.compile(rf"^{PREFIX}mlflow-\d{{8}}T\d{{6}}\.\d{{6}}Z\.dump$")
 
 Log = Callable[[str], None]
 
@@ -109,7 +112,7 @@ def list_backups(stack: LocalStack) -> list[str]:
 
 
 def latest_backup(stack: LocalStack) -> str:
-    keys = list_backups(stack)
+    keys = [key for key in list_backups(stack) if _KEY_PATTERN.match(key)]
     if not keys:
         raise StackError(f"no backup in s3://{stack.settings.bucket}/{PREFIX}; make one with `make backup`")
     return keys[-1]

@@ -10,6 +10,7 @@ The scratch database and server are removed afterwards, whatever happened.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -85,13 +86,14 @@ def _server_argv(stack: LocalStack, port: int, python: str) -> list[str]:
 def check_upgrade(stack: LocalStack, key: str | None = None, python: str = sys.executable, log=print) -> UpgradeReport:
     """Restore ``key`` (default: the latest backup) into a scratch database, upgrade, serve and read it back."""
     started = time.monotonic()
+    # The interpreter first: a wrong path must fail before anything is restored.
+    version = run_mlflow(["--version"], {"PATH": os.environ.get("PATH", "")}, python).stdout.strip().split()[-1]
     key = key or backup.latest_backup(stack)
     log(f"restoring s3://{stack.settings.bucket}/{key} into a scratch database ...")
     scratch = backup.restore_to_scratch(stack, key, "mlflow_upgrade_check")
     try:
         runs_in_backup = _count_runs(stack, scratch)
         env = tracking_server.server_env(stack.settings, stack.credentials, scratch)
-        version = run_mlflow(["--version"], env, python).stdout.strip().split()[-1]
         log(f"running `mlflow db upgrade` (MLflow {version}) on {scratch!r} ...")
         run_mlflow(["db", "upgrade", BACKEND_URI], env, python)
         (port,) = free_ports(1)

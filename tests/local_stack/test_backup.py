@@ -133,6 +133,7 @@ def test_restore_refuses_bad_backups_and_keeps_the_data(day_two_stack: LocalStac
     assert client.get_experiment(experiment_id).name == "kept-through-bad-restores"
     listed = run_cli(stack, "backups")
     assert listed.returncode == 0 and "backups/not-a-dump.dump" in listed.stdout.splitlines()
+    s3.delete_object(Bucket=stack.settings.bucket, Key="backups/not-a-dump.dump")
 
 
 def test_backup_of_a_stopped_stack_says_to_start_it(tmp_path: Path) -> None:
