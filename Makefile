@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench up down status env venv clean backup backups restore gc upgrade-check
+.PHONY: demo test lint bench up down status env venv clean backup backups restore gc upgrade-check upgrade-db
 
 venv: $(STAMP)
 
@@ -63,6 +63,10 @@ gc: $(STAMP)
 # interpreter of the newer MLflow (default: this venv's).
 upgrade-check: $(STAMP)
 	@$(PY) -m local_stack upgrade-check $(if $(BACKUP),--backup "$(BACKUP)") $(if $(UPGRADE_PYTHON),--python "$(UPGRADE_PYTHON)")
+
+# After upgrade-check passed and the venv holds the new MLflow: backup, `mlflow db upgrade` on the live database.
+upgrade-db: $(STAMP)
+	@$(PY) -m local_stack upgrade-db
 
 clean:
 	@$(PY) -m local_stack down --wipe 2>/dev/null || true

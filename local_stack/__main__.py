@@ -49,6 +49,7 @@ def _day_two_commands(sub: argparse._SubParsersAction) -> None:
     upgrade = sub.add_parser("upgrade-check", help="rehearse `mlflow db upgrade` on a restored copy of a backup")
     upgrade.add_argument("--backup", dest="key", help="backup key (default: the latest)")
     upgrade.add_argument("--python", default=sys.executable, help="Python of the MLflow to upgrade to")
+    sub.add_parser("upgrade-db", help="back up, then `mlflow db upgrade` the live database (server restarted)")
 
 
 def _log(message: str) -> None:
@@ -74,6 +75,9 @@ def _run_day_two(stack: LocalStack, args: argparse.Namespace) -> None:
             f"upgrade check passed: MLflow {report.mlflow_version} upgraded a copy of {report.backup_key} and "
             f"served all {report.runs_served} runs ({report.seconds:.0f}s); the scratch database is removed"
         )
+    elif args.command == "upgrade-db":
+        key = upgrade_check.upgrade_live(stack, log=_log)
+        print(f"database upgraded; the backup taken before is {key} (make restore BACKUP={key} to go back)")
 
 
 def _print_env(stack: LocalStack, mask: bool) -> None:

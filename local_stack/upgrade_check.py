@@ -5,6 +5,9 @@
 schema, so the migration is proven on a copy first. ``python`` names the interpreter of the MLflow to move to
 (a second virtual environment with the newer ``mlflow`` and ``psycopg2-binary``); by default it is this one.
 The scratch database and server are removed afterwards, whatever happened.
+
+``upgrade_live`` then does it for real, once the venv holds the new MLflow: a fresh backup first (the way back),
+the server stopped (an old server must not write to a new schema), ``mlflow db upgrade``, the server started.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from local_stack import backup, postgres, tracking_server
 from local_stack.errors import StackError
 from local_stack.mlflow_cli import BACKEND_URI, run_mlflow
 from local_stack.processes import ServiceProcess, free_ports
-from local_stack.stack import LocalStack
+from local_stack.stack import SERVICES, LocalStack
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,24 @@ def check_upgrade(stack: LocalStack, key: str | None = None, python: str = sys.e
             f"{runs_in_backup}; do not upgrade the live database"
         )
     return UpgradeReport(key, version, runs_in_backup, runs_served, time.monotonic() - started)
+
+
+def upgrade_live(stack: LocalStack, log=print) -> str:
+    """Back up, stop the MLflow server, ``mlflow db upgrade`` the live database, start the server; return the key
+    of the backup taken just before (restore it to go back)."""
+    key = backup.create_backup(stack, log=log)
+    backup.require_running(stack, tracking_server.SERVICE)
+    process = stack.process(next(svc for svc in SERVICES if svc.name == tracking_server.SERVICE))
+    log("stopping the MLflow server ...")
+    process.stop()
+    log("running `mlflow db upgrade` on the live database ...")
+    try:
+        run_mlflow(["db", "upgrade", BACKEND_URI], tracking_server.server_env(stack.settings, stack.credentials))
+    except StackError as exc:
+        raise StackError(
+            f"{exc}\nthe MLflow server stays stopped; go back with the previous MLflow and "
+            f"`make restore BACKUP={key}`, or fix the cause and run `make upgrade-db` again"
+        ) from None
+    log("starting the MLflow server ...")
+    tracking_server.start(stack.settings, stack.credentials, process)
+    return key

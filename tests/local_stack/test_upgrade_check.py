@@ -54,3 +54,14 @@ def test_upgrade_check_with_a_missing_interpreter_cleans_up(day_two_stack: Local
     result = run_cli(day_two_stack, "upgrade-check", "--python", "/nonexistent/bin/python")
     assert_one_line_error(result, "/nonexistent/bin/python")
     assert _scratch_databases(day_two_stack) == []
+
+
+def test_upgrade_db_backs_up_first_and_serves_the_same_runs_after(day_two_stack: LocalStack) -> None:
+    stack = day_two_stack
+    client = MlflowClient(stack.settings.tracking_uri)
+    runs_before = sorted(_all_runs(client))
+    upgraded = run_cli(stack, "upgrade-db")
+    assert upgraded.returncode == 0, upgraded.stderr
+    key = upgraded.stdout.split("the backup taken before is ")[1].split()[0]
+    assert key in run_cli(stack, "backups").stdout.splitlines()
+    assert sorted(_all_runs(MlflowClient(stack.settings.tracking_uri))) == runs_before
