@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from local_stack import backup, postgres, tracking_server
+from local_stack import backup, object_store, postgres, tracking_server
 from local_stack.errors import StackError
 from local_stack.mlflow_cli import BACKEND_URI, run_mlflow
 from local_stack.processes import ServiceProcess, free_ports
@@ -89,7 +89,8 @@ def _server_argv(stack: LocalStack, port: int, python: str) -> list[str]:
 def check_upgrade(stack: LocalStack, key: str | None = None, python: str = sys.executable, log=print) -> UpgradeReport:
     """Restore ``key`` (default: the latest backup) into a scratch database, upgrade, serve and read it back."""
     started = time.monotonic()
-    # The interpreter first: a wrong path must fail before anything is restored.
+    backup.require_running(stack, postgres.SERVICE, object_store.SERVICE)
+    # The interpreter next: a wrong path must fail before anything is restored.
     version = run_mlflow(["--version"], {"PATH": os.environ.get("PATH", "")}, python).stdout.strip().split()[-1]
     key = key or backup.latest_backup(stack)
     log(f"restoring s3://{stack.settings.bucket}/{key} into a scratch database ...")
@@ -123,8 +124,8 @@ def check_upgrade(stack: LocalStack, key: str | None = None, python: str = sys.e
 def upgrade_live(stack: LocalStack, log=print) -> str:
     """Back up, stop the MLflow server, ``mlflow db upgrade`` the live database, start the server; return the key
     of the backup taken just before (restore it to go back)."""
+    backup.require_running(stack, postgres.SERVICE, object_store.SERVICE, tracking_server.SERVICE)
     key = backup.create_backup(stack, log=log)
-    backup.require_running(stack, tracking_server.SERVICE)
     process = stack.process(next(svc for svc in SERVICES if svc.name == tracking_server.SERVICE))
     log("stopping the MLflow server ...")
     process.stop()
