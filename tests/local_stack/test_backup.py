@@ -138,5 +138,6 @@ def test_restore_refuses_bad_backups_and_keeps_the_data(day_two_stack: LocalStac
 
 def test_backup_of_a_stopped_stack_says_to_start_it(tmp_path: Path) -> None:
     stopped = LocalStack(StackSettings(state_dir=tmp_path / "never-started"))
-    for command in (["backup"], ["restore", "backups/x.dump"], ["gc"], ["upgrade-check"]):
+    for command in (["backup"], ["backups"], ["restore", "backups/x.dump"], ["gc"], ["upgrade-check"], ["upgrade-db"]):
         assert_one_line_error(run_cli(stopped, *command), "not running", "make up")
+    assert not stopped.settings.state_dir.exists()  # nothing half-created for a stack that never ran
