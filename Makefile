@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench up down status env venv clean
+.PHONY: demo test lint bench up down status env venv clean backup backups restore gc upgrade-check upgrade-db
 
 venv: $(STAMP)
 
@@ -44,6 +44,31 @@ status: $(STAMP)
 # Prints only `export NAME=value` lines on stdout (set-up messages go to stderr): eval "$$(make env)".
 env: $(STAMP)
 	@$(PY) -m local_stack env
+
+# Day two. `make backup` logs to stderr and prints only the backup's key on stdout (its last line).
+GC_OLDER_THAN ?= 30d
+
+backup: $(STAMP)
+	@$(PY) -m local_stack backup
+
+backups: $(STAMP)
+	@$(PY) -m local_stack backups
+
+restore: $(STAMP)
+	@test -n "$(BACKUP)" || { echo "error: name the backup: make restore BACKUP=backups/mlflow-...dump (see make backups)" >&2; exit 2; }
+	@$(PY) -m local_stack restore "$(BACKUP)"
+
+gc: $(STAMP)
+	@$(PY) -m local_stack gc --older-than "$(GC_OLDER_THAN)"
+
+# Rehearses `mlflow db upgrade` on a restored copy of BACKUP (default: the latest); UPGRADE_PYTHON names the
+# interpreter of the newer MLflow (default: this venv's).
+upgrade-check: $(STAMP)
+	@$(PY) -m local_stack upgrade-check $(if $(BACKUP),--backup "$(BACKUP)") $(if $(UPGRADE_PYTHON),--python "$(UPGRADE_PYTHON)")
+
+# After upgrade-check passed and the venv holds the new MLflow: backup, `mlflow db upgrade` on the live database.
+upgrade-db: $(STAMP)
+	@$(PY) -m local_stack upgrade-db
 
 clean:
 	@$(PY) -m local_stack down --wipe 2>/dev/null || true

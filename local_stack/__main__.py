@@ -1,4 +1,4 @@
-"""Command line of the local stack: ``python -m local_stack up|down|status|env|check``.
+"""Command line of the local stack: ``python -m local_stack up|down|status|env|check|backup|restore|gc|...``.
 
 Errors a user can fix (a busy port, a missing binary, a service that would not start) print one line (plus the
 service's log tail where that explains it) and exit 1, never a traceback.
@@ -44,7 +44,49 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show which services run")
     sub.add_parser("env", help='print `export NAME=value` lines for a client; use: eval "$(make env)"')
     sub.add_parser("check", help="log a run with a metric and an artifact and read both back")
+    _day_two_commands(sub)
     return parser
+
+
+def _day_two_commands(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("backup", help="pg_dump the MLflow database into the bucket; prints the backup's key last")
+    sub.add_parser("backups", help="list the backups in the bucket, oldest first")
+    restore = sub.add_parser("restore", help="replace the MLflow database's contents by a backup")
+    restore.add_argument("key", help="the backup's key, as `backup` printed it (backups/mlflow-...dump)")
+    gc = sub.add_parser("gc", help="permanently remove runs deleted longer ago than --older-than, with artifacts")
+    gc.add_argument("--older-than", default="30d", help="age such as 30d, 12h, 1d2h30m; 0 = all (default 30d)")
+    upgrade = sub.add_parser("upgrade-check", help="rehearse `mlflow db upgrade` on a restored copy of a backup")
+    upgrade.add_argument("--backup", dest="key", help="backup key (default: the latest)")
+    upgrade.add_argument("--python", default=sys.executable, help="Python of the MLflow to upgrade to")
+    sub.add_parser("upgrade-db", help="back up, then `mlflow db upgrade` the live database (server restarted)")
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _run_day_two(stack: LocalStack, args: argparse.Namespace) -> None:
+    from local_stack import backup, garbage_collection, upgrade_check
+
+    if args.command == "backup":
+        print(backup.create_backup(stack, log=_log))
+    elif args.command == "backups":
+        for key in backup.list_backups(stack):
+            print(key)
+    elif args.command == "restore":
+        backup.restore(stack, args.key, log=_log)
+    elif args.command == "gc":
+        removed = garbage_collection.collect(stack, args.older_than)
+        print(f"removed {len(removed)} deleted run(s) older than {args.older_than}: {' '.join(removed) or '-'}")
+    elif args.command == "upgrade-check":
+        report = upgrade_check.check_upgrade(stack, args.key, args.python, log=_log)
+        print(
+            f"upgrade check passed: MLflow {report.mlflow_version} upgraded a copy of {report.backup_key} and "
+            f"served all {report.runs_served} runs ({report.seconds:.0f}s); the scratch database is removed"
+        )
+    elif args.command == "upgrade-db":
+        key = upgrade_check.upgrade_live(stack, log=_log)
+        print(f"database upgraded; the backup taken before is {key} (make restore BACKUP={key} to go back)")
 
 
 def _print_env(stack: LocalStack, mask: bool) -> None:
@@ -84,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
             print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
             print(f"see it in the UI: {stack.settings.tracking_uri}/#/experiments/{result.experiment_id}")
+        else:
+            _run_day_two(stack, args)
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import base64
 import configparser
 import json
 import os
+import shutil
 import sys
 import urllib.request
 from pathlib import Path
@@ -72,6 +73,11 @@ def write_auth_config(
         parser.write(handle)
 
 
+def metrics_dir(settings: StackSettings, port: int) -> Path:
+    """Prometheus' multiprocess files (one set per server port), so the workers' counters add up on ``/metrics``."""
+    return settings.state_dir / "prometheus" / str(port)
+
+
 def server_argv(settings: StackSettings, port: int) -> list[str]:
     return [
         sys.executable,
@@ -88,6 +94,8 @@ def server_argv(settings: StackSettings, port: int) -> list[str]:
         "--artifacts-destination",
         f"s3://{settings.bucket}/{settings.artifact_prefix}",
         *(["--app-name", "basic-auth"] if settings.auth else []),
+        "--expose-prometheus",
+        str(metrics_dir(settings, port)),
     ]
 
 
@@ -114,6 +122,8 @@ def is_ready(base_url: str, credentials: dict[str, str] | None = None) -> bool:
 def start(settings: StackSettings, creds: StackCredentials, process: ServiceProcess) -> None:
     if settings.auth:
         write_auth_config(settings, creds)
+    # Files of a previous server's (dead) workers would be summed into this one's counters.
+    shutil.rmtree(metrics_dir(settings, settings.mlflow_port), ignore_errors=True)
     process.start(server_argv(settings, settings.mlflow_port), env=server_env(settings, creds))
     # Schema migrations on an empty database take ~15 s on 2 cores.
     process.wait_until(
