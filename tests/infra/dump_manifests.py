@@ -26,6 +26,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "auth-lb-irsa": {
         "basicAuth": "true",
         "serviceType": "LoadBalancer",
+        "tlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-0000-4000-8000-000000000001",
         "s3Identity": "irsa",
         "irsaRoleArn": "arn:aws:iam::123456789012:role/mlflow",
         "gpuFeatureDiscovery": "true",
