@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from declared_jobs import Swaps, cron_pod_spec, declared_secrets, prepare, run
+from declared_pods import Swaps, cron_pod_spec, declared_secrets, prepare, run_to_completion
 from moto_stack import MotoStack, client, running_stack
 
 MOCK_KEY_ID, MOCK_SECRET = "AKIDEXAMPLEMOCKKEY", "mock-secret-access-key-value"  # mock_harness's generated key
@@ -36,7 +36,7 @@ def _upload(stack: MotoStack, root: Path, archive: bytes):
     )
     (root / "backup").mkdir(parents=True, exist_ok=True)
     (root / "backup" / "mlflow.dump").write_bytes(archive)  # what the pg_dump init container leaves behind
-    return run(prepared, cwd=root, timeout=120)
+    return run_to_completion(prepared, cwd=root, timeout=120)
 
 
 def test_the_declared_upload_writes_the_dump_under_backups(stack: MotoStack, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from declared_jobs import Swaps, cron_pod_spec, declared_secrets, prepare
+from declared_pods import Swaps, cron_pod_spec, declared_secrets, prepare
 from mlflow_platform.config import ConfigError, parse
 from mock_harness import KUBERNETES_VERSION, Deployment, Recorded, manifests, run_policies
 from network_policy_semantics import Endpoint, allowed

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from declared_jobs import Swaps, cron_pod_spec, declared_secrets, run_pod
+from declared_pods import Swaps, cron_pod_spec, declared_secrets, run_pod
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mock_harness import Deployment, run_program

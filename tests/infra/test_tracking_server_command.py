@@ -66,7 +66,7 @@ def _run_jobs(pod_specs: list[dict], secrets: dict, root: Path, swaps: Swaps) ->
     outputs = []
     for spec in pod_specs:
         for container in spec["containers"]:
-            result = run_to_completion(prepare(spec, container, secrets, root, swaps), cwd=root)
+            result = run_to_completion(prepare(spec, container, secrets, root, swaps), cwd=root, timeout=180)
             assert result.returncode == 0, f"{container['name']} failed:\n{result.stderr[-3000:]}"
             outputs.append(result.stdout)
     return outputs
