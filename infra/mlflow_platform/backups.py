@@ -26,6 +26,7 @@ from . import pod_security
 from .config import BACKUP_PREFIX, StackConfig
 from .cron_jobs import cron_job
 from .database import DB_NAME, DB_USER, POSTGRES_PORT, POSTGRES_UID
+from .job_pods import home_env, job_container, job_pod_spec, scratch_mount
 from .labels import labels, selector_labels
 from .naming import TYPE_PREFIX, Names
 from .pod_env import plain_env, s3_env, secret_env
@@ -61,11 +62,11 @@ def backup_selector(cfg: StackConfig) -> dict[str, str]:
 def backup_pod_spec(cfg: StackConfig, names: Names, bucket: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgs:
     """The backup pod: `pg_dump` into the emptyDir (init container), then the upload."""
     dump_mount = k8s.core.v1.VolumeMountArgs(name="backup", mount_path=DUMP_DIR)
-    dump = k8s.core.v1.ContainerArgs(
-        name="pg-dump",
-        image=cfg.postgres_image,
-        command=["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
-        env=[
+    dump = job_container(
+        "pg-dump",
+        cfg.postgres_image,
+        ["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
+        [
             plain_env("PGHOST", names.service_fqdn(names.postgres)),
             plain_env("PGPORT", str(POSTGRES_PORT)),
             plain_env("PGUSER", DB_USER),
@@ -74,45 +75,37 @@ def backup_pod_spec(cfg: StackConfig, names: Names, bucket: pulumi.Input[str]) -
             plain_env("PGAPPNAME", COMPONENT),
             secret_env("PGPASSWORD", names.db_secret, "POSTGRES_PASSWORD"),
         ],
-        resources=k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "512Mi"}
-        ),
-        security_context=pod_security.container_context(read_only_root=True),
+        requests={"cpu": "100m", "memory": "128Mi"},
+        limits={"cpu": "1", "memory": "512Mi"},
         volume_mounts=[dump_mount],
     )
-    upload = k8s.core.v1.ContainerArgs(
-        name="upload",
-        image=cfg.tracking_image,
-        command=["python", "-c", UPLOAD_SCRIPT],
-        env=[
+    upload = job_container(
+        "upload",
+        cfg.tracking_image,
+        ["python", "-c", UPLOAD_SCRIPT],
+        [
             plain_env("BACKUP_FILE", DUMP_FILE),
             plain_env("BACKUP_BUCKET", bucket),
             plain_env("BACKUP_PREFIX", BACKUP_PREFIX),
             plain_env("BACKUP_NAME", names.prefix),
-            plain_env("HOME", "/tmp"),
+            home_env(),
             *s3_env(cfg, names),
         ],
-        resources=k8s.core.v1.ResourceRequirementsArgs(
-            requests={"cpu": "100m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"}
-        ),
-        security_context=pod_security.container_context(read_only_root=True),
+        requests={"cpu": "100m", "memory": "256Mi"},
+        limits={"cpu": "1", "memory": "512Mi"},
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="backup", mount_path=DUMP_DIR, read_only=True),
-            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            scratch_mount(),
         ],
     )
-    return k8s.core.v1.PodSpecArgs(
-        service_account_name=names.tracking_service_account,
-        automount_service_account_token=False,
-        restart_policy="Never",
-        security_context=pod_security.pod_context(POSTGRES_UID),
+    return job_pod_spec(
+        POSTGRES_UID,
+        [upload],
+        scratch_size="64Mi",
         init_containers=[dump],
-        containers=[upload],
-        volumes=[
-            # A dump is smaller than the database's volume, so that size bounds the scratch space.
-            pod_security.scratch_volume("backup", cfg.postgres_storage_size),
-            pod_security.scratch_volume("tmp", "64Mi"),
-        ],
+        # A dump is smaller than the database's volume, so that size bounds the scratch space.
+        volumes=[pod_security.scratch_volume("backup", cfg.postgres_storage_size)],
+        service_account=names.tracking_service_account,
     )
 
 

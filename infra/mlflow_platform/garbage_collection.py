@@ -18,15 +18,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import pod_security
 from .config import StackConfig
 from .cron_jobs import cron_job
+from .job_pods import home_env, job_container, job_pod_spec
 from .labels import labels, selector_labels
 from .naming import TYPE_PREFIX, Names
-from .pod_env import plain_env, s3_env, secret_env
+from .pod_env import admin_env, plain_env, s3_env, secret_env
+from .pod_security import MLFLOW_UID
 
 COMPONENT = "garbage-collection"
-MLFLOW_UID = 1000  # as the tracking server (tracking_server.MLFLOW_UID)
 
 
 def gc_name(names: Names) -> str:
@@ -53,35 +53,21 @@ def gc_pod_spec(
     env = [
         secret_env("MLFLOW_BACKEND_STORE_URI", names.db_secret),
         plain_env("MLFLOW_TRACKING_URI", tracking_uri),
-        plain_env("HOME", "/tmp"),
+        home_env(),
         plain_env("PYTHONUNBUFFERED", "1"),
         *s3_env(cfg, names),
     ]
     if cfg.basic_auth:
-        env += [
-            secret_env("MLFLOW_TRACKING_USERNAME", names.auth_secret, "MLFLOW_AUTH_ADMIN_USERNAME"),
-            secret_env("MLFLOW_TRACKING_PASSWORD", names.auth_secret, "MLFLOW_AUTH_ADMIN_PASSWORD"),
-        ]
-    return k8s.core.v1.PodSpecArgs(
-        service_account_name=names.tracking_service_account,
-        automount_service_account_token=False,
-        restart_policy="Never",
-        security_context=pod_security.pod_context(MLFLOW_UID),
-        containers=[
-            k8s.core.v1.ContainerArgs(
-                name="mlflow-gc",
-                image=cfg.tracking_image,
-                command=pulumi.Output.from_input(artifact_root).apply(lambda root: gc_command(cfg, root)),
-                env=env,
-                resources=k8s.core.v1.ResourceRequirementsArgs(
-                    requests={"cpu": "100m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
-                ),
-                security_context=pod_security.container_context(read_only_root=True),
-                volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
-            )
-        ],
-        volumes=[pod_security.scratch_volume("tmp", "256Mi")],
+        env += admin_env(names)
+    collector = job_container(
+        "mlflow-gc",
+        cfg.tracking_image,
+        pulumi.Output.from_input(artifact_root).apply(lambda root: gc_command(cfg, root)),
+        env,
+        requests={"cpu": "100m", "memory": "512Mi"},
+        limits={"cpu": "1", "memory": "1Gi"},
     )
+    return job_pod_spec(MLFLOW_UID, [collector], scratch_size="256Mi", service_account=names.tracking_service_account)
 
 
 class GarbageCollection(pulumi.ComponentResource):

@@ -27,6 +27,14 @@ def secret_env(var: str, secret: str, key: str | None = None) -> k8s.core.v1.Env
     )
 
 
+def admin_env(names: Names) -> list[k8s.core.v1.EnvVarArgs]:
+    """The MLflow admin's pair (basic auth) under the names MLflow's client reads."""
+    return [
+        secret_env("MLFLOW_TRACKING_USERNAME", names.auth_secret, "MLFLOW_AUTH_ADMIN_USERNAME"),
+        secret_env("MLFLOW_TRACKING_PASSWORD", names.auth_secret, "MLFLOW_AUTH_ADMIN_PASSWORD"),
+    ]
+
+
 def s3_env(cfg: StackConfig, names: Names) -> list[k8s.core.v1.EnvVarArgs]:
     """What boto3 needs to reach the bucket, exactly as the tracking server gets it."""
     env = [plain_env("AWS_DEFAULT_REGION", cfg.aws_region)]

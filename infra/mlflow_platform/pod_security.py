@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pulumi_kubernetes as k8s
 
+#: The uid the stack runs MLflow's image as (tracking server, its Jobs, `mlflow gc`).
+MLFLOW_UID = 1000
+
 RESTRICTED_PSA_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",

@@ -21,13 +21,14 @@ import hashlib
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import pod_security
 from .config import StackConfig
+from .job_pods import home_env, job_container, job_pod_spec, one_shot_job
 from .labels import labels, selector_labels
 from .naming import Names
+from .pod_env import secret_env
+from .pod_security import MLFLOW_UID
 
 COMPONENT = "schema-migration"
-MLFLOW_UID = 1000
 
 
 def job_name(prefix: str, image: str, database_checksum: str) -> str:
@@ -53,47 +54,22 @@ def schema_migration_job(
     """The Job that runs `mlflow db upgrade` with the backend URI from the database Secret."""
     version = cfg.tracking_image.rsplit(":", 1)[-1]
     object_labels = labels(cfg.name_prefix, COMPONENT, version=version)
-    backend_env = k8s.core.v1.EnvVarArgs(
-        name="MLFLOW_BACKEND_STORE_URI",
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=names.db_secret, key="MLFLOW_BACKEND_STORE_URI")
-        ),
+    upgrade = job_container(
+        "db-upgrade",
+        cfg.tracking_image,
+        # $(VAR) is expanded by the kubelet from the container's env, so the URI stays out of the pod spec.
+        ["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"],
+        [secret_env("MLFLOW_BACKEND_STORE_URI", names.db_secret), home_env()],
+        requests={"cpu": "100m", "memory": "512Mi"},
+        limits={"cpu": "1", "memory": "1Gi"},
     )
-    return k8s.batch.v1.Job(
+    # The Job's retries cover a database that is not accepting connections yet (a fresh RDS instance).
+    return one_shot_job(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=database_checksum.apply(lambda c: job_name(cfg.name_prefix, cfg.tracking_image, c)),
-            namespace=namespace,
-            labels=object_labels,
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            # A few retries for a database that is not accepting connections yet (a fresh RDS instance).
-            backoff_limit=3,
-            active_deadline_seconds=900,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    restart_policy="Never",
-                    automount_service_account_token=False,
-                    security_context=pod_security.pod_context(MLFLOW_UID),
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="db-upgrade",
-                            image=cfg.tracking_image,
-                            # $(VAR) is expanded by the kubelet from the container's env, so the URI stays
-                            # out of the pod spec.
-                            command=["mlflow", "db", "upgrade", "$(MLFLOW_BACKEND_STORE_URI)"],
-                            env=[backend_env, k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "100m", "memory": "512Mi"}, limits={"cpu": "1", "memory": "1Gi"}
-                            ),
-                            security_context=pod_security.container_context(read_only_root=True),
-                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
-                        )
-                    ],
-                    volumes=[pod_security.scratch_volume("tmp", "256Mi")],
-                ),
-            ),
-        ),
+        name=database_checksum.apply(lambda c: job_name(cfg.name_prefix, cfg.tracking_image, c)),
+        namespace=namespace,
+        object_labels=object_labels,
+        pod_spec=job_pod_spec(MLFLOW_UID, [upgrade], scratch_size="256Mi"),
+        active_deadline_seconds=900,
         opts=opts,
     )

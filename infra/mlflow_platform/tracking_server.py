@@ -35,7 +35,8 @@ from .config import StackConfig
 from .disruptions import spread_constraints
 from .labels import labels, selector_labels
 from .naming import TYPE_PREFIX, Names
-from .schema_migration import MLFLOW_UID, migration_selector, schema_migration_job
+from .pod_security import MLFLOW_UID
+from .schema_migration import migration_selector, schema_migration_job
 from .service_accounts import s3_service_account
 from .training_user import training_user_job
 

@@ -20,11 +20,12 @@ import hashlib
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import pod_security
 from .config import StackConfig
+from .job_pods import home_env, job_container, job_pod_spec, one_shot_job
 from .labels import labels
 from .naming import Names
-from .schema_migration import MLFLOW_UID
+from .pod_env import admin_env, plain_env, secret_env
+from .pod_security import MLFLOW_UID
 
 COMPONENT = "training-user"
 
@@ -62,58 +63,29 @@ def training_user_job(
     opts: pulumi.ResourceOptions,
 ) -> k8s.batch.v1.Job:
     """The Job that makes sure the `training` user exists with the password of its Secret."""
-
-    def from_secret(var: str, secret: str, key: str) -> k8s.core.v1.EnvVarArgs:
-        return k8s.core.v1.EnvVarArgs(
-            name=var,
-            value_from=k8s.core.v1.EnvVarSourceArgs(
-                secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret, key=key)
-            ),
-        )
-
-    admin, training = names.auth_secret, names.training_auth_secret
+    training = names.training_auth_secret
     env = [
-        k8s.core.v1.EnvVarArgs(name="MLFLOW_TRACKING_URI", value=tracking_uri),
-        # The admin's pair under the names MLflow's client reads.
-        from_secret("MLFLOW_TRACKING_USERNAME", admin, "MLFLOW_AUTH_ADMIN_USERNAME"),
-        from_secret("MLFLOW_TRACKING_PASSWORD", admin, "MLFLOW_AUTH_ADMIN_PASSWORD"),
-        from_secret("TRAINING_USERNAME", training, "MLFLOW_TRACKING_USERNAME"),
-        from_secret("TRAINING_PASSWORD", training, "MLFLOW_TRACKING_PASSWORD"),
-        k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp"),
+        plain_env("MLFLOW_TRACKING_URI", tracking_uri),
+        *admin_env(names),
+        secret_env("TRAINING_USERNAME", training, "MLFLOW_TRACKING_USERNAME"),
+        secret_env("TRAINING_PASSWORD", training, "MLFLOW_TRACKING_PASSWORD"),
+        home_env(),
     ]
+    ensure = job_container(
+        "ensure-training-user",
+        cfg.tracking_image,
+        ["python", "-c", ENSURE_USER_SCRIPT],
+        env,
+        requests={"cpu": "50m", "memory": "256Mi"},
+        limits={"cpu": "500m", "memory": "512Mi"},
+    )
     object_labels = labels(cfg.name_prefix, COMPONENT, version=cfg.tracking_image.rsplit(":", 1)[-1])
-    return k8s.batch.v1.Job(
+    return one_shot_job(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=secrets_checksum.apply(lambda c: job_name(cfg.name_prefix, c)),
-            namespace=namespace,
-            labels=object_labels,
-        ),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=3,
-            active_deadline_seconds=600,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    restart_policy="Never",
-                    automount_service_account_token=False,
-                    security_context=pod_security.pod_context(MLFLOW_UID),
-                    containers=[
-                        k8s.core.v1.ContainerArgs(
-                            name="ensure-training-user",
-                            image=cfg.tracking_image,
-                            command=["python", "-c", ENSURE_USER_SCRIPT],
-                            env=env,
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "50m", "memory": "256Mi"}, limits={"cpu": "500m", "memory": "512Mi"}
-                            ),
-                            security_context=pod_security.container_context(read_only_root=True),
-                            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
-                        )
-                    ],
-                    volumes=[pod_security.scratch_volume("tmp", "64Mi")],
-                ),
-            ),
-        ),
+        name=secrets_checksum.apply(lambda c: job_name(cfg.name_prefix, c)),
+        namespace=namespace,
+        object_labels=object_labels,
+        pod_spec=job_pod_spec(MLFLOW_UID, [ensure], scratch_size="64Mi"),
+        active_deadline_seconds=600,
         opts=opts,
     )
