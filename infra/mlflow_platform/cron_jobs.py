@@ -16,6 +16,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from .job_pods import job_spec
+
 CRON_TIME_ZONE = "Etc/UTC"
 
 
@@ -43,13 +45,8 @@ def cron_job(
             failed_jobs_history_limit=3,
             job_template=k8s.batch.v1.JobTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                spec=k8s.batch.v1.JobSpecArgs(
-                    backoff_limit=2,
-                    active_deadline_seconds=active_deadline_seconds,
-                    template=k8s.core.v1.PodTemplateSpecArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                        spec=pod_spec,
-                    ),
+                spec=job_spec(
+                    object_labels, pod_spec, backoff_limit=2, active_deadline_seconds=active_deadline_seconds
                 ),
             ),
         ),

@@ -76,6 +76,23 @@ def job_pod_spec(
     )
 
 
+def job_spec(
+    object_labels: dict[str, str],
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    *,
+    backoff_limit: int,
+    active_deadline_seconds: int,
+) -> k8s.batch.v1.JobSpecArgs:
+    """A Job's spec: `backoff_limit` retries, stopped after `active_deadline_seconds`, pods labelled as the Job."""
+    return k8s.batch.v1.JobSpecArgs(
+        backoff_limit=backoff_limit,
+        active_deadline_seconds=active_deadline_seconds,
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels), spec=pod_spec
+        ),
+    )
+
+
 def one_shot_job(
     resource_name: str,
     *,
@@ -90,12 +107,6 @@ def one_shot_job(
     return k8s.batch.v1.Job(
         resource_name,
         metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=namespace, labels=object_labels),
-        spec=k8s.batch.v1.JobSpecArgs(
-            backoff_limit=3,
-            active_deadline_seconds=active_deadline_seconds,
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels), spec=pod_spec
-            ),
-        ),
+        spec=job_spec(object_labels, pod_spec, backoff_limit=3, active_deadline_seconds=active_deadline_seconds),
         opts=opts,
     )
