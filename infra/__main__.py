@@ -101,6 +101,7 @@ pulumi.export("kube_context", cfg.kube_context or "")
 pulumi.export("kube_job_template", build_job_template(cfg, names))
 if ray is not None:
     pulumi.export("ray_address", ray.address)
+    pulumi.export("ray_image", ray.image)
     pulumi.export("ray_max_workers", cfg.ray_max_workers)
     pulumi.export("ray_worker_gpus", cfg.ray_worker_gpus)
     pulumi.export("kube_ray_driver_template", build_ray_driver_template(cfg, names))

@@ -276,6 +276,7 @@ class RayCluster(pulumi.ComponentResource):
     """The token Secret, the Ray ServiceAccount, the RayCluster and the NetworkPolicy around its pods."""
 
     address: str
+    image: pulumi.Output[str]
 
     def __init__(
         self,
@@ -319,7 +320,8 @@ class RayCluster(pulumi.ComponentResource):
         )
         RayNetworkPolicy(f"{name}-network", cfg, names, namespace, opts=child)
         self.address = ray_address(names)
-        self.register_outputs({"address": self.address})
+        self.image = image
+        self.register_outputs({"address": self.address, "image": self.image})
 
 
 class RayNetworkPolicy(pulumi.ComponentResource):
