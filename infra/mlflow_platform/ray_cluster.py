@@ -13,13 +13,18 @@ Security, as strict as the other workloads (see `pod_security`, `policies.check_
   The driver Job reads the same Secret (`build_ray_driver_template`).
 - Every Ray port is pinned in `rayStartParams`, so the NetworkPolicy can name them: GCS 6379, dashboard 8265,
   Ray Client 10001, raylet, object manager, runtime-env agent, dashboard agent, metrics and the worker port range.
-  Only pods of the platform namespace reach them (`RayNetworkPolicy`).
+  Only pods of the platform namespace reach them (`RayNetworkPolicy`); Ray's two extra metrics ports stay closed.
+  `tests/infra/test_ray_head.py` starts the declared head for real in a pod-like sandbox and compares what it
+  listens on with the policy.
 - Pods: non-root (uid 1001, the image's user), RuntimeDefault seccomp, no privilege escalation, all capabilities
   dropped, read-only root filesystem. Ray writes its session directory, logs and spilled objects under /tmp/ray and
-  its object store to /dev/shm, so both are size-limited emptyDirs, and HOME points into /tmp for caches.
+  its object store to /dev/shm, so both are size-limited emptyDirs, and HOME points into /tmp for caches (the head
+  runs that way in the sandbox test: read-only mounts, tmpfs on /tmp and /dev/shm).
 - Probes: KubeRay injects readiness and liveness probes itself (for Ray >= 2.53 an HTTP GET of /api/healthz on the
   dashboard agent's port 52365, from the kubelet) unless a template sets its own; we leave them to KubeRay, which
-  keeps them in step with Ray's health endpoints.
+  keeps them in step with Ray's health endpoints. That endpoint exists only with the dashboard's dependencies:
+  the image must install `ray[default,tune]`, not `ray[tune]` alone (seen here: with `ray[tune]` the agent runs
+  in minimal mode without its HTTP server, so the probe would fail and the pods would never be ready).
 - S3 and MLflow credentials reach the Ray pods as they reach the training Jobs: the access key by `secretKeyRef`, or
   the `<prefix>-ray` ServiceAccount's IRSA annotation / Pod Identity association (`service_accounts`,
   `aws_identity.service_accounts`); with basic-auth the non-admin training user's credentials.
@@ -71,6 +76,10 @@ NODE_PORTS = {
     "metrics-export-port": 8080,
 }
 HEAD_PORTS = {"port": GCS_PORT, "dashboard-port": DASHBOARD_PORT, "ray-client-server-port": CLIENT_PORT}
+# Prometheus endpoints Ray opens on every address that no Ray process of another pod connects to; the NetworkPolicy
+# leaves them closed (ray.autoscaler._private.constants.AUTOSCALER_METRIC_PORT, ray.dashboard.consts.
+# DASHBOARD_METRIC_PORT). Node metrics stay reachable on metrics-export-port.
+CLOSED_METRICS_PORTS = {44217: "autoscaler metrics", 44227: "dashboard metrics"}
 # One port per worker process of a node; 10002-19999 is Ray's default range, kept so parallel trials never run out.
 MIN_WORKER_PORT, MAX_WORKER_PORT = 10002, 19999
 # Scale an idle GPU worker down after this long (the autoscaler's default is 60 s; trials come in waves).

@@ -203,14 +203,18 @@ def test_the_gpu_group_scales_from_zero_to_the_configured_maximum(deploy) -> Non
 
 
 def test_ray_version_matches_the_image_and_the_requirements() -> None:
-    """KubeRay's probes and auth depend on rayVersion, and Ray refuses a driver of another version."""
-    pins: dict[str, set[str]] = {}
+    """KubeRay's probes and auth depend on rayVersion, and Ray refuses a driver of another version. The image must
+    also bring the dashboard (`ray[default]`): KubeRay's probes ask its agent's HTTP server, which `ray[tune]`
+    alone does not start (test_ray_head.py's docstring)."""
+    pins: dict[str, set[tuple[str, str]]] = {}
     for path in ("requirements.txt", "trainer/requirements.txt", "trainer/Dockerfile"):
         text = (REPO / path).read_text()
-        pins[path] = set(re.findall(r"\bray(?:\[[a-z,]+\])?==([0-9.]+)", text))
-    assert pins["requirements.txt"] == {RAY_VERSION}
-    for path, found in pins.items():
-        assert found <= {RAY_VERSION}, f"{path} pins Ray {found}, the RayCluster declares {RAY_VERSION}"
+        pins[path] = set(re.findall(r"\bray(?:\[([a-z,]+)\])?==([0-9.]+)", text))
+    assert {version for _, version in pins["requirements.txt"]} == {RAY_VERSION}
+    for path in ("trainer/requirements.txt", "trainer/Dockerfile"):
+        for extras, version in pins[path]:
+            assert version == RAY_VERSION, f"{path} pins Ray {version}, the RayCluster declares {RAY_VERSION}"
+            assert "default" in extras.split(","), f"{path}: the Ray image needs ray[default,tune] for KubeRay's probes"
 
 
 def test_the_image_is_the_training_image_at_the_configured_tag(deploy) -> None:
