@@ -188,10 +188,12 @@ def ray_cluster_manifest(cfg: StackConfig, names: Names, image: pulumi.Input[str
                     "requests": {"cpu": cfg.ray_head_cpu, "memory": cfg.ray_head_memory},
                     "limits": {"memory": cfg.ray_head_memory},
                 },
+                # KubeRay builds the head Service from these, by KubeRay's port names (utils.*PortName).
                 "ports": [
-                    {"name": "gcs", "containerPort": GCS_PORT},
+                    {"name": "gcs-server", "containerPort": GCS_PORT},
                     {"name": "dashboard", "containerPort": DASHBOARD_PORT},
                     {"name": "client", "containerPort": CLIENT_PORT},
+                    {"name": "metrics", "containerPort": NODE_PORTS["metrics-export-port"]},
                 ],
                 "securityContext": _container_security(),
                 "volumeMounts": list(_MOUNTS),

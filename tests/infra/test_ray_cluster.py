@@ -326,6 +326,17 @@ def test_the_ray_address_names_kuberays_head_service(ray_deployment: Deployment)
     )
     driver_env = _env(d.exports["kube_ray_driver_template"]["spec"]["template"]["spec"]["containers"][0])
     assert driver_env["RAY_ADDRESS"] == d.exports["ray_address"]
+    # The head Service's ports are the head container's named ports (service.go getPortsFromCluster), under
+    # KubeRay's names (utils.ClientPortName, GcsServerPortName, DashboardPortName, MetricsPortName).
+    head = cluster["spec"]["headGroupSpec"]
+    service_ports = {p["name"]: p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+    params = head["rayStartParams"]
+    assert service_ports == {
+        "client": int(params["ray-client-server-port"]),
+        "gcs-server": int(params["port"]),
+        "dashboard": int(params["dashboard-port"]),
+        "metrics": int(params["metrics-export-port"]),
+    }
 
 
 def test_the_driver_job_needs_no_gpu(deploy) -> None:
