@@ -16,6 +16,8 @@ from mlflow_platform.job_template import build_job_template
 from mlflow_platform.namespace import PlatformNamespace
 from mlflow_platform.naming import Names
 from mlflow_platform.network_policy import DatabaseNetworkPolicy, TrackingNetworkPolicy
+from mlflow_platform.ray_cluster import RayCluster, build_ray_driver_template
+from mlflow_platform.ray_operator import RayOperator
 from mlflow_platform.tracking_server import CHECKSUM_ANNOTATION, TrackingServer
 from mlflow_platform.training_access import TrainingAccess
 from mlflow_platform.training_network_policy import TrainingNetworkPolicy
@@ -74,6 +76,20 @@ images = ImageRepository(f"{p}-images", cfg)
 DayTwo(
     f"{p}-day-two", cfg, names, namespace, store, database, tracking, opts=pulumi.ResourceOptions(depends_on=[tracking])
 )
+ray = None
+if cfg.ray:
+    operator = RayOperator(f"{p}-ray-operator", cfg, names)
+    ray = RayCluster(
+        f"{p}-ray",
+        cfg,
+        names,
+        namespace,
+        images.uri,
+        tracking.in_cluster_uri,
+        crd_source=operator.release,
+        # The Secrets hold what the Ray pods reference.
+        opts=pulumi.ResourceOptions(depends_on=[ns, secrets, training]),
+    )
 
 pulumi.export("namespace", namespace)
 pulumi.export("tracking_uri", tracking.user_uri)
@@ -87,6 +103,12 @@ pulumi.export("training_service_account", training.service_account_name)
 pulumi.export("repository_uri", images.uri)
 pulumi.export("kube_context", cfg.kube_context or "")
 pulumi.export("kube_job_template", build_job_template(cfg, names))
+if ray is not None:
+    pulumi.export("ray_address", ray.address)
+    pulumi.export("ray_image", ray.image)
+    pulumi.export("ray_max_workers", cfg.ray_max_workers)
+    pulumi.export("ray_worker_gpus", cfg.ray_worker_gpus)
+    pulumi.export("kube_ray_driver_template", build_ray_driver_template(cfg, names))
 if store.role_arn is not None:
     pulumi.export("s3_role_arn", store.role_arn)
 if cfg.service_type != "ClusterIP" and not cfg.basic_auth:

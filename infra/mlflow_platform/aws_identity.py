@@ -47,9 +47,11 @@ def _arn_parts(arn: str) -> tuple[str, str]:
 
 
 def service_accounts(cfg: StackConfig) -> list[str]:
-    """The ServiceAccounts whose pods reach S3: the tracking server's and the training Jobs'."""
+    """The ServiceAccounts whose pods reach S3: the tracking server's and the training Jobs' (and, with `ray`, the
+    Ray head's and workers', which run the trials and store Tune's experiment state)."""
     names = Names(cfg.name_prefix, cfg.namespace)
-    return [names.tracking_service_account, names.training_service_account]
+    accounts = [names.tracking_service_account, names.training_service_account]
+    return [*accounts, names.ray_service_account] if cfg.ray else accounts
 
 
 def irsa_trust_policy(provider_arn: str, namespace: str, accounts: list[str]) -> str:

@@ -36,6 +36,8 @@ _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 AWS_REGIONS = frozenset(region.value for region in pulumi_aws.Region)
 # gp3 EBS volumes are 1 GiB to 16 TiB; outside that the EBS CSI driver never provisions and the PVC stays Pending.
 EBS_GP3_MAX = 16 * 1024 * GIBIBYTE
+# Below this a Ray node's own processes leave nothing for trials (about 1.6 GB measured for a 2-CPU node).
+RAY_MIN_MEMORY = 2 * GIBIBYTE
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
 _OIDC_PROVIDER_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/[A-Za-z0-9.-]+(/[A-Za-z0-9._-]+)*$")
 _EKS_CLUSTER = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
@@ -43,6 +45,8 @@ _KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$
 _IMAGE_TAG = re.compile(r"^[^\s:@]+(:[0-9]+)?/?[^\s:@]*:[\w][\w.-]{0,127}(@sha256:[0-9a-f]{64})?$")
 _MLFLOW_TAG = re.compile(r":v?(\d+)\.(\d+)\.(\d+)")
 _URL = re.compile(r"^(https?)://([A-Za-z0-9.-]+)(:[0-9]{1,5})?/?$")
+# A Docker tag: what `mlflow run --build-image` gives the image (the project's git commit, 7 characters).
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]+$")
 
 # Example values shown in error messages, so the printed command can be pasted with minimal editing.
@@ -68,6 +72,13 @@ _EXAMPLES: dict[str, str] = {
     "backupSchedule": "'17 3 * * *'",
     "gcSchedule": "'47 3 * * *'",
     "gcOlderThan": "30d",
+    "rayImageTag": "$(git rev-parse --short=7 HEAD)",
+    "rayHeadCpu": "2",
+    "rayHeadMemory": "8Gi",
+    "rayWorkerCpu": "8",
+    "rayWorkerMemory": "32Gi",
+    "rayWorkerGpus": "1",
+    "rayMaxWorkers": "4",
 }
 SECRET_KEYS = frozenset({"postgresExternalUri"})
 #: Key prefix of the database dumps in the bucket (backups.py); the other prefixes must stay clear of it.
@@ -169,6 +180,16 @@ class StackConfig(BaseModel):
     gc_schedule: str = "47 3 * * *"
     gc_older_than: str = "30d"
     service_monitor: bool = False
+    # Scale-out: Ray Tune on a KubeRay RayCluster (see `ray_cluster`). Off by default.
+    ray: bool = False
+    # Tag of the training image in the training repository that the Ray head and workers run (required with ray).
+    ray_image_tag: str | None = None
+    ray_head_cpu: str = "2"
+    ray_head_memory: str = "8Gi"
+    ray_worker_cpu: str = "8"
+    ray_worker_memory: str = "32Gi"
+    ray_worker_gpus: int = Field(1, ge=0, le=16)
+    ray_max_workers: int = Field(4, ge=1, le=256)
 
     @field_validator("name_prefix")
     @classmethod
@@ -213,7 +234,7 @@ class StackConfig(BaseModel):
             raise ValueError("is not an AWS region the installed pulumi-aws provider knows, such as us-east-1")
         return v
 
-    @field_validator("training_cpu")
+    @field_validator("training_cpu", "ray_head_cpu", "ray_worker_cpu")
     @classmethod
     def _cpu(cls, v: str) -> str:
         try:
@@ -222,7 +243,7 @@ class StackConfig(BaseModel):
             raise ValueError(f"must be a CPU amount such as 4, 0.5 or 500m, and is {e}") from None
         return v
 
-    @field_validator("training_memory", "training_shm_size")
+    @field_validator("training_memory", "training_shm_size", "ray_head_memory", "ray_worker_memory")
     @classmethod
     def _memory(cls, v: str) -> str:
         try:
@@ -300,6 +321,15 @@ class StackConfig(BaseModel):
             raise ValueError("must be a registry repository without tag, such as localhost:32000/airline-hpo")
         return v
 
+    @field_validator("ray_image_tag")
+    @classmethod
+    def _ray_tag(cls, v: str | None) -> str | None:
+        if v is not None and (not _TAG.match(v) or v == "latest"):
+            raise ValueError(
+                "must be an image tag (letters, digits, '_', '.', '-'; not 'latest'), such as a git commit"
+            )
+        return v
+
     @field_validator("device_plugin_chart_version")
     @classmethod
     def _chart_version(cls, v: str) -> str:
@@ -336,6 +366,12 @@ class StackConfig(BaseModel):
         for key, prefix in (("artifactPrefix", self.artifact_prefix), ("dataPrefix", self.data_prefix)):
             if self.declares_backups and (prefix + "/").startswith(BACKUP_PREFIX + "/"):
                 raise _KeyProblem(key, f"must not be '{BACKUP_PREFIX}' or below it: database backups live there")
+        if self.ray and not self.ray_image_tag:
+            raise _KeyProblem(
+                "rayImageTag",
+                "is required when ray is true: the tag of the training image (in the training repository) that the "
+                "Ray head and workers run, e.g. the commit `mlflow run --build-image` pushed",
+            )
         return self
 
     def _check_sizes(self) -> None:
@@ -348,6 +384,12 @@ class StackConfig(BaseModel):
                 f"must not exceed trainingMemory ({self.training_memory}): /dev/shm is memory inside the same "
                 f"limit (got {self.training_shm_size!r})",
             )
+        for key, value in (("rayHeadMemory", self.ray_head_memory), ("rayWorkerMemory", self.ray_worker_memory)):
+            if self.ray and parse_bytes(value) < RAY_MIN_MEMORY:
+                # A Ray node's own processes (raylet, GCS, dashboard agent, a worker) take about 1.6 GB.
+                raise _KeyProblem(
+                    key, f"must be at least {format_bytes(RAY_MIN_MEMORY)} for a Ray node (got {value!r})"
+                )
         if self.in_cluster_postgres and not self.postgres_storage_class and self.cluster_kind != "eks":
             raise _KeyProblem(
                 "postgresStorageClass",

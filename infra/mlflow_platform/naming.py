@@ -162,6 +162,32 @@ class Names:
     def training_network_policy(self) -> str:
         return self._n("training-ingress")
 
+    @property
+    def ray_cluster(self) -> str:
+        """The RayCluster; KubeRay names its head Service `<this>-head-svc` (at most 44 + 9 characters)."""
+        return self._n("ray")
+
+    @property
+    def ray_head_service(self) -> str:
+        """The Service KubeRay creates for the head (`GenerateHeadServiceName`, kuberay v1.7.0)."""
+        return f"{self.ray_cluster}-head-svc"
+
+    @property
+    def ray_service_account(self) -> str:
+        return self._n("ray")
+
+    @property
+    def ray_auth_secret(self) -> str:
+        return self._n("ray-auth")
+
+    @property
+    def ray_network_policy(self) -> str:
+        return self._n("ray-traffic")
+
+    @property
+    def ray_operator_namespace(self) -> str:
+        return self._n("kuberay")
+
     def service_fqdn(self, service: str) -> str:
         """The in-cluster DNS name pods use to reach `service` in this namespace."""
         return f"{service}.{self.namespace}.svc.cluster.local"

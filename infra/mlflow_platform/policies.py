@@ -45,6 +45,8 @@ LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 IAM_POLICY_TYPES = ("aws:iam/userPolicy:UserPolicy", "aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy")
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+RAY_CLUSTER = "kubernetes:ray.io/v1:RayCluster"
+_IMAGE_OF_HEAD = "imageOfHead"  # marks the RayCluster autoscaler's stand-in container, whose image is the head's
 K8S_SECRET = "kubernetes:core/v1:Secret"
 WORKLOAD_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
@@ -81,9 +83,48 @@ def _is_k8s_object(resource_type: str) -> bool:
     )
 
 
-def _pod_spec(args_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def _pod_templates(args_type: str, props: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(template metadata, pod spec) of every pod the resource makes: one for a workload, one per group of a
+    RayCluster (KubeRay builds the head's and each worker group's pods from their templates)."""
+    if args_type == RAY_CLUSTER:
+        spec = props.get("spec") or {}
+        templates = [_get(spec, "headGroupSpec", "template")]
+        templates += [_get(g, "template") for g in _as_list(spec.get("workerGroupSpecs"))]
+        found = [((t.get("metadata") or {}), t.get("spec") or {}) for t in templates if isinstance(t, Mapping)]
+        if found and spec.get("enableInTreeAutoscaling"):
+            # KubeRay adds the autoscaler as a second container of the head pod, built from autoscalerOptions.
+            head_meta, head_spec = found[0]
+            found[0] = (
+                head_meta,
+                {**head_spec, "containers": [*_as_list(head_spec.get("containers")), _autoscaler(spec)]},
+            )
+        return found
     path = WORKLOAD_POD_SPEC_PATHS.get(args_type)
-    return _get(props, *path) if path else None
+    if not path:
+        return []
+    pod_spec = _get(props, *path)
+    if pod_spec is None:
+        return []
+    metadata = _get(props, *path[:-1], "metadata") if len(path) > 1 else props.get("metadata")
+    return [(metadata or {}, pod_spec)]
+
+
+def _autoscaler(ray_cluster_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The autoscaler sidecar as KubeRay v1.7.0 builds it (`BuildAutoscalerContainer` + `mergeAutoscalerOverrides`):
+    its image is the head's, its resources 500m/512Mi unless overridden, its security context only what we give."""
+    options = ray_cluster_spec.get("autoscalerOptions") or {}
+    default = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
+    container: dict[str, Any] = {
+        "name": "autoscaler",
+        "env": list(_as_list(options.get("env"))),
+        "securityContext": options.get("securityContext") or {},
+        "resources": options.get("resources") or default,
+    }
+    if options.get("image"):
+        container["image"] = options["image"]
+    else:
+        container[_IMAGE_OF_HEAD] = True  # the head's image, checked with the head's container
+    return container
 
 
 def _containers(pod_spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
@@ -201,11 +242,12 @@ def _recommended_labels(args: ResourceValidationArgs, report: ReportViolation) -
     if missing:
         report(f"metadata.labels lacks {missing}.", None)
     path = WORKLOAD_POD_SPEC_PATHS.get(args.resource_type)
-    if path and len(path) > 1:
-        template_labels = _get(args.props, *path[:-1], "metadata", "labels") or {}
-        missing = [label for label in RECOMMENDED_LABELS if label not in template_labels]
-        if missing:
-            report(f"The pod template's labels lack {missing}.", None)
+    if args.resource_type == RAY_CLUSTER or (path and len(path) > 1):
+        for metadata, _ in _pod_templates(args.resource_type, args.props):
+            template_labels = metadata.get("labels") or {}
+            missing = [label for label in RECOMMENDED_LABELS if label not in template_labels]
+            if missing:
+                report(f"The pod template's labels lack {missing}.", None)
 
 
 def check_pod_spec(pod_spec: Mapping[str, Any]) -> list[str]:
@@ -260,11 +302,9 @@ def _request_within_limit(container: str, resources: Mapping[str, Any]) -> Itera
 
 
 def _pods_hardened(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod_spec = _pod_spec(args.resource_type, args.props)
-    if pod_spec is None:
-        return
-    for problem in check_pod_spec(pod_spec):
-        report(problem, None)
+    for _, pod_spec in _pod_templates(args.resource_type, args.props):
+        for problem in check_pod_spec(pod_spec):
+            report(problem, None)
 
 
 def _known(value: Any, undecided: list[UnknownValueError]) -> list[Any]:
@@ -322,8 +362,7 @@ def _is_file_reference(name: str, value: Any) -> bool:
 
 def _no_inline_secrets(args: ResourceValidationArgs, report: ReportViolation) -> None:
     undecided: list[UnknownValueError] = []
-    pod_spec = _pod_spec(args.resource_type, args.props)
-    if pod_spec is not None:
+    for _, pod_spec in _pod_templates(args.resource_type, args.props):
         for problem in _inline_secret_problems(pod_spec, undecided):
             report(problem, None)
     if args.resource_type == "kubernetes:core/v1:ConfigMap":
@@ -345,10 +384,9 @@ def _secret_outputs_marked(args: ResourceValidationArgs, report: ReportViolation
 
 
 def _images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    pod_spec = _pod_spec(args.resource_type, args.props)
-    if pod_spec is None:
-        return
-    for container in _containers(pod_spec):
+    for container in (c for _, spec in _pod_templates(args.resource_type, args.props) for c in _containers(spec)):
+        if container.get(_IMAGE_OF_HEAD):
+            continue
         image = container.get("image") or ""
         tag = image.rsplit("/", 1)[-1]
         if "@sha256:" not in image and (":" not in tag or tag.endswith(":latest")):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
+from crd_schema import problems, validator
 from mlflow_platform.policies import check_pod_spec
-from mock_harness import KUBERNETES_VERSION, manifests
+from mock_harness import KUBERNETES_VERSION, REPO, manifests
+
+# Custom resources are checked against the CRD of the pinned release that installs them.
+CRDS = {"ray.io/v1": REPO / "tests" / "infra" / "fixtures" / "kuberay-v1.7.0" / "ray.io_rayclusters.yaml"}
 
 VARIANTS = {
     "default": {},
@@ -19,6 +23,7 @@ VARIANTS = {
         "postgresStorageClass": "gp3",
     },
     "microk8s": {"clusterKind": "other", "postgresStorageClass": "microk8s-hostpath", "keepDataOnDestroy": "false"},
+    "ray": {"ray": "true", "rayImageTag": "0a1b2c3"},
 }
 
 
@@ -38,8 +43,12 @@ def test_every_kubernetes_object_validates_against_the_openapi_schema(deploy, va
         "NetworkPolicy",
     } <= kinds
     # On EKS without a named class, the stack's own EBS StorageClass is validated like every other object.
-    assert ("StorageClass" in kinds) == (variant == "default")
+    assert ("StorageClass" in kinds) == (variant in ("default", "ray"))
+    assert ("RayCluster" in kinds) == (variant == "ray")
     for manifest in rendered:
+        if manifest["apiVersion"] in CRDS:
+            assert problems(validator(CRDS[manifest["apiVersion"]], "v1"), manifest) == [], manifest["kind"]
+            continue
         try:
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as e:

@@ -20,6 +20,13 @@ Why the printed commands look the way they do:
   submitting machine uses the address it can reach (port-forward, load balancer or external URL).
 - MLflow does not pass `docker_env` variables or volumes to the Job: everything the Job needs is already in
   the template, so no `-A`/`docker_args` are needed.
+
+With the stack's Ray cluster (`pulumi config set ray true`), the bridge also writes `k8s_config_ray.json` and
+`kube_ray_driver_template.yaml` (the stack's driver template: no GPU, `RAY_ADDRESS` and the Ray token by Secret
+reference) and prints a second run line, `-P executor=ray -P parallelism=N`, N being as many trials as the worker
+group holds GPUs at its maximum size. The Ray workers run the image tag the stack was given (`rayImageTag`); when
+that differs from the commit `--build-image` would push from this checkout, a note says so, because the trials
+would run other code than the driver.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import json
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +48,10 @@ from airline_hpo.errors import OneLineParser, TrainerError, run_cli
 
 CONFIG_FILE = "k8s_config.json"
 TEMPLATE_FILE = "kube_job_template.yaml"
+RAY_CONFIG_FILE = "k8s_config_ray.json"
+RAY_TEMPLATE_FILE = "kube_ray_driver_template.yaml"
+# Outputs the program exports only with `ray: true`; all or none of them must be present.
+RAY_OUTPUTS = ("kube_ray_driver_template", "ray_address", "ray_max_workers", "ray_worker_gpus", "ray_image")
 DATASET_FILE = "airline_small.parquet"
 REQUIRED_OUTPUTS = (
     "kube_job_template",
@@ -69,6 +81,9 @@ class BackendFiles:
     config_path: Path
     template_path: Path
     commands: list[str]
+    # With the stack's Ray cluster: its backend config and the line that runs the search there.
+    ray_config_path: Path | None = None
+    ray_command: str | None = None
 
 
 def read_stack_outputs(source: str) -> dict[str, Any]:
@@ -222,10 +237,70 @@ def write_backend_files(
     if _optional(outputs, "kube_context"):
         backend_config["kube-context"] = str(outputs["kube_context"])
     commands = mlflow_run_commands(outputs, config_path, entry_point=entry_point, params=params)
+    ray = _ray_files(outputs, out_dir, backend_config, entry_point, params)
     out_dir.mkdir(parents=True, exist_ok=True)
     template_path.write_text(yaml.safe_dump(template, sort_keys=False))
     config_path.write_text(json.dumps(backend_config, indent=2) + "\n")
-    return BackendFiles(config_path, template_path, commands)
+    if ray is None:
+        return BackendFiles(config_path, template_path, commands)
+    ray_template, ray_config_path, ray_config, ray_command = ray
+    Path(ray_config["kube-job-template-path"]).write_text(yaml.safe_dump(ray_template, sort_keys=False))
+    ray_config_path.write_text(json.dumps(ray_config, indent=2) + "\n")
+    return BackendFiles(config_path, template_path, commands, ray_config_path, ray_command)
+
+
+def ray_parallelism(outputs: Mapping[str, Any]) -> int:
+    """Trials in flight when the worker group is at its maximum: one per GPU (one per worker on CPU workers)."""
+    return int(outputs["ray_max_workers"]) * max(int(outputs["ray_worker_gpus"]), 1)
+
+
+def _ray_files(
+    outputs: Mapping[str, Any],
+    out_dir: Path,
+    backend_config: Mapping[str, str],
+    entry_point: str,
+    params: Sequence[str],
+) -> tuple[dict[str, Any], Path, dict[str, str], str] | None:
+    """The driver template, its backend config and the `executor=ray` run line; None without a Ray cluster."""
+    present = [key for key in RAY_OUTPUTS if outputs.get(key) not in (None, "", {})]
+    if not present:
+        return None
+    for key in RAY_OUTPUTS:
+        _require(outputs, key)
+    template = _check_template(outputs["kube_ray_driver_template"])
+    config_path = out_dir / RAY_CONFIG_FILE
+    config = {**backend_config, "kube-job-template-path": str((out_dir / RAY_TEMPLATE_FILE).resolve())}
+    ray_params = [*params]
+    for name, value in (("executor", "ray"), ("parallelism", str(ray_parallelism(outputs)))):
+        if not any(p.startswith(f"{name}=") for p in ray_params):
+            ray_params.append(f"{name}={value}")
+    line = mlflow_run_commands(outputs, config_path, entry_point=entry_point, params=ray_params)[-1]
+    return template, config_path, config, line
+
+
+def ray_image_note(outputs: Mapping[str, Any], commit: str | None) -> str | None:
+    """A warning when the Ray workers' image is not the one `--build-image` pushes from this checkout."""
+    image = outputs.get("ray_image")
+    if not image or not commit:
+        return None
+    built = f"{outputs['repository_uri']}:{commit[:7]}"
+    if image == built:
+        return None
+    return (
+        f"note: the Ray workers run {image}, while `mlflow run --build-image` pushes {built} for this checkout; "
+        f"after that push, `pulumi config set rayImageTag {commit[:7]} && pulumi up` makes the trials run this code"
+    )
+
+
+def _git_commit(project_dir: Path) -> str | None:
+    """The commit MLflow tags the built image with (`mlflow.projects.utils.get_git_commit`), or None."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(project_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -257,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("# from the repository root, with Docker logged in to the registry and kubectl on the cluster:")
     for line in files.commands:
         print(line)
+    if files.ray_command:
+        print(f"# or, trials in parallel on the stack's Ray cluster (driver Job without GPU; {files.ray_config_path}):")
+        print(files.ray_command)
+        note = ray_image_note(outputs, _git_commit(Path("trainer")))
+        if note:
+            print(note, file=sys.stderr)
     return 0
 
 
