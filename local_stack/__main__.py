@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="one line per service: what runs, what answers, the fix; changes nothing")
     sub.add_parser("env", help='print `export NAME=value` lines for a client; use: eval "$(make env)"')
     sub.add_parser("check", help="log a run with a metric and an artifact and read both back")
+    load = sub.add_parser("load", help="N concurrent MLflow loggers for S seconds: calls/s, latencies, errors, RSS")
+    load.add_argument("--loggers", type=int, default=16, help="concurrent loggers (threads), default 16")
+    load.add_argument("--seconds", type=float, default=60.0, help="duration, default 60")
     _day_two_commands(sub)
     return parser
 
@@ -141,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
             print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
             print(f"see it in the UI: {stack.settings.tracking_uri}/#/experiments/{result.experiment_id}")
+        elif args.command == "load":
+            from local_stack.load import run_load
+
+            if args.loggers < 1 or args.seconds <= 0:
+                raise StackError("--loggers must be at least 1 and --seconds above 0 (e.g. --loggers 16 --seconds 60)")
+            _require_healthy(stack)
+            report = run_load(stack, args.loggers, args.seconds)
+            print("\n".join(report.lines()))
+            if report.error_count:
+                return 1
         else:
             _run_day_two(stack, args)
     except StackError as exc:
