@@ -182,10 +182,11 @@ class ServiceProcess:
         )
 
     def stop(self) -> bool:
-        """Stop the service's whole process group and verify every member is gone; False if it was not running."""
-        pid = self.running_pid()
+        """Stop the service's whole process group and verify every member is gone; False if nothing of it ran."""
+        had_orphans = bool(self.inspect().orphans)
+        pid = self.running_pid()  # stops the orphans of a dead leader on the way
         if pid is None:
-            return False
+            return had_orphans
         members = self._tree(pid)
         self._signal_group(pid, self.stop_signal)
         _, alive = psutil.wait_procs(members, timeout=self.stop_timeout)
