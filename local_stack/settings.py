@@ -84,6 +84,10 @@ def _read_saved(path: Path) -> dict[str, object]:
     unknown = sorted(set(saved) - set(StackSettings.SAVED_FIELDS))
     if unknown:
         raise StackError(f"{path} has unknown keys {', '.join(unknown)}; {fix}")
+    lost = [name for name in PORT_OPTIONS if name not in saved]
+    if lost:
+        # `up` always writes all three: without one, commands would silently describe a stack on a default port.
+        raise StackError(f"{path} lacks {', '.join(lost)}; {fix}")
     for name, value in saved.items():
         wrong = (
             (name.endswith("_port") and (isinstance(value, bool) or not isinstance(value, int)))

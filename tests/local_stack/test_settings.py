@@ -60,10 +60,11 @@ def test_a_bad_port_is_one_line_and_nothing_is_saved(tmp_path, monkeypatch, raw,
     [
         ("{not json", "not valid JSON"),
         ("[5000]", "not a JSON object"),
-        ('{"mlflow_port": "5000"}', "mlflow_port='5000' has the wrong type"),
-        ('{"mlflow_port": 0}', "mlflow_port=0 is not in 1-65535"),
-        ('{"auth": "yes"}', "auth='yes' has the wrong type"),
+        ('{"postgres_port": 1, "s3_port": 2, "mlflow_port": "5000"}', "mlflow_port='5000' has the wrong type"),
+        ('{"postgres_port": 1, "s3_port": 2, "mlflow_port": 0}', "mlflow_port=0 is not in 1-65535"),
+        ('{"postgres_port": 1, "s3_port": 2, "mlflow_port": 3, "auth": "yes"}', "auth='yes' has the wrong type"),
         ('{"mlflow_prot": 5000}', "unknown keys mlflow_prot"),
+        ('{"postgres_port": 1, "mlflow_port": 3}', "lacks s3_port"),
     ],
 )
 def test_a_damaged_stack_json_is_one_line_naming_it(tmp_path, content, says):
@@ -78,7 +79,7 @@ def test_a_damaged_stack_json_is_one_line_naming_it(tmp_path, content, says):
 def test_a_damaged_stack_json_stops_status_in_one_line(tmp_path):
     state = tmp_path / "stack"
     state.mkdir()
-    (state / "stack.json").write_text('{"s3_port": 99999}')
+    (state / "stack.json").write_text('{"postgres_port": 1, "s3_port": 99999, "mlflow_port": 3}')
     result = subprocess.run(
         [sys.executable, "-m", "local_stack", "--state-dir", str(state), "status"],
         capture_output=True,
