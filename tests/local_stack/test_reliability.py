@@ -96,6 +96,14 @@ def test_status_of_a_healthy_stack_says_what_answers(fault_stack):
     assert env.returncode == 0 and "MLFLOW_TRACKING_URI=" in env.stdout
 
 
+def test_the_mlflow_server_runs_with_telemetry_off(fault_stack):
+    mlflow = next(svc for svc in SERVICES if svc.name == "mlflow")
+    leader = psutil.Process(fault_stack.process(mlflow).inspect().pid)
+    processes = [leader, *leader.children(recursive=True)]
+    assert len(processes) >= 3  # the CLI, uvicorn and its workers
+    assert all(proc.environ().get("MLFLOW_DISABLE_TELEMETRY") == "true" for proc in processes)
+
+
 def test_dead_mlflow_leader_with_live_workers_is_reported_and_left_alone(fault_stack):
     leader = _kill_leader(fault_stack, "mlflow")
     mlflow = next(svc for svc in SERVICES if svc.name == "mlflow")
@@ -105,6 +113,7 @@ def test_dead_mlflow_leader_with_live_workers_is_reported_and_left_alone(fault_s
     line = _status(fault_stack)["mlflow"]
     assert line.startswith("HALF-DEAD") and str(leader) in line and "make up" in line
     assert all(psutil.pid_exists(pid) for pid in orphans), "status must not kill anything"
+    assert fault_stack.settings.pid_file("mlflow").exists(), "status must not clean up either"
 
     env = run_cli(fault_stack, "env", timeout=60)
     assert_one_line_error(env, "mlflow", "HALF-DEAD", "make up")
