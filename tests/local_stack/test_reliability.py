@@ -137,7 +137,7 @@ def test_killed_database_or_store_is_named_by_status_and_env(fault_stack, name):
     _up_and_healthy(fault_stack)
 
 
-def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack):
+def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack, monkeypatch, tmp_path):
     settings, creds = fault_stack.settings, fault_stack.credentials
     client = object_store.s3_client(settings, creds.s3_access_key, creds.s3_secret_key)
     listed = client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])
@@ -148,6 +148,17 @@ def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack):
     # A PUT with the stack's (admin) keys does not create the bucket as a side effect.
     with pytest.raises(Exception, match="NoSuchBucket"):
         client.put_object(Bucket=settings.bucket, Key="mlartifacts/x.txt", Body=b"x")
+    assert settings.bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    # Nor does an artifact logged through MLflow's proxy (its PUT fails; retries off so it fails at once).
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow = MlflowClient(settings.tracking_uri)
+    run = mlflow.create_run(mlflow.create_experiment(f"missing-bucket-{time.time_ns()}"))
+    note = tmp_path / "note.txt"
+    note.write_text("x")
+    with pytest.raises(Exception):  # noqa: B017 - MLflow raises a generic error for the proxy's 500
+        mlflow.log_artifact(run.info.run_id, str(note))
     assert settings.bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
     _up_and_healthy(fault_stack)
     client.put_object(Bucket=settings.bucket, Key="mlartifacts/x.txt", Body=b"x")
