@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench up down status env venv clean backup backups restore gc upgrade-check upgrade-db
+.PHONY: demo test lint bench load up down status env venv clean backup backups restore gc upgrade-check upgrade-db
 
 venv: $(STAMP)
 
@@ -30,6 +30,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark_memory
+
+# LOAD_LOGGERS concurrent MlflowClient loggers for LOAD_SECONDS against the running local stack (`make up` first):
+# calls/s, p50/p95/p99 per call type, errors, the MLflow server's RSS. Exits 1 on any error.
+LOAD_LOGGERS ?= 16
+LOAD_SECONDS ?= 60
+
+load: $(STAMP)
+	@$(PY) -m local_stack load --loggers "$(LOAD_LOGGERS)" --seconds "$(LOAD_SECONDS)"
 
 # `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
 up: $(STAMP)

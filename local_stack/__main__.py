@@ -12,8 +12,9 @@ import shlex
 import sys
 from dataclasses import fields
 
+from local_stack import health
 from local_stack.errors import StackError
-from local_stack.settings import PORT_OPTIONS, StackSettings
+from local_stack.settings import PORT_OPTIONS, StackSettings, parse_port
 from local_stack.stack import LocalStack
 
 SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
@@ -21,6 +22,10 @@ SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
 
 def _settings(args: argparse.Namespace) -> StackSettings:
     overrides = {f.name: getattr(args, f.name) for f in fields(StackSettings) if getattr(args, f.name, None)}
+    for field_name, (option, _env_var) in PORT_OPTIONS.items():
+        # Parsed here, not by argparse, so that `--mlflow-port abc` (or 0) is our one line, not a usage dump.
+        if getattr(args, field_name, None) is not None:
+            overrides[field_name] = parse_port(field_name, getattr(args, field_name), option)
     if args.command == "up":
         # `up` says which mode it wants each time (`make up` is without auth); other commands use the saved one.
         overrides["auth"] = args.auth
@@ -31,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", dest="state_dir", help="state directory (default .stack/, LOCAL_STACK_DIR)")
     for field_name, (option, env_var) in PORT_OPTIONS.items():
-        parser.add_argument(option, dest=field_name, type=int, help=f"port (env {env_var})")
+        parser.add_argument(option, dest=field_name, metavar="PORT", help=f"port, 1-65535 (env {env_var})")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start PostgreSQL, the S3 store and the MLflow server; wait until healthy")
     up.add_argument(
@@ -41,9 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     down = sub.add_parser("down", help="stop the processes the stack started; keep data unless --wipe")
     down.add_argument("--wipe", action="store_true", help="also delete all data (database, bucket, credentials)")
-    sub.add_parser("status", help="show which services run")
+    sub.add_parser("status", help="one line per service: what runs, what answers, the fix; changes nothing")
     sub.add_parser("env", help='print `export NAME=value` lines for a client; use: eval "$(make env)"')
     sub.add_parser("check", help="log a run with a metric and an artifact and read both back")
+    load = sub.add_parser("load", help="N concurrent MLflow loggers for S seconds: calls/s, latencies, errors, RSS")
+    load.add_argument("--loggers", type=int, default=16, help="concurrent loggers (threads), default 16")
+    load.add_argument("--seconds", type=float, default=60.0, help="duration, default 60")
     _day_two_commands(sub)
     return parser
 
@@ -89,6 +97,17 @@ def _run_day_two(stack: LocalStack, args: argparse.Namespace) -> None:
         print(f"database upgraded; the backup taken before is {key} (make restore BACKUP={key} to go back)")
 
 
+def _require_healthy(stack: LocalStack) -> None:
+    """``env`` prints nothing unless every service answers: a client must never fall back to a local store."""
+    services = health.inspect(stack)
+    down = [service for service in services if not service.ok]
+    if len(down) == len(services) and all(service.line.startswith("stopped") for service in down):
+        raise StackError("the local stack is not running; start it with `make up`")
+    if down:
+        problems = "; ".join(f"{service.name} {service.line}" for service in down)
+        raise StackError(f"the local stack is not fully running, so no environment is printed: {problems}")
+
+
 def _print_env(stack: LocalStack, mask: bool) -> None:
     for name, value in stack.client_env().items():
         shown = '<hidden: eval "$(make env)" sets it>' if mask and name in SECRET_VARS else shlex.quote(value)
@@ -110,12 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.wipe:
                 print(f"deleted {stack.settings.state_dir}")
         elif args.command == "status":
-            for name, pid in stack.status().items():
-                print(f"{name:8} {'running, pid ' + str(pid) if pid else 'stopped'}")
+            for service in health.inspect(stack):
+                print(f"{service.name:8} {service.line}")
             print(f"state: {stack.settings.state_dir}")
         elif args.command == "env":
-            if None in stack.status().values():
-                raise StackError("the local stack is not (fully) running; start it with `make up`")
+            _require_healthy(stack)
             _print_env(stack, mask=False)
         elif args.command == "check":
             from local_stack.smoke_check import run_smoke_check
@@ -126,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
             print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
             print(f"see it in the UI: {stack.settings.tracking_uri}/#/experiments/{result.experiment_id}")
+        elif args.command == "load":
+            from local_stack.load import run_load
+
+            if args.loggers < 1 or args.seconds <= 0:
+                raise StackError("--loggers must be at least 1 and --seconds above 0 (e.g. --loggers 16 --seconds 60)")
+            _require_healthy(stack)
+            report = run_load(stack, args.loggers, args.seconds)
+            print("\n".join(report.lines()))
+            if report.error_count:
+                return 1
         else:
             _run_day_two(stack, args)
     except StackError as exc:

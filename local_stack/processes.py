@@ -61,6 +61,30 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:]) or f"(log {path} is empty)"
 
 
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    """A service's process as its PID file and the process table show it."""
+
+    #: The leader's PID while it runs, else None.
+    pid: int | None
+    #: The PID the file records (None without a readable PID file).
+    recorded_pid: int | None
+    #: Live members of a dead leader's process group (e.g. MLflow's uvicorn workers after kill -9 of the leader).
+    orphans: tuple[int, ...]
+
+    @property
+    def stale(self) -> bool:
+        """A PID file whose process is gone (crash, kill -9, reboot) with nothing left of its group."""
+        return self.pid is None and self.recorded_pid is not None and not self.orphans
+
+
 @dataclass(frozen=True)
 class ServiceProcess:
     """One server process of the stack, found again through its PID file."""
@@ -73,25 +97,33 @@ class ServiceProcess:
     #: Seconds between the stop signal and SIGKILL.
     stop_timeout: float = 15.0
 
-    def running_pid(self) -> int | None:
-        """PID of the live process this file records, or None (a stale file is cleaned up on the way)."""
+    def inspect(self) -> ProcessState:
+        """What the PID file says and what is left of it, without changing anything (``status`` only reads)."""
         record = self._read_record()
         if record is None:
-            return None
+            return ProcessState(None, None, ())
         pid, started = record
         try:
             proc = psutil.Process(pid)
             if abs(proc.create_time() - started) >= 1.0:
                 # The PID now belongs to another program, so our group was already empty: Linux does not hand
                 # out a PID that still names a live process group.
-                self.pid_file.unlink(missing_ok=True)
-                return None
+                return ProcessState(None, pid, ())
             if proc.status() != psutil.STATUS_ZOMBIE:
-                return pid
+                return ProcessState(pid, pid, ())
         except psutil.NoSuchProcess:
             pass
-        # The leader died (crash, kill -9); its children may live on in its group holding ports: stop them.
-        self._reap_orphans(pid)
+        alive = tuple(proc.pid for proc in self._group_members(pid) if proc.pid != pid and _alive(proc))
+        return ProcessState(None, pid, alive)
+
+    def running_pid(self) -> int | None:
+        """PID of the live process this file records, or None; a stale file is cleaned up on the way, and the
+        orphans a dead leader left in its group are stopped (``up`` and ``down`` use this; ``status`` does not)."""
+        state = self.inspect()
+        if state.pid is not None or state.recorded_pid is None:
+            return state.pid
+        if state.orphans:
+            self._reap_orphans(state.recorded_pid)
         self.pid_file.unlink(missing_ok=True)
         return None
 
@@ -101,8 +133,12 @@ class ServiceProcess:
         env: Mapping[str, str],
         cwd: Path | None = None,
         user: str | None = None,
+        umask: int = -1,
     ) -> int:
-        """Start the service in a new session with output appended to its log; return its PID."""
+        """Start the service in a new session with output appended to its log; return its PID.
+
+        ``umask`` (e.g. 0o077) applies to the service alone, for data files only their owner may read.
+        """
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -118,6 +154,7 @@ class ServiceProcess:
                     cwd=cwd,
                     **drop_privileges(user),
                     start_new_session=True,
+                    umask=umask,
                 )
             except OSError as exc:
                 raise StackError(
@@ -145,10 +182,11 @@ class ServiceProcess:
         )
 
     def stop(self) -> bool:
-        """Stop the service's whole process group and verify every member is gone; False if it was not running."""
-        pid = self.running_pid()
+        """Stop the service's whole process group and verify every member is gone; False if nothing of it ran."""
+        had_orphans = bool(self.inspect().orphans)
+        pid = self.running_pid()  # stops the orphans of a dead leader on the way
         if pid is None:
-            return False
+            return had_orphans
         members = self._tree(pid)
         self._signal_group(pid, self.stop_signal)
         _, alive = psutil.wait_procs(members, timeout=self.stop_timeout)
@@ -167,10 +205,8 @@ class ServiceProcess:
         try:
             data = json.loads(self.pid_file.read_text())
             return int(data["pid"]), float(data["started"])
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError):
-            self.pid_file.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError, TypeError):
+            # Missing or unreadable: no record (a start writes a fresh one over it).
             return None
 
     def _tree(self, pid: int) -> list[psutil.Process]:

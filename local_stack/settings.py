@@ -26,23 +26,79 @@ PORT_OPTIONS = {
 DEFAULT_PORTS = {"postgres_port": 54329, "s3_port": 8333, "mlflow_port": 5000}
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _port_fix(field_name: str) -> str:
+    option, env_var = PORT_OPTIONS[field_name]
+    return f"choose another with {option} or {env_var}=<port> (1-65535, e.g. {DEFAULT_PORTS[field_name]})"
+
+
+def parse_port(field_name: str, raw: object, source: str) -> int:
+    """``raw`` as a port number, or one line naming ``source`` (an option, a variable, a file) and the fix.
+
+    Port 0 would let the OS pick a port nobody knows (a 131 s wait for a health check that cannot pass), and a
+    port outside 1-65535 cannot be bound at all.
+    """
+    service = field_name.removesuffix("_port")
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise StackError(f"{source}: {raw!r} is not a port number for {service}; {_port_fix(field_name)}")
     try:
-        return int(raw)
+        port = int(raw)
     except ValueError:
-        raise StackError(f"{name}={raw!r} is not a port number; set it to an integer such as {default}") from None
+        raise StackError(f"{source}={raw!r} is not a port number; {_port_fix(field_name)}") from None
+    if not 1 <= port <= 65535:
+        raise StackError(f"{source}={raw!r}: port {port} for {service} is not in 1-65535; {_port_fix(field_name)}")
+    return port
+
+
+def _env_int(field_name: str) -> int:
+    _option, env_var = PORT_OPTIONS[field_name]
+    raw = os.environ.get(env_var)
+    if raw is None or raw == "":
+        return DEFAULT_PORTS[field_name]
+    return parse_port(field_name, raw, env_var)
 
 
 def _env_ports() -> dict[str, int]:
     """Ports set in the environment; they win over what the last ``up`` saved, as an option would."""
     return {
-        field_name: _env_int(env_var, DEFAULT_PORTS[field_name])
+        field_name: _env_int(field_name)
         for field_name, (_option, env_var) in PORT_OPTIONS.items()
         if os.environ.get(env_var)
     }
+
+
+def _read_saved(path: Path) -> dict[str, object]:
+    """What the last ``up`` saved, checked: a corrupt file is one line naming it, never a traceback.
+
+    Deleting it is safe (it holds only ports and the auth mode; the data and keys are elsewhere).
+    """
+    if not path.exists():
+        return {}
+    fix = f"delete {path} and run `make up` again (it holds only the ports and the auth mode; data is kept)"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
+        raise StackError(f"{path} cannot be read ({reason}); {fix}") from None
+    if not isinstance(saved, dict):
+        raise StackError(f"{path} is not a JSON object; {fix}")
+    unknown = sorted(set(saved) - set(StackSettings.SAVED_FIELDS))
+    if unknown:
+        raise StackError(f"{path} has unknown keys {', '.join(unknown)}; {fix}")
+    lost = [name for name in PORT_OPTIONS if name not in saved]
+    if lost:
+        # `up` always writes all three: without one, commands would silently describe a stack on a default port.
+        raise StackError(f"{path} lacks {', '.join(lost)}; {fix}")
+    for name, value in saved.items():
+        wrong = (
+            (name.endswith("_port") and (isinstance(value, bool) or not isinstance(value, int)))
+            or (name == "bucket" and (not isinstance(value, str) or not value))
+            or (name == "auth" and not isinstance(value, bool))
+        )
+        if wrong:
+            raise StackError(f"{path}: {name}={value!r} has the wrong type; {fix}")
+        if name.endswith("_port") and not 1 <= value <= 65535:
+            raise StackError(f"{path}: {name}={value} is not in 1-65535; {fix}")
+    return saved
 
 
 @dataclass(frozen=True)
@@ -50,11 +106,9 @@ class StackSettings:
     """Settings of one local stack; two stacks differ in ``state_dir`` and ports."""
 
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")))
-    postgres_port: int = field(
-        default_factory=lambda: _env_int("LOCAL_STACK_POSTGRES_PORT", DEFAULT_PORTS["postgres_port"])
-    )
-    s3_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_S3_PORT", DEFAULT_PORTS["s3_port"]))
-    mlflow_port: int = field(default_factory=lambda: _env_int("LOCAL_STACK_MLFLOW_PORT", DEFAULT_PORTS["mlflow_port"]))
+    postgres_port: int = field(default_factory=lambda: _env_int("postgres_port"))
+    s3_port: int = field(default_factory=lambda: _env_int("s3_port"))
+    mlflow_port: int = field(default_factory=lambda: _env_int("mlflow_port"))
     bucket: str = field(default_factory=lambda: os.environ.get("LOCAL_STACK_BUCKET", "mlflow-artifacts"))
     artifact_prefix: str = "mlartifacts"
     host: str = "127.0.0.1"
@@ -63,6 +117,8 @@ class StackSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().resolve())
+        for field_name, (option, _env_var) in PORT_OPTIONS.items():
+            parse_port(field_name, getattr(self, field_name), option)
 
     #: Fields saved by ``up`` so that later commands on the same state directory find the same stack.
     SAVED_FIELDS = ("postgres_port", "s3_port", "mlflow_port", "bucket", "auth")
@@ -77,7 +133,7 @@ class StackSettings:
         state_dir = overrides.get("state_dir")
         base = cls(state_dir=state_dir) if state_dir else cls()
         saved_file = base.state_dir / "stack.json"
-        saved = json.loads(saved_file.read_text()) if saved_file.exists() else {}
+        saved = _read_saved(saved_file)
         return cls(**{"state_dir": base.state_dir, **saved, **_env_ports(), **overrides})
 
     def save(self) -> None:

@@ -55,22 +55,27 @@ class LocalStack:
 
     @property
     def credentials(self) -> StackCredentials:
-        return load_or_create(self.settings.secrets_file)
+        data = (postgres.data_dir(self.settings), object_store.data_dir(self.settings))
+        return load_or_create(self.settings.secrets_file, data_dirs=data)
 
     def status(self) -> dict[str, int | None]:
-        """PID of each running service, None for a stopped one (stale PID files are cleared on the way)."""
-        return {svc.name: self.process(svc).running_pid() for svc in SERVICES}
+        """PID of each running service's leader, None for a stopped one; reads only (see ``health.inspect``)."""
+        return {svc.name: self.process(svc).inspect().pid for svc in SERVICES}
 
     def up(self, log: Callable[[str], None] = print) -> None:
-        """Start whatever is not running yet and wait until each service answers its health check."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        running = self.status()
+        """Start whatever is not running yet and wait until each service answers its health check.
+
+        A service whose leader died is restarted: the orphans it left (holding its port) are stopped first.
+        """
+        # Owner-only from the start: it holds the credentials, the data and the logs.
+        self.settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        running = {svc.name: self.process(svc).running_pid() for svc in SERVICES}
         self._check_auth_matches(running)
         to_start = [svc for svc in SERVICES if running[svc.name] is None]
         self._check_ports(to_start)
+        creds = self.credentials  # before anything is saved: a damaged or lost credentials file stops `up` here
         if to_start:
             self.settings.save()
-        creds = self.credentials
         started: list[Service] = []
         try:
             for svc in to_start:
@@ -84,6 +89,9 @@ class LocalStack:
         for svc in SERVICES:
             if svc not in to_start:
                 log(f"{svc.name} already running (pid {running[svc.name]})")
+                if svc.name == object_store.SERVICE:
+                    # A running store is checked too: its bucket may have gone, and `up` promises a usable one.
+                    object_store.wait_until_usable(self.settings, creds, self.process(svc))
 
     def down(self, wipe: bool = False) -> list[str]:
         """Stop the services this stack started (reverse order); with ``wipe``, delete its data too."""
@@ -102,6 +110,9 @@ class LocalStack:
             "AWS_SECRET_ACCESS_KEY": creds.s3_secret_key,
             "AWS_DEFAULT_REGION": object_store.REGION,
             "ARTIFACT_BUCKET": self.settings.bucket,
+            # MLflow 3.17's telemetry thread raced the client under load (KeyError, not retried): off, as on the
+            # server.
+            "MLFLOW_DISABLE_TELEMETRY": "true",
             **tracking_server.client_credentials(self.settings, creds),
         }
 

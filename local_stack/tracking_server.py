@@ -44,6 +44,8 @@ def server_env(
         # Server-side job execution starts seven extra consumer processes (~1.5 GB) that tracking never uses.
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "PYTHONUNBUFFERED": "1",
+        # MLflow 3.17 sends usage telemetry by default; a local stack phones nobody.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     if settings.auth:
         env.update(

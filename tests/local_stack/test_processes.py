@@ -85,3 +85,16 @@ def test_port_probe_sees_a_listener():
         sock.bind(("127.0.0.1", port))
         sock.listen()
         assert port_in_use("127.0.0.1", port)
+
+
+def test_inspecting_a_stale_pid_file_changes_nothing(tmp_path):
+    """`status` reads through inspect(): the file stays for `up` to clean, and nothing is signalled."""
+    svc = _service(tmp_path)
+    dead = subprocess.Popen(["true"])
+    started = psutil.Process(dead.pid).create_time()
+    dead.wait()
+    svc.pid_file.parent.mkdir(parents=True)
+    svc.pid_file.write_text(json.dumps({"pid": dead.pid, "started": started}))
+    state = svc.inspect()
+    assert state.stale and state.pid is None and state.recorded_pid == dead.pid
+    assert svc.pid_file.exists()

@@ -1,0 +1,200 @@
+"""The local stack on a bad day: killed processes, a half-dead MLflow, a missing bucket, lost or damaged state.
+
+These tests kill and restart services, so they run on a stack of their own (``fault_stack``), started with
+``python -m local_stack up`` in a child process as a user starts it; the suite's shared stack is not touched.
+Its state directory sits in a parent whose mode (0750) must survive ``up`` and ``down``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from local_stack import LocalStack, StackSettings, object_store
+from local_stack.processes import free_ports
+from local_stack.settings import REPO_ROOT
+from local_stack.stack import SERVICES
+from tests.local_stack.stack_cli import assert_one_line_error, run_cli
+
+pytestmark = pytest.mark.integration
+
+PARENT_MODE = 0o750
+
+
+@pytest.fixture(scope="module")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    parent = tmp_path_factory.mktemp("fault-parent")
+    parent.chmod(PARENT_MODE)
+    state_dir = parent / "stack"
+    ports = dict(zip(("--postgres-port", "--s3-port", "--mlflow-port"), map(str, free_ports(3)), strict=True))
+    stack = LocalStack(StackSettings(state_dir=state_dir))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "local_stack", "--state-dir", str(state_dir), *sum(ports.items(), ()), "up"],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        stack = LocalStack(StackSettings.load(state_dir=state_dir))
+        yield stack
+    finally:
+        stack.down(wipe=True)
+
+
+def _status(stack: LocalStack) -> dict[str, str]:
+    result = run_cli(stack, "status", timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [line.split(None, 1) for line in result.stdout.splitlines() if not line.startswith("state:")]
+    return {name: rest for name, rest in lines}
+
+
+def _kill_leader(stack: LocalStack, name: str) -> int:
+    svc = next(svc for svc in SERVICES if svc.name == name)
+    pid = stack.process(svc).inspect().pid
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    return pid
+
+
+def _up_and_healthy(stack: LocalStack) -> None:
+    result = run_cli(stack, "up", timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert all(line.startswith("running, pid") for line in _status(stack).values())
+
+
+def test_up_keeps_the_parent_mode_and_the_store_private(fault_stack):
+    state = fault_stack.settings.state_dir
+    assert stat.S_IMODE(state.parent.stat().st_mode) == PARENT_MODE
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    data = object_store.data_dir(fault_stack.settings)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    volumes = [p for p in data.iterdir() if p.suffix in (".dat", ".idx")]
+    assert volumes
+    assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in volumes)
+
+
+def test_status_of_a_healthy_stack_says_what_answers(fault_stack):
+    lines = _status(fault_stack)
+    assert set(lines) == {"postgres", "s3", "mlflow"}
+    assert all(line.startswith("running, pid") for line in lines.values()), lines
+    env = run_cli(fault_stack, "env", timeout=60)
+    assert env.returncode == 0 and "MLFLOW_TRACKING_URI=" in env.stdout
+
+
+def test_the_mlflow_server_runs_with_telemetry_off(fault_stack):
+    mlflow = next(svc for svc in SERVICES if svc.name == "mlflow")
+    leader = psutil.Process(fault_stack.process(mlflow).inspect().pid)
+    processes = [leader, *leader.children(recursive=True)]
+    assert len(processes) >= 3  # the CLI, uvicorn and its workers
+    assert all(proc.environ().get("MLFLOW_DISABLE_TELEMETRY") == "true" for proc in processes)
+
+
+def test_dead_mlflow_leader_with_live_workers_is_reported_and_left_alone(fault_stack):
+    leader = _kill_leader(fault_stack, "mlflow")
+    mlflow = next(svc for svc in SERVICES if svc.name == "mlflow")
+    orphans = fault_stack.process(mlflow).inspect().orphans
+    assert orphans, "kill -9 of the leader should leave its uvicorn processes behind"
+
+    line = _status(fault_stack)["mlflow"]
+    assert line.startswith("HALF-DEAD") and str(leader) in line and "make up" in line
+    assert all(psutil.pid_exists(pid) for pid in orphans), "status must not kill anything"
+    assert fault_stack.settings.pid_file("mlflow").exists(), "status must not clean up either"
+
+    env = run_cli(fault_stack, "env", timeout=60)
+    assert_one_line_error(env, "mlflow", "HALF-DEAD", "make up")
+    assert "export" not in env.stdout
+    assert all(psutil.pid_exists(pid) for pid in orphans)
+
+    _up_and_healthy(fault_stack)
+    assert not any(psutil.pid_exists(pid) for pid in orphans)
+
+
+@pytest.mark.parametrize("name", ["postgres", "s3"])
+def test_killed_database_or_store_is_named_by_status_and_env(fault_stack, name):
+    _kill_leader(fault_stack, name)
+    deadline = time.monotonic() + 30
+    while not (line := _status(fault_stack)[name]).startswith(("STOPPED", "HALF-DEAD")):
+        assert time.monotonic() < deadline, line
+        time.sleep(1)
+    assert "make up" in line
+    env = run_cli(fault_stack, "env", timeout=60)
+    assert_one_line_error(env, f"{name} ", "make up")
+    _up_and_healthy(fault_stack)
+
+
+def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack, monkeypatch, tmp_path):
+    settings, creds = fault_stack.settings, fault_stack.credentials
+    client = object_store.s3_client(settings, creds.s3_access_key, creds.s3_secret_key)
+    listed = client.list_objects_v2(Bucket=settings.bucket).get("Contents", [])
+    for obj in listed:
+        client.delete_object(Bucket=settings.bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=settings.bucket)
+    assert _status(fault_stack)["s3"].startswith("NOT ANSWERING")
+    # A PUT with the stack's (admin) keys does not create the bucket as a side effect.
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        client.put_object(Bucket=settings.bucket, Key="mlartifacts/x.txt", Body=b"x")
+    assert settings.bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    # Nor does an artifact logged through MLflow's proxy (its PUT fails; retries off so it fails at once).
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    mlflow = MlflowClient(settings.tracking_uri)
+    run = mlflow.create_run(mlflow.create_experiment(f"missing-bucket-{time.time_ns()}"))
+    note = tmp_path / "note.txt"
+    note.write_text("x")
+    with pytest.raises(Exception):  # noqa: B017 - MLflow raises a generic error for the proxy's 500
+        mlflow.log_artifact(run.info.run_id, str(note))
+    assert settings.bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
+    _up_and_healthy(fault_stack)
+    client.put_object(Bucket=settings.bucket, Key="mlartifacts/x.txt", Body=b"x")
+
+
+def test_foreign_program_on_a_port_is_named(fault_stack):
+    import socket
+
+    (port,) = free_ports(1)
+    settings = StackSettings(
+        state_dir=fault_stack.settings.state_dir.parent / "other",
+        postgres_port=fault_stack.settings.postgres_port,
+        s3_port=free_ports(1)[0],
+        mlflow_port=port,
+    )
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        settings.save()
+        line = _status(LocalStack(settings))["mlflow"]
+    assert line.startswith(f"STOPPED, and port {port} is held by pid {os.getpid()}"), line
+    assert "--mlflow-port" in line
+
+
+def test_down_keeps_the_parent_mode_and_lost_credentials_are_explained(fault_stack):
+    state = fault_stack.settings.state_dir
+    assert run_cli(fault_stack, "down", timeout=120).returncode == 0
+    assert stat.S_IMODE(state.parent.stat().st_mode) == PARENT_MODE
+    secrets = fault_stack.settings.secrets_file
+    kept = secrets.read_bytes()
+    secrets.unlink()
+    try:
+        result = run_cli(fault_stack, "up", timeout=60)
+        assert_one_line_error(result, str(secrets), "is missing", "hold data", "put the file back", "--wipe")
+        assert not secrets.exists(), "up must not invent new keys for existing data"
+    finally:
+        secrets.write_bytes(kept)
+        secrets.chmod(0o600)
+    assert all(line.startswith("stopped") for line in _status(fault_stack).values())
