@@ -25,8 +25,10 @@ RAY = str(Path(sys.executable).parent / "ray")
 TRAINER = Path(__file__).resolve().parents[2] / "trainer"
 
 #: Inside the test's own network namespace nothing outside can reach Ray; token auth (on by default in 2.60)
-#: is switched off for this throwaway cluster only, explicitly.
-TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+#: is switched off for this throwaway cluster only, explicitly. Ray prestarts a worker for a new driver on the
+#: driver's node only, which would make the head start trials seconds before the other node and, with Tune's
+#: actor reuse, take them all: off here, so both nodes start their first trial equally cold.
+TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_prestart_worker_first_driver": "0"}
 
 
 def in_private_netns() -> bool:

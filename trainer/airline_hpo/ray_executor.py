@@ -13,8 +13,8 @@ the refit/registration/promotion that follow. What Ray adds:
   counts as a failed trial; nested runs left RUNNING by a lost attempt are marked KILLED at the end;
 - ``max_failed`` and ``early_stop`` are a Tune stopper, ``timeout_minutes`` is Tune's ``time_budget_s`` (it stops
   running trials too; in-process checks between trials);
-- Tune's experiment state goes to ``ray_storage`` (``s3://bucket/prefix``: the stack's bucket) under the parent
-  run's id. Resume (:mod:`airline_hpo.resume`) rebuilds from MLflow, not from that snapshot: MLflow records each
+- Tune's experiment state goes to ``ray_storage`` (``s3://bucket/prefix``; ``auto``: the data's bucket) under
+  the parent run's id. Resume (:mod:`airline_hpo.resume`) rebuilds from MLflow, not from that snapshot: MLflow records each
   trial when it ends, Tune's snapshot lags by up to its checkpoint period, so a restore could rerun a trial that
   had finished.
 
@@ -280,16 +280,30 @@ class BudgetStopper(Stopper, Callback):
         self._step(None)
 
 
-def _storage(ray_storage: str, parent_run_id: str) -> dict[str, Any]:
-    """Where Tune keeps its experiment state: ``s3://bucket/prefix/<parent run id>`` in the stack's bucket, through
-    pyarrow's S3 filesystem and the same endpoint variables as the data loader; ``none`` = Ray's local default."""
-    if not resume.wants_resume(ray_storage):  # "none"
-        return {}
+def storage_uri(ray_storage: str, fpath: str) -> str | None:
+    """Where Tune keeps its experiment state. ``auto``: the bucket the data comes from (``s3://<bucket>/ray-tune``,
+    the stack's bucket on a cluster) when ``fpath`` is on S3, else Ray's local default; ``none``: local.
+    Measured here: with local storage Tune kept every trial on the head node of a two-node cluster; with S3 both
+    nodes ran trials."""
+    if ray_storage == "auto":
+        return f"s3://{storage.split_s3_uri(fpath)[0]}/ray-tune" if storage.is_s3(fpath) else None
+    if ray_storage in {"none", ""}:
+        return None
     if not storage.is_s3(ray_storage):
-        raise TrainerError(f"ray_storage must be an s3:// URI or none (got {ray_storage})", "e.g. s3://BUCKET/ray")
+        raise TrainerError(f"ray_storage must be auto, none or s3://... (got {ray_storage})", "e.g. s3://BUCKET/ray")
+    return ray_storage.rstrip("/")
+
+
+def _storage(uri: str | None, parent_run_id: str) -> dict[str, Any]:
+    """Tune's ``storage_path`` under the parent run's id, through pyarrow's S3 filesystem and the same endpoint
+    variables as the data loader."""
+    if uri is None:
+        if os.environ.get("RAY_ADDRESS"):
+            warn("ray_storage is local: on a multi-node cluster Tune needs s3:// storage to use every node")
+        return {}
     from pyarrow.fs import S3FileSystem
 
-    bucket, _, prefix = ray_storage[len("s3://") :].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     endpoint = storage.s3_endpoint()
     kwargs: dict[str, Any] = {}
     if endpoint:
@@ -380,7 +394,7 @@ def search(
             stop=budget,
             callbacks=[budget],
             verbose=0,
-            **_storage(config.ray_storage, parent_run_id),
+            **_storage(storage_uri(config.ray_storage, config.fpath), parent_run_id),
         ),
     )
     with contextlib.redirect_stdout(sys.stderr):  # Tune prints a banner even when silent; stdout is the summary's

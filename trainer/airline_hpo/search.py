@@ -78,7 +78,7 @@ class SearchConfig:
     cpus_per_trial: float = 1.0
     trial_retries: int = 2
     resume_run_id: str = resume_mod.NO_RESUME
-    ray_storage: str = "none"
+    ray_storage: str = "auto"
 
     @property
     def criteria_list(self) -> list[str]:
@@ -127,6 +127,10 @@ class SearchConfig:
         if self.executor not in EXECUTORS:
             raise TrainerError(f"unknown executor {self.executor!r}", f"use one of {', '.join(EXECUTORS)}")
         positive_int("parallelism", self.parallelism)
+        if self.executor == "ray":
+            from airline_hpo.ray_executor import storage_uri
+
+            storage_uri(self.ray_storage, self.fpath)  # a bad value is a one-line error before any work
         if self.cpus_per_trial <= 0:
             raise TrainerError(f"cpus_per_trial must be positive (got {self.cpus_per_trial})", "pass e.g. 1")
         if self.executor == "inprocess" and self.parallelism > 1:
@@ -500,7 +504,7 @@ def _parser() -> OneLineParser:
     add("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs a Ray trial reserves")
     add("--trial-retries", type=int, default=d.trial_retries, help="Ray retries of a failed or lost trial")
     add("--resume-run-id", default=d.resume_run_id, help="parent run of an interrupted search to continue (none)")
-    add("--ray-storage", default=d.ray_storage, help="s3://bucket/prefix for Ray Tune's state (none = local)")
+    add("--ray-storage", default=d.ray_storage, help="s3://bucket/prefix for Ray Tune's state (auto: the data's bucket; none: local)")
     return parser
 
 
