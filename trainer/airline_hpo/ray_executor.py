@@ -14,9 +14,9 @@ the refit/registration/promotion that follow. What Ray adds:
 - ``max_failed`` and ``early_stop`` are a Tune stopper, ``timeout_minutes`` is Tune's ``time_budget_s`` (it stops
   running trials too; in-process checks between trials);
 - Tune's experiment state goes to ``ray_storage`` (``s3://bucket/prefix``; ``auto``: the data's bucket) under
-  the parent run's id. Resume (:mod:`airline_hpo.resume`) rebuilds from MLflow, not from that snapshot: MLflow records each
-  trial when it ends, Tune's snapshot lags by up to its checkpoint period, so a restore could rerun a trial that
-  had finished.
+  the parent run's id. Resume (:mod:`airline_hpo.resume`) rebuilds from MLflow, not from that snapshot: MLflow
+  records each trial when it ends, Tune's snapshot lags by up to its checkpoint period, so a restore could rerun
+  a trial that had finished.
 
 The driver connects to ``RAY_ADDRESS`` when set (a KubeRay head), else starts a local Ray. It needs no GPU: with
 ``engine=cuml`` the workers fit, and the refit runs as a Ray task with the trial's resources.

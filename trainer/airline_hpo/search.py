@@ -504,7 +504,7 @@ def _parser() -> OneLineParser:
     add("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs a Ray trial reserves")
     add("--trial-retries", type=int, default=d.trial_retries, help="Ray retries of a failed or lost trial")
     add("--resume-run-id", default=d.resume_run_id, help="parent run of an interrupted search to continue (none)")
-    add("--ray-storage", default=d.ray_storage, help="s3://bucket/prefix for Ray Tune's state (auto: the data's bucket; none: local)")
+    add("--ray-storage", default=d.ray_storage, help="Tune's state: s3://bucket/prefix, auto, none")
     return parser
 
 
