@@ -1,0 +1,89 @@
+"""``executor=ray`` against a real two-node Ray cluster, and the parts of it that need no cluster.
+
+The cluster cases (:mod:`ray_cluster_cases`: trials on both nodes at once, a driver killed and resumed, a worker
+node killed) run in a fresh pytest inside a network namespace this test makes (``unshare --net``, loopback only):
+Ray 2.60 listens on every interface whatever ``--node-ip-address`` says (design notes §3b), and inside the namespace
+the only interface is loopback. That session starts its own local stack and Ray nodes there and stops them; this
+test then checks that none of their processes outlived it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from airline_hpo import ray_executor
+from airline_hpo.errors import TrainerError
+from airline_hpo.search import SearchConfig
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+@pytest.mark.integration
+def test_ray_executor_on_a_two_node_cluster_inside_a_network_namespace(tmp_path):
+    unshare = shutil.which("unshare")
+    assert unshare, "util-linux `unshare` is needed to keep the test's Ray cluster off the machine's network"
+    basetemp = tmp_path / "inner"
+    inner = (
+        f"ip link set lo up && exec {sys.executable} -m pytest {HERE / 'ray_cluster_cases.py'} -x -q -rA "
+        f"-p no:cacheprovider --basetemp={basetemp}"
+    )
+    result = subprocess.run(
+        [unshare, "--net", "sh", "-c", inner], cwd=REPO, capture_output=True, text=True, timeout=900, check=False
+    )
+    output = result.stdout[-6000:] + result.stderr[-3000:]
+    if "Operation not permitted" in result.stderr and result.returncode != 0:
+        pytest.fail(f"`unshare --net` needs root or CAP_SYS_ADMIN here: {result.stderr.strip()[-300:]}")
+    assert result.returncode == 0, output
+    assert "4 passed" in result.stdout, output  # every cluster case ran: none skipped, none deselected
+    left = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(str(basetemp) in part for part in process.info["cmdline"] or []):
+                left.append(process)
+        except psutil.Error:
+            continue
+    for process in left:
+        process.kill()
+    assert not left, f"processes of the namespace's cluster or stack outlived it: {[p.pid for p in left]}"
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"executor": "dask"}, "unknown executor 'dask'"),
+        ({"parallelism": 0}, "parallelism must be at least 1"),
+        ({"parallelism": 2}, "parallelism=2 needs executor=ray"),
+        ({"executor": "ray", "cpus_per_trial": 0}, "cpus_per_trial must be positive"),
+        ({"executor": "ray", "gpus_per_trial": -1}, "gpus_per_trial must be 0 or positive"),
+        ({"executor": "ray", "gpus_per_trial": 1.5}, "neither a fraction of one GPU nor whole GPUs"),
+        ({"executor": "ray", "trial_retries": -1}, "trial_retries must be 0 or positive"),
+        ({"executor": "ray", "ray_storage": "/tmp/ray"}, "ray_storage must be auto, none or s3://"),
+    ],
+)
+def test_bad_executor_settings_are_one_line_errors(change, words):
+    with pytest.raises(TrainerError, match=words):
+        SearchConfig(fpath="x", **change).validate()
+
+
+def test_engine_and_gpus_per_trial_on_ray():
+    """The driver may have no GPU: ``auto`` follows ``gpus_per_trial``; cuML gets a whole GPU unless told less."""
+    assert ray_executor.engine_name(SearchConfig(fpath="x", executor="ray")) == "sklearn"
+    assert ray_executor.engine_name(SearchConfig(fpath="x", executor="ray", gpus_per_trial=0.5)) == "cuml"
+    assert ray_executor.gpus_per_trial(SearchConfig(fpath="x", executor="ray", engine="cuml")) == 1.0
+    quarter = SearchConfig(fpath="x", executor="ray", engine="cuml", gpus_per_trial=0.25)
+    assert ray_executor.gpus_per_trial(quarter) == 0.25
+    engine = ray_executor.driver_engine(SearchConfig(fpath="x", executor="ray", engine="cuml"))
+    assert engine.name == "cuml" and engine.tags()["engine"] == "cuml"  # built without importing RAPIDS
+
+
+def test_tune_state_goes_to_the_data_bucket_by_default():
+    assert ray_executor.storage_uri("auto", "s3://data-bucket/datasets/a.parquet") == "s3://data-bucket/ray-tune"
+    assert ray_executor.storage_uri("auto", "/tmp/a.parquet") is None
+    assert ray_executor.storage_uri("none", "s3://b/a.parquet") is None
+    assert ray_executor.storage_uri("s3://other/prefix/", "/tmp/a.parquet") == "s3://other/prefix"
