@@ -219,7 +219,11 @@ def _numbered_searcher(space: dict[str, Any], config: Any, previous: Sequence[Tr
             return suggested
 
     searcher = NumberedHyperOptSearch(
-        space=space, metric="loss", mode="min", n_initial_points=startup, random_state_seed=config.seed
+        space=space,
+        metric="loss",
+        mode="min",
+        n_initial_points=startup,
+        random_state_seed=resume.search_seed(config.seed, len(previous)),
     )
     searcher._hpopt_trials = resume.hyperopt_trials(space, previous, config.criteria_list)
     return searcher

@@ -15,9 +15,11 @@ that was killed. So a resumed search:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials
 from mlflow import MlflowClient
 from mlflow.entities import Run
@@ -137,6 +139,7 @@ def nested_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) ->
 def kill_running(client: MlflowClient, runs: Iterable[Run], why: str) -> int:
     """Mark trials whose process is gone (RUNNING forever otherwise) as KILLED; returns how many."""
     killed = 0
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # no "View run" line per marked trial
     for run in runs:
         if run.info.status == "RUNNING":
             client.set_tag(run.info.run_id, "interrupted", why)
@@ -159,6 +162,15 @@ def finished_trials(client: MlflowClient, experiment_id: str, parent_run_id: str
         if known is None or (outcome.ok and not known.ok):
             by_number[outcome.number] = outcome
     return [by_number[n] for n in sorted(by_number)], killed
+
+
+def search_seed(seed: int, finished: int) -> int:
+    """The search's random stream: ``seed`` itself for a new search; for a resumed one a stream of its own (from
+    ``seed`` and the number of finished trials), else the random start-up would draw the first trials' values
+    again and run finished configurations a second time."""
+    if finished == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, finished]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def _hyperopt_value(label: str, params: ForestParams, criteria: Sequence[str]) -> Any:

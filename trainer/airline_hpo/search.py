@@ -354,7 +354,7 @@ def _search_in_process(
             algo=suggest_algorithm(config.algo, config.max_evals),
             max_evals=config.max_evals,
             trials=trials,
-            rstate=np.random.default_rng(config.seed),
+            rstate=np.random.default_rng(resume_mod.search_seed(config.seed, len(previous))),
             show_progressbar=False,
             return_argmin=False,
             timeout=config.timeout_minutes * 60 if config.timeout_minutes > 0 else None,
