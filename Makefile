@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark_memory
+	@PYTHONPATH=trainer:. $(PY) -m airline_hpo.benchmark_ray
 
 # `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
 up: $(STAMP)

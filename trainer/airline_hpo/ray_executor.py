@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 from ray.tune import Callback, Stopper
+from ray.tune.search import Searcher
 
 from airline_hpo import evaluation, resume, storage
 from airline_hpo.engines import CumlEngine, Engine, ForestParams, SklearnEngine, make_engine
@@ -329,6 +330,23 @@ class RaySearch:
     lost_runs: int
 
 
+class FixedSearcher(Searcher):
+    """Suggests the given configurations in order, numbered 1..n (the benchmark's same-configurations runs)."""
+
+    def __init__(self, configs: Sequence[ForestParams]) -> None:
+        super().__init__(metric="loss", mode="min")
+        self.configs, self.next = list(configs), 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.next >= len(self.configs):
+            return Searcher.FINISHED
+        self.next += 1
+        return {**dataclasses.asdict(self.configs[self.next - 1]), NUMBER_KEY: self.next}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+
 def _outcome_from(result: Any, number: int) -> TrialOutcome:
     params = ForestParams.from_mapping(result.config)
     metrics = result.metrics or {}
@@ -357,9 +375,11 @@ def search(
     space: dict[str, Any],
     previous: Sequence[TrialOutcome],
     progress: Any,
+    searcher: Any = None,
 ) -> RaySearch:
     """Run the remaining ``max_evals - len(previous)`` trials with Ray Tune; returns every trial's outcome,
-    earlier ones first. Ray must be connected (:func:`connected`)."""
+    earlier ones first. Ray must be connected (:func:`connected`). ``searcher`` replaces TPE (the benchmark runs
+    fixed configurations through the same machinery)."""
     from mlflow import MlflowClient
     from ray import tune
 
@@ -380,7 +400,9 @@ def search(
     )
     from ray.tune.search import ConcurrencyLimiter
 
-    searcher = ConcurrencyLimiter(_numbered_searcher(space, config, previous), max_concurrent=config.parallelism)
+    searcher = ConcurrencyLimiter(
+        searcher or _numbered_searcher(space, config, previous), max_concurrent=config.parallelism
+    )
     budget = BudgetStopper(config.max_failed, config.early_stop, previous, progress)
     resources = {"cpu": config.cpus_per_trial, "gpu": gpus_per_trial(config)}
     trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload), resources)
