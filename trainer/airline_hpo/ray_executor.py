@@ -29,6 +29,7 @@ import dataclasses
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -299,13 +300,14 @@ def storage_uri(ray_storage: str, fpath: str) -> str | None:
     return ray_storage.rstrip("/")
 
 
-def _storage(uri: str | None, parent_run_id: str) -> dict[str, Any]:
+def _storage(uri: str | None, parent_run_id: str, local_dir: str) -> dict[str, Any]:
     """Tune's ``storage_path`` under the parent run's id, through pyarrow's S3 filesystem and the same endpoint
-    variables as the data loader."""
+    variables as the data loader; without S3 a temporary directory (``local_dir``: resume reads MLflow, not this,
+    and Ray's default ``~/ray_results`` would keep every search's state forever)."""
     if uri is None:
         if os.environ.get("RAY_ADDRESS"):
             warn("ray_storage is local: on a multi-node cluster Tune needs s3:// storage to use every node")
-        return {}
+        return {"storage_path": local_dir}
     from pyarrow.fs import S3FileSystem
 
     bucket, _, prefix = uri[len("s3://") :].partition("/")
@@ -406,6 +408,7 @@ def search(
     budget = BudgetStopper(config.max_failed, config.early_stop, previous, progress)
     resources = {"cpu": config.cpus_per_trial, "gpu": gpus_per_trial(config)}
     trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload), resources)
+    local_dir = tempfile.TemporaryDirectory(prefix="ray-tune-")
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -420,18 +423,19 @@ def search(
             stop=budget,
             callbacks=[budget],
             verbose=0,
-            **_storage(storage_uri(config.ray_storage, config.fpath), parent_run_id),
+            **_storage(storage_uri(config.ray_storage, config.fpath), parent_run_id, local_dir.name),
         ),
     )
-    with contextlib.redirect_stdout(sys.stderr):  # Tune prints a banner even when silent; stdout is the summary's
-        grid = tuner.fit()
     outcomes = list(previous)
-    for result in grid:
-        number = int((result.config or {}).get(NUMBER_KEY, 0))
-        metrics = result.metrics or {}
-        if result.error is None and "loss" not in metrics:
-            continue  # never ran to the end: stopped by a budget (its run, if any, is marked KILLED below)
-        outcomes.append(_outcome_from(result, number))
+    with local_dir:  # the results are read before the local state goes
+        with contextlib.redirect_stdout(sys.stderr):  # Tune prints a banner even when silent
+            grid = tuner.fit()
+        for result in grid:
+            number = int((result.config or {}).get(NUMBER_KEY, 0))
+            metrics = result.metrics or {}
+            if result.error is None and "loss" not in metrics:
+                continue  # never ran to the end: stopped by a budget (its run, if any, is marked KILLED below)
+            outcomes.append(_outcome_from(result, number))
     outcomes.sort(key=lambda o: o.number)
     client = MlflowClient()
     lost = resume.kill_running(
