@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,10 @@ TRAINER = Path(__file__).resolve().parents[2] / "trainer"
 #: driver's node only, which would make the head start trials seconds before the other node and, with Tune's
 #: actor reuse, take them all: off here, so both nodes start their first trial equally cold.
 TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_prestart_worker_first_driver": "0"}
+
+
+#: Ray's temp dirs are /tmp/<this prefix>... (short: see :func:`short_temp_dir`); the outer test looks for leftovers.
+TEMP_PREFIX = "hpo-ray-test-"
 
 
 def in_private_netns() -> bool:
@@ -91,21 +96,28 @@ def _alive_nodes(address: str) -> list[dict]:
         ray.shutdown()
 
 
+def short_temp_dir() -> Path:
+    """Ray's temp dir must be short: it holds AF_UNIX sockets, whose paths may not exceed 107 bytes (pytest's
+    nested tmp paths do). Removed by :meth:`RayCluster.stop`'s caller."""
+    return Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir="/tmp"))
+
+
 def start_cluster(temp_dir: Path, port: int, workers: int = 1, timeout: float = 120.0) -> RayCluster:
     common = ["--num-cpus=1", "--object-store-memory=100000000", f"--temp-dir={temp_dir}"]
     head = _start(
         ["--head", f"--port={port}", "--include-dashboard=false", "--node-ip-address=127.0.0.1", *common],
-        temp_dir.parent / "head.log",
+        temp_dir / "head.log",
     )
     address = f"127.0.0.1:{port}"
     cluster = RayCluster(address, temp_dir, head)
     try:
+        _wait_for_port(cluster, port, timeout)
         _wait(cluster, 1, timeout)
         for index in range(workers):
             cluster.workers.append(
                 _start(
                     [f"--address={address}", "--node-ip-address=127.0.0.1", *common],
-                    temp_dir.parent / f"worker{index}.log",
+                    temp_dir / f"worker{index}.log",
                 )
             )
         nodes = _wait(cluster, 1 + workers, timeout)
@@ -120,18 +132,35 @@ def start_cluster(temp_dir: Path, port: int, workers: int = 1, timeout: float = 
     return cluster
 
 
+def _check_alive(cluster: RayCluster) -> None:
+    for node in [cluster.head, *cluster.workers]:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"ray start exited {node.process.returncode}: {node.log.read_text()[-2000:]}")
+
+
+def _wait_for_port(cluster: RayCluster, port: int, timeout: float) -> None:
+    """The head's GCS accepts connections (``ray.init`` against a head that died would wait for minutes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _check_alive(cluster)
+        with socket.socket() as sock:
+            sock.settimeout(1.0)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"the Ray head did not listen on port {port} within {timeout:.0f}s")
+
+
 def _wait(cluster: RayCluster, count: int, timeout: float) -> list[dict]:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
-        for node in [cluster.head, *cluster.workers]:
-            if node.process.poll() is not None:
-                raise RuntimeError(f"ray start exited {node.process.returncode}: {node.log.read_text()[-2000:]}")
+        _check_alive(cluster)
         try:
             nodes = _alive_nodes(cluster.address)
             if len(nodes) >= count:
                 return nodes
-        except Exception as exc:  # the head is not up yet
+        except Exception as exc:  # the node is not registered yet
             last = exc
         time.sleep(1.0)
     raise TimeoutError(f"{count} Ray node(s) not alive after {timeout:.0f}s ({last})")

@@ -10,6 +10,7 @@ the worker node.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from ray_cluster import (
     RayCluster,
     in_private_netns,
     listening_addresses,
+    short_temp_dir,
     start_cluster,
 )
 
@@ -42,18 +44,19 @@ SPREAD = dict(trees_max=300, depth_max=14, seed=17, engine="sklearn", cpus_per_t
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+def cluster() -> Iterator[RayCluster]:
     if not in_private_netns():
         pytest.fail("run this module inside `unshare --net` (test_ray_executor.py does): Ray must not leave loopback")
     from local_stack.processes import free_ports
 
     [port] = free_ports(1)
-    base = tmp_path_factory.mktemp("ray")
-    cluster = start_cluster(base / "t", port)
+    temp_dir = short_temp_dir()
+    cluster = start_cluster(temp_dir, port)
     try:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture

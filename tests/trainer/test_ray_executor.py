@@ -19,6 +19,7 @@ import pytest
 from airline_hpo import ray_executor
 from airline_hpo.errors import TrainerError
 from airline_hpo.search import SearchConfig
+from ray_cluster import TEMP_PREFIX
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -45,7 +46,8 @@ def test_ray_executor_on_a_two_node_cluster_inside_a_network_namespace(tmp_path)
     left = []
     for process in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if any(str(basetemp) in part for part in process.info["cmdline"] or []):
+            marks = (str(basetemp), f"/tmp/{TEMP_PREFIX}")
+            if any(mark in part for part in process.info["cmdline"] or [] for mark in marks):
                 left.append(process)
         except psutil.Error:
             continue
