@@ -13,12 +13,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 from airline_hpo import ray_executor
+from airline_hpo.engines import ForestParams
 from airline_hpo.errors import TrainerError
 from airline_hpo.search import SearchConfig
+from airline_hpo.trials import TrialOutcome
 from ray_cluster import TEMP_PREFIX
 
 HERE = Path(__file__).resolve().parent
@@ -90,3 +93,32 @@ def test_tune_state_goes_to_the_data_bucket_by_default():
     assert ray_executor.storage_uri("auto", "/tmp/a.parquet") is None
     assert ray_executor.storage_uri("none", "s3://b/a.parquet") is None
     assert ray_executor.storage_uri("s3://other/prefix/", "/tmp/a.parquet") == "s3://other/prefix"
+
+
+def _trial(trial_id: str, loss: float | None = None, number: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, last_result={} if loss is None else {"loss": loss, "number": number})
+
+
+def test_budget_stopper_counts_failures_and_trials_without_progress_including_resumed_ones():
+    """Tune's side of ``max_failed`` and ``early_stop``: what ends the search early, with the same reasons as
+    in-process; a resumed search's earlier trials count."""
+    earlier = [
+        TrialOutcome(1, ForestParams(), "r1", ok=True, accuracy=0.7),
+        TrialOutcome(2, ForestParams(), "r2", ok=False),
+    ]
+    stopper = ray_executor.BudgetStopper(max_failed=3, early_stop=0, previous=earlier, progress=None)
+    stopper.on_trial_start(0, [], _trial("a"))
+    stopper.on_trial_error(0, [], _trial("a"))
+    assert not stopper.stop_all()
+    stopper.on_trial_error(0, [], _trial("b"))
+    assert stopper.stop_all() and stopper.reason == "max_failed: 3 trials failed (limit 3)"
+
+    stopper = ray_executor.BudgetStopper(max_failed=0, early_stop=2, previous=earlier, progress=None)
+    for trial_id, loss, number in (("a", 0.25, 3), ("b", 0.31, 4)):  # the earlier best loss is 0.30
+        stopper.on_trial_start(0, [], _trial(trial_id))
+        stopper.on_trial_complete(0, [], _trial(trial_id, loss, number))
+    assert not stopper.stop_all()  # one trial without progress since 0.25
+    stopper.on_trial_start(0, [], _trial("c"))
+    stopper.on_trial_complete(0, [], _trial("c", 0.32, 5))
+    assert stopper.stop_all() and stopper.reason == "early_stop: no lower validation loss in 2 trials"
+    assert set(stopper.trial_wall) == {3, 4, 5}  # driver-side wall per trial number (the benchmark's)
