@@ -288,9 +288,9 @@ class BudgetStopper(Stopper, Callback):
 
 def storage_uri(ray_storage: str, fpath: str) -> str | None:
     """Where Tune keeps its experiment state. ``auto``: the bucket the data comes from (``s3://<bucket>/ray-tune``,
-    the stack's bucket on a cluster) when ``fpath`` is on S3, else Ray's local default; ``none``: local.
-    Measured here: with local storage Tune kept every trial on the head node of a two-node cluster; with S3 both
-    nodes ran trials."""
+    the stack's bucket on a cluster) when ``fpath`` is on S3, else a local temporary directory; ``none``: local.
+    Trials write no checkpoints, so trials on other nodes need no shared storage; the bucket keeps the state
+    (results, searcher state, errors) of a search for inspection after the driver is gone."""
     if ray_storage == "auto":
         return f"s3://{storage.split_s3_uri(fpath)[0]}/ray-tune" if storage.is_s3(fpath) else None
     if ray_storage in {"none", ""}:
@@ -305,8 +305,6 @@ def _storage(uri: str | None, parent_run_id: str, local_dir: str) -> dict[str, A
     variables as the data loader; without S3 a temporary directory (``local_dir``: resume reads MLflow, not this,
     and Ray's default ``~/ray_results`` would keep every search's state forever)."""
     if uri is None:
-        if os.environ.get("RAY_ADDRESS"):
-            warn("ray_storage is local: on a multi-node cluster Tune needs s3:// storage to use every node")
         return {"storage_path": local_dir}
     from pyarrow.fs import S3FileSystem
 
