@@ -30,6 +30,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark_memory
+	@PYTHONPATH=trainer:. $(PY) -m airline_hpo.benchmark_ray
 
 # LOAD_LOGGERS concurrent MlflowClient loggers for LOAD_SECONDS against the running local stack (`make up` first):
 # calls/s, p50/p95/p99 per call type, errors, the MLflow server's RSS. Exits 1 on any error.

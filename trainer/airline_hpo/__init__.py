@@ -14,9 +14,12 @@ Modules, one job each:
 - ``served_model`` the pyfunc users call: label and/or probability of a late arrival (logged from code).
 - ``promotion``  ``champion`` moves only to a model that beats it on the same test rows, else ``challenger``.
 - ``search``     the hyperopt search: nested trial runs on validation, budgets, refit, test score, promotion.
+- ``ray_executor`` ``executor=ray``: the same search on Ray Tune (parallel trials, object-store data, retries).
+- ``resume``     ``resume_run_id``: rebuild an interrupted search's finished trials from MLflow, mark lost ones.
 - ``train``      one configuration, one run, the same split and promotion rule.
 - ``serve_check``serve ``models:/<name>@champion`` locally and ask it for label and probability over HTTP.
 - ``benchmark``  per-trial overhead of the search against the seed's way of doing it.
+- ``benchmark_ray`` per-trial overhead under Ray at parallelism 1 and 2 beside in-process.
 - ``benchmark_memory`` peak memory of loading a 2,000,000-row table, as a multiple of the table.
 - ``demo``       ``make demo``: the whole flow on the local stack, running the commands MLproject declares.
 

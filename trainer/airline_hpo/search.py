@@ -37,11 +37,13 @@ from tqdm import tqdm
 
 from airline_hpo import data as data_mod
 from airline_hpo import evaluation, plots, promotion, tracking
+from airline_hpo import resume as resume_mod
 from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int, run_cli
 from airline_hpo.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
 
 ALGOS = ("tpe", "rand")
+EXECUTORS = ("inprocess", "ray")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,13 @@ class SearchConfig:
     max_failed: int = 5
     timeout_minutes: float = 0.0
     early_stop: int = 0
+    executor: str = "inprocess"
+    parallelism: int = 1
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    trial_retries: int = 2
+    resume_run_id: str = resume_mod.NO_RESUME
+    ray_storage: str = "auto"
 
     @property
     def criteria_list(self) -> list[str]:
@@ -107,10 +116,33 @@ class SearchConfig:
             raise TrainerError(
                 f"unknown criteria {', '.join(unknown)}", f"pass a comma-separated subset of {','.join(CRITERIA)}"
             )
-        for name in ("max_failed", "timeout_minutes", "early_stop"):
+        for name in ("max_failed", "timeout_minutes", "early_stop", "trial_retries", "gpus_per_trial"):
             if getattr(self, name) < 0:
-                raise TrainerError(f"{name} must be 0 (no limit) or positive", f"pass {name}=0 or more")
+                value = getattr(self, name)
+                raise TrainerError(f"{name} must be 0 or positive (got {value})", f"pass {name}=0 or more")
+        self._validate_executor()
         return self
+
+    def _validate_executor(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise TrainerError(f"unknown executor {self.executor!r}", f"use one of {', '.join(EXECUTORS)}")
+        positive_int("parallelism", self.parallelism)
+        if self.executor == "ray":
+            from airline_hpo.ray_executor import storage_uri
+
+            storage_uri(self.ray_storage, self.fpath)  # a bad value is a one-line error before any work
+        if self.cpus_per_trial <= 0:
+            raise TrainerError(f"cpus_per_trial must be positive (got {self.cpus_per_trial})", "pass e.g. 1")
+        if self.executor == "inprocess" and self.parallelism > 1:
+            raise TrainerError(
+                f"parallelism={self.parallelism} needs executor=ray (in-process runs one trial at a time)",
+                "pass executor=ray, or parallelism=1",
+            )
+        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+            raise TrainerError(
+                f"gpus_per_trial {self.gpus_per_trial} is neither a fraction of one GPU nor whole GPUs",
+                "pass e.g. 0.5, 1 or 2",
+            )
 
 
 @dataclass
@@ -200,15 +232,20 @@ class Budget:
 class _Objective:
     """hyperopt's objective: run one trial through the runner, return its loss (or a failed status)."""
 
-    def __init__(self, runner: TrialRunner, n_streams: int, progress: tqdm) -> None:
+    def __init__(
+        self, runner: TrialRunner, n_streams: int, progress: tqdm, previous: Sequence[TrialOutcome] = ()
+    ) -> None:
         self.runner = runner
         self.n_streams = n_streams
         self.progress = progress
-        self.outcomes: list[TrialOutcome] = []
+        #: Trials of an interrupted search (resume) first; new trials are numbered after the highest one.
+        self.outcomes: list[TrialOutcome] = list(previous)
+        self._next_number = max((o.number for o in previous), default=0) + 1
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
         params = ForestParams.from_mapping({"n_streams": self.n_streams, **sample})
-        outcome = self.runner.run(TrialSpec(len(self.outcomes) + 1, params))
+        outcome = self.runner.run(TrialSpec(self._next_number, params))
+        self._next_number += 1
         self.outcomes.append(outcome)
         self._report()
         if not outcome.ok:
@@ -293,12 +330,48 @@ def log_test(test: promotion.Score, split: evaluation.Split) -> None:
     )
 
 
-def _stop_reason(budget: Budget, outcomes: list[TrialOutcome], config: SearchConfig) -> str:
-    if budget.reason:
-        return budget.reason
+def _stop_reason(reason: str | None, outcomes: list[TrialOutcome], config: SearchConfig) -> str:
+    if reason:
+        return reason
     if len(outcomes) >= config.max_evals:
         return f"max_evals: all {config.max_evals} trials ran"
     return f"timeout: {config.timeout_minutes:g} minutes passed after {len(outcomes)} trials"
+
+
+def _search_in_process(
+    config: SearchConfig, runner: TrialRunner, space: dict[str, Any], previous: list[TrialOutcome], bar: tqdm
+) -> tuple[list[TrialOutcome], str | None, Trials]:
+    """hyperopt's ``fmin`` in this process; ``previous`` (a resumed search's finished trials) are in its
+    ``Trials`` as done, so they count towards ``max_evals`` and the budgets and steer TPE."""
+    trials = resume_mod.hyperopt_trials(space, previous, config.criteria_list)
+    budget = Budget(config.max_failed, config.early_stop)
+    objective = _Objective(runner, config.n_streams, bar, previous)
+    # fmin's closing space_eval needs one success; when none succeeded we report it below, with the cause
+    with contextlib.suppress(AllTrialsFailed):
+        fmin(
+            objective,
+            space,
+            algo=suggest_algorithm(config.algo, config.max_evals),
+            max_evals=config.max_evals,
+            trials=trials,
+            rstate=np.random.default_rng(resume_mod.search_seed(config.seed, len(previous))),
+            show_progressbar=False,
+            return_argmin=False,
+            timeout=config.timeout_minutes * 60 if config.timeout_minutes > 0 else None,
+            early_stop_fn=budget,
+        )
+    runner.flush()  # every trial's run is written before the parent summarises them
+    return objective.outcomes, budget.reason, trials
+
+
+def _start_parent(config: SearchConfig, engine: Engine) -> Any:
+    """A new parent run, or (``resume_run_id``) the interrupted search's own, after checking it is the same
+    search; refuses before any run is created or changed."""
+    if not resume_mod.wants_resume(config.resume_run_id):
+        return mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}")
+    run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id)
+    resume_mod.check_same_search(run, {**asdict(config), "engine": config.engine})
+    return mlflow.start_run(run_id=run.info.run_id)
 
 
 def run_search(config: SearchConfig, engine: Engine | None = None, runner_factory=None) -> SearchResult:
@@ -306,19 +379,32 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     run exists), when no trial succeeds, or when registration fails. ``runner_factory(engine, split, seed,
     experiment_id, parent_run_id)`` swaps the trial runner (tests, and Kubernetes Jobs later)."""
     config.validate()
-    engine = engine or make_engine(config.engine)
+    on_ray = config.executor == "ray"
+    if on_ray:
+        from airline_hpo import ray_executor
+    engine = engine or (ray_executor.driver_engine(config) if on_ray else make_engine(config.engine))
     tracking.check_tracking_server()
-    dataset = data_mod.load_dataset(
-        config.fpath, config.max_rows, seed=config.seed, nonfinite=config.nonfinite, engine=engine.name
+    dataset = data_mod.load_dataset(  # with Ray the driver keeps host rows; GPU workers copy them to the device
+        config.fpath,
+        config.max_rows,
+        seed=config.seed,
+        nonfinite=config.nonfinite,
+        engine="sklearn" if on_ray else engine.name,
     )
     split = evaluation.make_split(
         dataset, config.split, config.test_size, config.val_size, config.seed, config.features
     )
     runner_factory = runner_factory or partial(InProcessTrialRunner, keep_best_model=False)
+    space = search_space(config, engine.name)
 
-    with mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}") as parent:
+    with contextlib.ExitStack() as stack:
+        parent = stack.enter_context(_start_parent(config, engine))
+        cluster = stack.enter_context(ray_executor.connected()) if on_ray else None
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
+        mlflow.set_tags({"executor": config.executor, "executor.parallelism": str(config.parallelism)})
+        if cluster is not None:
+            mlflow.set_tag("ray.cluster", ray_executor.describe(cluster))
         tracking.log_params_once(asdict(config))
         mlflow.log_metrics(
             {
@@ -329,44 +415,47 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             }
         )
         log_split(split)
-        runner = runner_factory(engine, split, config.seed, experiment_id, parent_id)
+        previous: list[TrialOutcome] = []
+        if resume_mod.wants_resume(config.resume_run_id):
+            previous, killed = resume_mod.finished_trials(mlflow.MlflowClient(), experiment_id, parent_id)
+            mlflow.set_tag("resumed", f"{len(previous)} finished trials kept, {killed} interrupted marked KILLED")
         trials = Trials()
-        budget = Budget(config.max_failed, config.early_stop)
         started = time.perf_counter()
-        with tqdm(total=config.max_evals, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True) as bar:
-            objective = _Objective(runner, config.n_streams, bar)
-            # fmin's closing space_eval needs one success; when none succeeded we report it below, with the cause
-            with contextlib.suppress(AllTrialsFailed):
-                fmin(
-                    objective,
-                    search_space(config, engine.name),
-                    algo=suggest_algorithm(config.algo, config.max_evals),
-                    max_evals=config.max_evals,
-                    trials=trials,
-                    rstate=np.random.default_rng(config.seed),
-                    show_progressbar=False,
-                    return_argmin=False,
-                    timeout=config.timeout_minutes * 60 if config.timeout_minutes > 0 else None,
-                    early_stop_fn=budget,
+        with tqdm(
+            total=config.max_evals, initial=min(len(previous), config.max_evals), desc="trials", unit="trial",
+            file=sys.stderr, dynamic_ncols=True,
+        ) as bar:  # fmt: skip
+            if on_ray:
+                ray_search = ray_executor.search(
+                    config, engine.name, split, experiment_id, parent_id, space, previous, bar
                 )
-            runner.flush()  # every trial's run is written before the parent summarises them
+                outcomes, reason = ray_search.outcomes, ray_search.stop_reason
+            else:
+                runner = runner_factory(engine, split, config.seed, experiment_id, parent_id)
+                outcomes, reason, trials = _search_in_process(config, runner, space, previous, bar)
         search_seconds = time.perf_counter() - started
-        stop_reason = _stop_reason(budget, objective.outcomes, config)
+        stop_reason = _stop_reason(reason, outcomes, config)
         mlflow.set_tag("stop_reason", stop_reason)
-        best = best_outcome(objective.outcomes)
+        best = best_outcome(outcomes)
         if best is None:
-            first_error = objective.outcomes[0].error if objective.outcomes else "no trial ran"
+            first_error = outcomes[0].error if outcomes else "no trial ran"
             raise TrainerError(
-                f"no trial succeeded ({len(objective.outcomes)} failed; first error: {first_error})",
+                f"no trial succeeded ({len(outcomes)} failed; first error: {first_error})",
                 "read the `error` tag of the failed trial runs in the MLflow UI, fix the cause, run again",
                 exit_code=EXIT_FAILED,
             )
-        result = SearchResult(parent_id, experiment_id, objective.outcomes, best, split, stop_reason, trials=trials)
+        result = SearchResult(parent_id, experiment_id, outcomes, best, split, stop_reason, trials=trials)
         _log_summary(result, engine, search_seconds)
-        model, sk_model, result.test, refit_seconds = refit_and_test(engine, best.params, split, config.seed)
+        if on_ray and engine.name == "cuml":  # the driver has no GPU: the refit runs where the trials did
+            importances, sk_model, result.test, refit_seconds = ray_executor.refit_on_cluster(
+                config, engine.name, best.params, split
+            )
+        else:
+            model, sk_model, result.test, refit_seconds = refit_and_test(engine, best.params, split, config.seed)
+            importances = engine.feature_importances(model)
         log_test(result.test, split)
         mlflow.log_metric("refit_seconds", refit_seconds)
-        figure = plots.importance_plot(list(split.features), list(engine.feature_importances(model)))
+        figure = plots.importance_plot(list(split.features), list(importances))
         mlflow.log_figure(figure, "plots/feature_importances.png")
         plots.close(figure)
         test_rows = to_pandas(dataset.features).iloc[split.test_index]
@@ -409,6 +498,13 @@ def _parser() -> OneLineParser:
     add("--max-failed", type=int, default=d.max_failed, help="stop after N failed trials (0 = no limit)")
     add("--timeout-minutes", type=float, default=d.timeout_minutes, help="stop starting trials after M min (0 = none)")
     add("--early-stop", type=int, default=d.early_stop, help="stop after N trials without improvement (0 = off)")
+    add("--executor", default=d.executor, help=f"where trials run: {', '.join(EXECUTORS)} (Ray Tune)")
+    add("--parallelism", type=int, default=d.parallelism, help="trials in flight (executor=ray)")
+    add("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="GPUs a Ray trial reserves (0.5 shares one)")
+    add("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs a Ray trial reserves")
+    add("--trial-retries", type=int, default=d.trial_retries, help="Ray retries of a failed or lost trial")
+    add("--resume-run-id", default=d.resume_run_id, help="parent run of an interrupted search to continue (none)")
+    add("--ray-storage", default=d.ray_storage, help="Tune's state: s3://bucket/prefix, auto, none")
     return parser
 
 

@@ -156,13 +156,15 @@ class InProcessTrialRunner:
         self._best_accuracy = -1.0
         self._best_outcome: TrialOutcome | None = None
         self._engine_tags = engine.tags()
+        #: Tags added to every later trial's run (the Ray executor names the node a trial ran on).
+        self.extra_tags: dict[str, str] = {}
         self._writer = _BackgroundWriter()
 
     def run(self, spec: TrialSpec) -> TrialOutcome:
         started = time.perf_counter()
         self._writer.check()
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_RUN_NAME: f"trial-{spec.number:03d}"}
-        tags.update({"trial": str(spec.number), **self._engine_tags})
+        tags.update({"trial": str(spec.number), **self._engine_tags, **self.extra_tags})
         run_ref = self._writer.submit(self._create, tags, _now_ms())
         params = [Param(k, str(v)) for k, v in self.engine.logged_params(spec.params).items()]
         try:
