@@ -36,7 +36,7 @@ from hyperopt.pyll import scope
 from tqdm import tqdm
 
 from airline_hpo import data as data_mod
-from airline_hpo import evaluation, plots, promotion, tracking
+from airline_hpo import evaluation, journal, outage, plots, precheck, promotion, shutdown, tracking
 from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int, run_cli
 from airline_hpo.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
@@ -207,6 +207,7 @@ class _Objective:
         self.outcomes: list[TrialOutcome] = []
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        shutdown.check()  # after SIGTERM/SIGINT no new trial starts
         params = ForestParams.from_mapping({"n_streams": self.n_streams, **sample})
         outcome = self.runner.run(TrialSpec(len(self.outcomes) + 1, params))
         self.outcomes.append(outcome)
@@ -307,7 +308,9 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     experiment_id, parent_run_id)`` swaps the trial runner (tests, and Kubernetes Jobs later)."""
     config.validate()
     engine = engine or make_engine(config.engine)
-    tracking.check_tracking_server()
+    precheck.run(config.model_name)  # name, tracking URI, server, database, artifact store: before any run
+    if getattr(config, "resume_run_id", ""):  # finished trials kept while the server was down come back first
+        journal.replay(config.resume_run_id)
     dataset = data_mod.load_dataset(
         config.fpath, config.max_rows, seed=config.seed, nonfinite=config.nonfinite, engine=engine.name
     )
@@ -316,7 +319,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     )
     runner_factory = runner_factory or partial(InProcessTrialRunner, keep_best_model=False)
 
-    with mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}") as parent:
+    with mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}") as parent, shutdown.guard(config.max_evals):
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
         tracking.log_params_once(asdict(config))
@@ -409,12 +412,15 @@ def _parser() -> OneLineParser:
     add("--max-failed", type=int, default=d.max_failed, help="stop after N failed trials (0 = no limit)")
     add("--timeout-minutes", type=float, default=d.timeout_minutes, help="stop starting trials after M min (0 = none)")
     add("--early-stop", type=int, default=d.early_stop, help="stop after N trials without improvement (0 = off)")
+    add("--tracking-timeout", type=float, default=None, help="seconds of tracking outage to ride out (default 90)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    outage.apply(outage.budget_seconds(vars(args).pop("tracking_timeout")))
     config = SearchConfig(**vars(args))
+    shutdown.install()
     result = run_search(config)
     best, split, test = result.best, result.split, result.test
     print(
