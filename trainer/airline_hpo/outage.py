@@ -175,9 +175,9 @@ def diagnose(uri: str, timeout: float = 5.0) -> str | None:
         health = _get(f"{base}/health", headers, timeout)
     except requests.ConnectionError as exc:
         reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
-        return f"the MLflow tracking server at {uri} is not answering ({reason})"
+        return f"cannot reach the MLflow tracking server at {uri} ({reason})"
     except requests.Timeout:
-        return f"the MLflow tracking server at {uri} is not answering (no reply within {timeout:g} s)"
+        return f"cannot reach the MLflow tracking server at {uri} (no reply within {timeout:g} s)"
     if health.status_code != 200:
         return f"the MLflow tracking server at {uri} answers /health with HTTP {health.status_code}"
     try:

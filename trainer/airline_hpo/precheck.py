@@ -68,10 +68,15 @@ def check_tracking_uri() -> str:
 
 @contextlib.contextmanager
 def quick_calls() -> Iterator[None]:
-    """MLflow calls inside try once with a short timeout (a pre-check must not wait out the whole budget)."""
-    names = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    """MLflow calls inside retry once with a short timeout (a pre-check must not wait out the whole budget)."""
+    names = (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",  # the probe's download would draw a progress bar
+    )
     saved = {name: os.environ.get(name) for name in names}
-    os.environ.update({names[0]: "1", names[1]: "0", names[2]: "10"})
+    os.environ.update(dict(zip(names, ("1", "0", "10", "false"), strict=True)))
     try:
         yield
     finally:

@@ -420,7 +420,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     outage.apply(outage.budget_seconds(vars(args).pop("tracking_timeout")))
     config = SearchConfig(**vars(args))
-    shutdown.install()
     result = run_search(config)
     best, split, test = result.best, result.split, result.test
     print(
@@ -443,4 +442,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    shutdown.install()  # the process's signals, not a caller's: only when run as the entry point
     sys.exit(run_cli(main))
