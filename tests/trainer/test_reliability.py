@@ -104,6 +104,7 @@ def _assert_one_line(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr[-3000:]
     messages = _messages(stderr)
     assert len(messages) == 1, stderr[-3000:]
+    print(messages[0])  # shown with -s: what the user reads
     return messages[0]
 
 

@@ -131,7 +131,10 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     args = [a for a in args if a != "--debug"]
-    prog = getattr(main, "__module__", "trainer").rsplit(".", 1)[-1]
+    module = getattr(main, "__module__", "trainer")
+    if module == "__main__":  # `python -m airline_hpo.search`: the module's real name is in its spec
+        module = getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or "trainer"
+    prog = module.rsplit(".", 1)[-1]
     path = setup_logging(prog, debug)
     try:
         return main(args)

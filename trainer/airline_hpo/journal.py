@@ -101,6 +101,7 @@ class Journal:
         """Every record reached MLflow: the journal is no longer needed."""
         with self._lock:
             self.path.unlink(missing_ok=True)
+            self.trials = 0
 
 
 def read(path: Path) -> list[dict[str, Any]]:

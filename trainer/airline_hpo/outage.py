@@ -123,8 +123,10 @@ def fail_fast() -> None:
 class TrackingDown(TrainerError):
     """A part of the stack stayed down for longer than the budget (exit 1: work was lost or is journaled)."""
 
-    def __init__(self, problem: str, fix: str) -> None:
+    def __init__(self, problem: str, fix: str, part: str = "") -> None:
         super().__init__(problem, fix, exit_code=EXIT_FAILED)
+        #: The part of the stack that is down, as a phrase (the problem without the budget and journal notes).
+        self.part = part or problem
 
 
 _DB_WORDS = ("psycopg", "sqlalchemy", "operationalerror", "database", "postgres", "connection to server")
@@ -132,6 +134,13 @@ _STORE_WORDS = ("s3", "boto", "bucket", "endpoint url", "artifact")
 
 
 def _first_line(text: str, limit: int = 160) -> str:
+    """The first line of an error text; of its ``message`` when it is MLflow's JSON error body."""
+    try:
+        import json
+
+        text = str(json.loads(text).get("message", text))
+    except (ValueError, AttributeError):
+        pass
     line = next((part.strip() for part in text.splitlines() if part.strip()), "")
     return line[:limit]
 
@@ -181,7 +190,13 @@ def diagnose(uri: str, timeout: float = 5.0) -> str | None:
     if health.status_code != 200:
         return f"the MLflow tracking server at {uri} answers /health with HTTP {health.status_code}"
     try:
-        found = _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers, timeout)
+        found = _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers, 2 * timeout)
+    except requests.Timeout:
+        # /health answered, a read through the database did not: the server waits on its database
+        return (
+            f"the tracking server's database is not answering (the server at {uri} answers /health, but a "
+            f"one-row read took over {2 * timeout:g} s)"
+        )
     except requests.RequestException as exc:
         return f"the MLflow tracking server at {uri} fails API calls ({type(exc).__name__})"
     if found.status_code >= 500:
@@ -200,7 +215,8 @@ def diagnose(uri: str, timeout: float = 5.0) -> str | None:
 
 def down_error(uri: str, exc: BaseException, journal_note: str = "") -> TrackingDown:
     """The one-line error after the budget ran out: the part that is down (asked now), else the client's error."""
-    part = diagnose(uri) if uri.startswith(("http://", "https://")) else None
+    part = exc.part if isinstance(exc, TrackingDown) else None
+    part = part or (diagnose(uri) if uri.startswith(("http://", "https://")) else None)
     if part is None:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         part = f"the tracking server at {uri} failed a call ({_first_line(message)})"
@@ -208,6 +224,7 @@ def down_error(uri: str, exc: BaseException, journal_note: str = "") -> Tracking
     return TrackingDown(
         f"{part}; gave up after the {budget:g} s retry budget{journal_note}",
         "bring it back (`make status`, the service's log), then resume the search",
+        part,
     )
 
 

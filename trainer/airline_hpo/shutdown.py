@@ -69,6 +69,8 @@ class SearchState:
     current_trial: str | Future | None = None
     journal: Journal | None = None
     runner: Any = None
+    #: The guarded part is over (the parent run is closed): a late signal has nothing left to mark.
+    finished: bool = False
 
     def trial_started(self, run_ref: str | Future) -> None:
         self.current_trial = run_ref
@@ -169,6 +171,8 @@ def close() -> None:
 
 
 def stop_line(sig: signal.Signals) -> str:
+    if STATE.finished:
+        return f"stopped by {sig.name} after the search had finished (its runs are complete)"
     done = f"after {STATE.trials_done} of {STATE.max_evals} trials" if STATE.max_evals else "before the search"
     if STATE.parent_run_id is None:
         return f"stopped by {sig.name} {done}; nothing was recorded, run the search again"
@@ -255,9 +259,10 @@ def gave_up(exc: BaseException) -> outage.TrackingDown:
     uri = mlflow.get_tracking_uri()
     note, fix = "", "bring it back (`make status`, the service's log), then run the search again"
     if STATE.journal is not None and STATE.parent_run_id:
-        part = outage.diagnose(uri) or "the tracking server"
+        part = getattr(exc, "part", None) or outage.diagnose(uri) or "the tracking server"
         STATE.journal.parent("FAILED", f"tracking outage: {part}", _now_ms())
-        note = f"; {STATE.journal.trials} finished trial(s) kept in {STATE.journal.path}"
+        kept = STATE.journal.trials
+        note = f"; {kept} finished trial(s) kept in {STATE.journal.path}" if kept else "; every trial is in MLflow"
         fix = (
             f"bring it back (`make status`, the service's log), then resume with -P "
             f"resume_run_id={STATE.parent_run_id} (the journal is replayed first)"
@@ -278,15 +283,17 @@ def guard(max_evals: int, runner: Any = None) -> Iterator[SearchState]:
     STATE.parent_run_id = run.info.run_id if run else None
     STATE.experiment_id = run.info.experiment_id if run else None
     STATE.max_evals, STATE.trials_done, STATE.current_trial, STATE.runner = max_evals, 0, None, runner
+    STATE.finished = False
     STATE.journal = Journal(STATE.parent_run_id, STATE.experiment_id) if run else None
     try:
         check()
         yield STATE
     except StopRequested:
         raise _stop_gracefully(_requested or signal.SIGTERM) from None
-    except outage.TrackingDown:
-        raise
     except Exception as exc:
-        if outage.is_outage(exc):
+        if isinstance(exc, outage.TrackingDown) or outage.is_outage(exc):
             raise gave_up(exc) from exc
         raise
+    finally:
+        # the parent is closed (or given up) by whoever handles the exit: nothing left for the watchdog to mark
+        STATE.finished, STATE.parent_run_id, STATE.current_trial, STATE.runner = True, None, None, None

@@ -142,13 +142,15 @@ class _BackgroundWriter:
 
     @staticmethod
     def _result(future: Future) -> None:
-        """Re-raise a tracking failure in the search's thread: an outage as it is (the search's guard names the
-        part that is down and the journal), anything else as a one-line error (exit 1)."""
+        """Re-raise a tracking failure in the search's thread as one line (exit 1): an outage that outlived the
+        retry budget names the part of the stack that is down (:mod:`airline_hpo.outage`)."""
         try:
             future.result()
         except Exception as exc:
             if outage.is_outage(exc):
-                raise
+                import mlflow
+
+                raise outage.down_error(mlflow.get_tracking_uri(), exc) from exc
             raise TrainerError(
                 f"writing a trial run to the tracking server failed: {str(exc).splitlines()[0] if str(exc) else exc!r}",
                 "check the MLflow server (its log, its database) and run the search again",
