@@ -126,7 +126,7 @@ def test_without_a_tracking_uri_the_search_refuses_instead_of_writing_locally(sm
     done = _run_search(env, small_airline, cwd=tmp_path)
     assert done.returncode == 2
     line = _assert_one_line(done.stderr)
-    assert "MLFLOW_TRACKING_URI is not set" in line and "file:" in line
+    assert "MLFLOW_TRACKING_URI is not set" in line and "sqlite:" in line
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
 
 
@@ -261,3 +261,66 @@ def test_a_down_part_of_the_stack_is_named_before_any_run(own_stack, small_airli
     assert part in line, line
     client = _client(env)
     assert client.get_experiment_by_name(env["MLFLOW_EXPERIMENT_NAME"]) is None or _runs(env) == []
+
+
+# --- no silent local store, telemetry, client glitches -------------------------------------------------------
+
+
+def test_a_local_store_named_explicitly_is_used(small_airline, tmp_path):
+    env = _env({}, tmp_path, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    (tmp_path / "store").mkdir()
+    done = _run_search(env, small_airline, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parents, trials = _split(_runs(env))
+    assert [p.info.status for p in parents] == ["FINISHED"] and len(trials) == 2
+
+
+def test_the_trainer_runs_without_mlflow_telemetry(tmp_path):
+    """MLflow 3.17 starts a telemetry client (a thread that sends usage data out and races the client) unless
+    told not to; every entry point imports the package, which tells it."""
+    probe = "import airline_hpo.search; from mlflow.telemetry.client import get_telemetry_client as g; print(g())"
+    # as a user's shell would be: not under pytest or CI (MLflow turns telemetry off there by itself)
+    ci = {"PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "DO_NOT_TRACK"}
+    env = {k: v for k, v in _env({}, tmp_path).items() if k not in ci}
+    plain = subprocess.run(
+        [sys.executable, "-c", probe.replace("import airline_hpo.search; ", "import mlflow; ")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    ours = subprocess.run(
+        [sys.executable, "-c", probe], cwd=TRAINER_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "TelemetryClient" in plain.stdout, "MLflow no longer starts telemetry by default: drop this test"
+    assert ours.stdout.strip() == "None", ours.stdout + ours.stderr
+
+
+class _GlitchingClient(MlflowClient):
+    """The real client, with MLflow 3.17's telemetry race injected into the first run creation."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.glitches = 0
+
+    def create_run(self, *args, **kwargs):
+        if self.glitches:
+            self.glitches -= 1
+            raise KeyError("_MLFLOW_TELEMETRY_SESSION_ID")
+        return super().create_run(*args, **kwargs)
+
+
+def test_a_client_glitch_in_a_trial_write_is_retried(stack_env, small_airline):
+    from airline_hpo import data as data_mod
+    from airline_hpo import evaluation
+    from airline_hpo.engines import ForestParams, SklearnEngine
+    from airline_hpo.trials import InProcessTrialRunner, TrialSpec
+
+    client = _GlitchingClient()
+    experiment_id = client.create_experiment(stack_env.experiment)
+    parent = client.create_run(experiment_id).info.run_id
+    client.glitches = 1  # the trial's creation fails once, as MLflow 3.17's telemetry race made it
+    split = evaluation.make_split(data_mod.load_dataset(str(small_airline)), seed=0)
+    runner = InProcessTrialRunner(SklearnEngine(), split, 0, experiment_id, parent, client=client)
+    outcome = runner.run(TrialSpec(1, ForestParams(n_estimators=3, max_depth=3)))
+    runner.flush()
+    assert client.glitches == 0
+    trial = client.get_run(outcome.run_id)
+    assert trial.info.status == "FINISHED" and trial.data.tags["mlflow.parentRunId"] == parent

@@ -7,7 +7,8 @@ down passed the old check and the search failed minutes later, after the client'
    or ``:``, no path tricks) and the registry's column length (256), so ``team/airline`` fails now, not after
    the whole search with an uploaded, unregistered model;
 2. the tracking URI: unset means MLflow would silently write to ``./mlruns`` or ``./mlflow.db`` and "register"
-   the model there; the trainer refuses unless a local store is named explicitly (``file:`` or ``sqlite:``);
+   the model there; the trainer refuses unless a local store is named explicitly (``sqlite:``, or ``file:``
+   with ``MLFLOW_ALLOW_FILE_STORE=true``, without which MLflow 3.17 refuses a file store anyway);
 3. the server (``/health``), its database (a one-row experiment search through the API), and the artifact store
    (a small file written, read back and deleted under the experiment's artifact location, through the artifact
    proxy when the server has one). Each failure is one line naming the part that is down.
@@ -56,12 +57,17 @@ def check_tracking_uri() -> str:
             "MLFLOW_TRACKING_URI is not set, so MLflow would write runs and models to a local ./mlruns or "
             "./mlflow.db that nobody else sees",
             'run `eval "$(make env)"` for the local stack or set MLFLOW_TRACKING_URI=http://<server>; '
-            "for a local store on purpose set MLFLOW_TRACKING_URI=file:/some/dir",
+            "for a local store on purpose set MLFLOW_TRACKING_URI=sqlite:////some/dir/mlflow.db",
         )
     if not uri.startswith(("http://", "https://", *LOCAL_SCHEMES)):
         raise TrainerError(
             f"MLFLOW_TRACKING_URI={uri} is neither an http(s) server nor a local file:/sqlite: store",
-            "set it to http://<server>:<port> (or file:/some/dir for a local store on purpose)",
+            "set it to http://<server>:<port> (or sqlite:////some/dir/mlflow.db for a local store on purpose)",
+        )
+    if uri.startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in {"1", "true"}:
+        raise TrainerError(
+            f"MLFLOW_TRACKING_URI={uri} is a file store, which MLflow 3.17 refuses (maintenance mode)",
+            "use sqlite:////some/dir/mlflow.db instead, or set MLFLOW_ALLOW_FILE_STORE=true as well",
         )
     return uri
 
