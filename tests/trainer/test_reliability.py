@@ -324,3 +324,31 @@ def test_a_client_glitch_in_a_trial_write_is_retried(stack_env, small_airline):
     assert client.glitches == 0
     trial = client.get_run(outcome.run_id)
     assert trial.info.status == "FINISHED" and trial.data.tags["mlflow.parentRunId"] == parent
+
+
+def test_a_trial_that_outlasts_the_grace_budget_is_marked_killed(local_stack, airline_table, tmp_path):
+    """The running trial cannot finish in time: the watchdog marks it and the parent KILLED and exits anyway."""
+    big = tmp_path / "big.parquet"
+    airline_table.head(120_000).to_parquet(big, index=False)
+    env = _env(local_stack.env, tmp_path, AIRLINE_HPO_STOP_GRACE="3")
+    argv = [sys.executable, "-m", "airline_hpo.search", "--fpath", str(big), "--max-evals", "5", "--model-name"]
+    proc = subprocess.Popen(
+        [*argv, "none", "--trees-max", "300", "--depth-max", "20", "--max-samples-min", "1.0"],
+        cwd=TRAINER_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(t.info.status == "RUNNING" for t in _split(_runs(env))[1]):
+        assert proc.poll() is None and time.monotonic() < deadline, "no trial started"
+        time.sleep(0.3)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 15
+    assert proc.returncode == 143
+    line = _assert_one_line(stderr)
+    assert (
+        line.startswith("stopped by SIGTERM after 0 of 5 trials; resume with -P resume_run_id=") and "cut short" in line
+    )
+    parents, trials = _split(_runs(env))
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert [t.info.status for t in trials] == ["KILLED"]

@@ -213,7 +213,8 @@ def emergency(sig: signal.Signals, why: str) -> None:
         if STATE.parent_run_id:
             client.set_tag(STATE.parent_run_id, STOP_REASON_TAG, reason)
             client.set_terminated(STATE.parent_run_id, "KILLED", end_time=_now_ms())
-    print(f"{stop_line(sig)} ({why}: the running trial was cut short)", file=sys.stderr, flush=True)
+    # on a line of its own: the progress bar's line is still open
+    print(f"\n{stop_line(sig)} ({why}: the running trial was cut short)", file=sys.stderr, flush=True)
     os._exit(EXIT_CODES[sig])
 
 
