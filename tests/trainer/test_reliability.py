@@ -352,3 +352,25 @@ def test_a_trial_that_outlasts_the_grace_budget_is_marked_killed(local_stack, ai
     parents, trials = _split(_runs(env))
     assert [p.info.status for p in parents] == ["KILLED"]
     assert [t.info.status for t in trials] == ["KILLED"]
+
+
+def test_sigterm_to_the_train_entry_point_marks_its_run_killed(local_stack, airline_table, tmp_path):
+    big = tmp_path / "big.parquet"
+    airline_table.head(120_000).to_parquet(big, index=False)
+    env = _env(local_stack.env, tmp_path, AIRLINE_HPO_STOP_GRACE="2")
+    argv = [sys.executable, "-m", "airline_hpo.train", "--fpath", str(big), "--n-estimators", "300"]
+    proc = subprocess.Popen(
+        [*argv, "--max-depth", "20"], cwd=TRAINER_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not _runs(env):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run was never created"
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    line = _assert_one_line(stderr)
+    [run] = _runs(env)
+    assert line.startswith(f"stopped by SIGTERM; run {run.info.run_id} marked KILLED")
+    assert run.info.status == "KILLED" and run.data.tags["stop_reason"] == "signal SIGTERM"

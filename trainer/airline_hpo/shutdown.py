@@ -173,6 +173,8 @@ def close() -> None:
 def stop_line(sig: signal.Signals) -> str:
     if STATE.finished:
         return f"stopped by {sig.name} after the search had finished (its runs are complete)"
+    if not STATE.max_evals and STATE.parent_run_id:  # one run, no trials (entry point train)
+        return f"stopped by {sig.name}; run {STATE.parent_run_id} marked KILLED, run the entry point again"
     done = f"after {STATE.trials_done} of {STATE.max_evals} trials" if STATE.max_evals else "before the search"
     if STATE.parent_run_id is None:
         return f"stopped by {sig.name} {done}; nothing was recorded, run the search again"
@@ -214,7 +216,8 @@ def emergency(sig: signal.Signals, why: str) -> None:
             client.set_tag(STATE.parent_run_id, STOP_REASON_TAG, reason)
             client.set_terminated(STATE.parent_run_id, "KILLED", end_time=_now_ms())
     # on a line of its own: the progress bar's line is still open
-    print(f"\n{stop_line(sig)} ({why}: the running trial was cut short)", file=sys.stderr, flush=True)
+    cut = "the running trial" if STATE.max_evals else "the work in progress"
+    print(f"\n{stop_line(sig)} ({why}: {cut} was cut short)", file=sys.stderr, flush=True)
     os._exit(EXIT_CODES[sig])
 
 
@@ -258,7 +261,7 @@ def gave_up(exc: BaseException) -> outage.TrackingDown:
 
     outage.fail_fast()
     uri = mlflow.get_tracking_uri()
-    note, fix = "", "bring it back (`make status`, the service's log), then run the search again"
+    note, fix = "", "bring it back (`make status`, the service's log), then run the entry point again"
     if STATE.journal is not None and STATE.parent_run_id:
         part = getattr(exc, "part", None) or outage.diagnose(uri) or "the tracking server"
         STATE.journal.parent("FAILED", f"tracking outage: {part}", _now_ms())
@@ -277,7 +280,8 @@ def gave_up(exc: BaseException) -> outage.TrackingDown:
 @contextlib.contextmanager
 def guard(max_evals: int, runner: Any = None) -> Iterator[SearchState]:
     """Wrap the active parent run's body: a stop request or an outage past the budget ends it as described in
-    the module docstring. The runner may also be set later (``STATE.runner``)."""
+    the module docstring. The runner may also be set later (``STATE.runner``). ``max_evals=0``: one run without
+    trials (entry point ``train``): a signal lets it finish within the grace budget, else marks it KILLED."""
     import mlflow
 
     run = mlflow.active_run()
@@ -285,7 +289,7 @@ def guard(max_evals: int, runner: Any = None) -> Iterator[SearchState]:
     STATE.experiment_id = run.info.experiment_id if run else None
     STATE.max_evals, STATE.trials_done, STATE.current_trial, STATE.runner = max_evals, 0, None, runner
     STATE.finished = False
-    STATE.journal = Journal(STATE.parent_run_id, STATE.experiment_id) if run else None
+    STATE.journal = Journal(STATE.parent_run_id, STATE.experiment_id) if run and max_evals else None
     try:
         check()
         yield STATE

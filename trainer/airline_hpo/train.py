@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import mlflow
 
 from airline_hpo import data as data_mod
-from airline_hpo import evaluation, outage, precheck, promotion, search, tracking
+from airline_hpo import evaluation, outage, precheck, promotion, search, shutdown, tracking
 from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.errors import NO_MODEL, OneLineParser, TrainerError, model_name, run_cli
 
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.fpath, args.max_rows, seed=args.seed, nonfinite=args.nonfinite, engine=engine.name
     )
     split = evaluation.make_split(dataset, args.split, args.test_size, args.val_size, args.seed, args.features)
-    with mlflow.start_run(run_name=f"train-{engine.name}") as run:
+    with mlflow.start_run(run_name=f"train-{engine.name}") as run, shutdown.guard(0):
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})
         settings = {k: getattr(args, k) for k in (*promotion.SPLIT_PARAMS, "features")}
         tracking.log_params_once({**engine.logged_params(params), **settings})
@@ -86,4 +86,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    shutdown.install()  # SIGTERM/SIGINT: finish within the grace budget, else mark the run KILLED
     sys.exit(run_cli(main))
