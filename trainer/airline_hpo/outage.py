@@ -115,7 +115,7 @@ def fail_fast() -> None:
         {
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
-            "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
         }
     )
 

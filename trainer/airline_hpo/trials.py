@@ -96,8 +96,8 @@ class TrialOutcome:
 class TrialRunner(Protocol):
     def run(self, spec: TrialSpec) -> TrialOutcome: ...
 
-    def flush(self) -> None:
-        """Wait until every trial's record is written (raise if writing failed)."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every trial's record is written (raise if writing failed; ``timeout``: at most so long)."""
 
 
 class _BackgroundWriter:
