@@ -374,3 +374,19 @@ def test_sigterm_to_the_train_entry_point_marks_its_run_killed(local_stack, airl
     [run] = _runs(env)
     assert line.startswith(f"stopped by SIGTERM; run {run.info.run_id} marked KILLED")
     assert run.info.status == "KILLED" and run.data.tags["stop_reason"] == "signal SIGTERM"
+
+
+def test_the_retry_budget_bounds_how_long_one_call_waits_for_a_dead_server(tmp_path):
+    """MLflow's defaults wait about 4.2 minutes per call; the budget (6 s here) is what a call now waits."""
+    probe = (
+        "import time, airline_hpo.outage as o; o.apply(6); from mlflow import MlflowClient; t = time.monotonic()\n"
+        "try: MlflowClient().search_experiments(max_results=1)\n"
+        "except Exception as e: print(round(time.monotonic() - t, 1), type(e).__name__)"
+    )
+    port = free_ports(1)[0]
+    env = _env({}, tmp_path, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}")
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=TRAINER_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
+    seconds, error = done.stdout.split()
+    assert error == "MlflowException" and 5.5 <= float(seconds) < 15, done.stdout + done.stderr[-2000:]
