@@ -199,11 +199,13 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def test_a_short_outage_of_the_tracking_server_loses_no_trial(own_stack, small_airline, tmp_path):
+@pytest.mark.parametrize("service", ["mlflow", "postgres"])
+def test_a_short_outage_loses_no_trial(own_stack, small_airline, tmp_path, service):
+    """kill -9 of the tracking server's or its database's process group mid-search, restarted 5 s later."""
     env = _env(own_stack.client_env(), tmp_path)
     proc = _start_search(env, small_airline, 10)
     _wait_for_finished_trials(env, proc, 2)
-    _kill_group(own_stack, "mlflow")
+    _kill_group(own_stack, service)
     time.sleep(5)
     own_stack.up(log=lambda _msg: None)  # restarts the dead server only
     _stdout, stderr = proc.communicate(timeout=300)
