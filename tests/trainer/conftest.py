@@ -31,6 +31,14 @@ def small_airline(airline_table: pd.DataFrame, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(autouse=True)
+def _private_logs_and_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entry points called in-process write their log file and trial journal under the test's tmp dir, not the
+    user's ~/.cache."""
+    monkeypatch.setenv("AIRLINE_HPO_LOG_DIR", str(tmp_path / "airline-hpo-logs"))
+    monkeypatch.setenv("AIRLINE_HPO_JOURNAL_DIR", str(tmp_path / "airline-hpo-journal"))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_data_cache() -> Iterator[None]:
     """The loader caches per process by design; tests must not see each other's files."""
     data_mod.clear_cache()

@@ -121,6 +121,18 @@ def test_an_invalid_model_name_fails_in_one_line_before_anything_is_created(loca
     assert _runs(env) == [], "a run was created for a search that could never register its model"
 
 
+def test_an_unwritable_journal_directory_fails_in_one_line_before_anything_is_created(
+    local_stack, small_airline, tmp_path
+):
+    (tmp_path / "a-file").write_text("not a directory")
+    env = _env(local_stack.env, tmp_path, AIRLINE_HPO_JOURNAL_DIR=str(tmp_path / "a-file" / "journal"))
+    done = _run_search(env, small_airline)
+    assert done.returncode == 2
+    line = _assert_one_line(done.stderr)
+    assert "journal" in line and "AIRLINE_HPO_JOURNAL_DIR" in line, line
+    assert _runs(env) == []
+
+
 def test_without_a_tracking_uri_the_search_refuses_instead_of_writing_locally(small_airline, tmp_path):
     env = _env({}, tmp_path)
     done = _run_search(env, small_airline, cwd=tmp_path)

@@ -98,26 +98,47 @@ def log_path(prog: str) -> Path:
     return base / f"{prog}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
-def setup_logging(prog: str, debug: bool) -> Path:
-    """Libraries' INFO and up and our own DEBUG to the log file (created on the first record); with ``debug``
-    to stderr too. A root handler also keeps urllib3's retry warnings off the terminal."""
+class _PrivateFileHandler(logging.FileHandler):
+    """A log file readable by its owner only, created on the first record (a clean run leaves no file)."""
+
+    def _open(self):
+        os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        return super()._open()
+
+
+#: Log files kept per directory (the oldest go first).
+KEEP_LOGS = 50
+
+
+def _prune(directory: Path, keep: int = KEEP_LOGS) -> None:
+    logs = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for old in logs[: max(0, len(logs) - keep + 1)]:
+        old.unlink(missing_ok=True)
+
+
+def setup_logging(prog: str, debug: bool) -> tuple[Path, list[logging.Handler]]:
+    """Libraries' INFO and up and our own DEBUG to the log file (created on the first record, owner-only); with
+    ``debug`` to stderr too. A root handler also keeps urllib3's retry warnings off the terminal. Returns the
+    file's path and the handlers to remove when the entry point is done."""
     path = log_path(prog)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(path, delay=True, encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _prune(path.parent)
+        handler: logging.Handler = _PrivateFileHandler(path, delay=True, encoding="utf-8")
     except OSError:  # no writable home (a read-only image): stderr only
         handler, path = logging.NullHandler(), Path(os.devnull)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
     handler.setLevel(logging.DEBUG)
+    handlers = [handler]
+    if debug:
+        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers[-1].setLevel(logging.DEBUG)
     root = logging.getLogger()
-    root.addHandler(handler)
+    for each in handlers:
+        root.addHandler(each)
     root.setLevel(logging.INFO)  # not DEBUG for every library: botocore's debug output is large and sensitive
     log.setLevel(logging.DEBUG)
-    if debug:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setLevel(logging.DEBUG)
-        root.addHandler(stream)
-    return path
+    return path, handlers
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -135,7 +156,7 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     if module == "__main__":  # `python -m airline_hpo.search`: the module's real name is in its spec
         module = getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or "trainer"
     prog = module.rsplit(".", 1)[-1]
-    path = setup_logging(prog, debug)
+    path, handlers = setup_logging(prog, debug)
     try:
         return main(args)
     except shutdown.Stopped as exc:
@@ -165,7 +186,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         return EXIT_FAILED
     finally:
         shutdown.close()
-        logging.shutdown()
+        for handler in handlers:  # an entry point called in-process (tests, the demo) leaves no handler behind
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def _chained_trainer_error(exc: BaseException) -> TrainerError | None:

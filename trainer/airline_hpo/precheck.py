@@ -162,9 +162,27 @@ def check_stack(uri: str) -> None:
         check_artifact_store(root, uri)
 
 
+def check_journal_dir() -> Path:
+    """The trial journal's directory must be writable, or finished trials could not be kept through an outage."""
+    from airline_hpo.journal import JOURNAL_DIR_ENV, journal_dir
+
+    directory = journal_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise TrainerError(
+            f"the trial journal's directory {directory} is not writable ({exc.strerror or type(exc).__name__})",
+            f"set {JOURNAL_DIR_ENV} to a writable directory",
+        ) from None
+    return directory
+
+
 def run(model_name: str) -> str:
     """Every pre-check, cheapest first; returns the tracking URI."""
     check_model_name(model_name)
+    check_journal_dir()
     uri = check_tracking_uri()
     check_stack(uri)
     return uri
