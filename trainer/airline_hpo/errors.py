@@ -102,7 +102,13 @@ class _PrivateFileHandler(logging.FileHandler):
     """A log file readable by its owner only, created on the first record (a clean run leaves no file)."""
 
     def _open(self):
-        os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        directory = Path(self.baseFilename).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _prune(directory)
+            os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError:  # no writable home (a read-only image): no log file rather than a logging traceback
+            self.baseFilename = os.devnull
         return super()._open()
 
 
@@ -121,12 +127,7 @@ def setup_logging(prog: str, debug: bool) -> tuple[Path, list[logging.Handler]]:
     ``debug`` to stderr too. A root handler also keeps urllib3's retry warnings off the terminal. Returns the
     file's path and the handlers to remove when the entry point is done."""
     path = log_path(prog)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _prune(path.parent)
-        handler: logging.Handler = _PrivateFileHandler(path, delay=True, encoding="utf-8")
-    except OSError:  # no writable home (a read-only image): stderr only
-        handler, path = logging.NullHandler(), Path(os.devnull)
+    handler: logging.Handler = _PrivateFileHandler(path, delay=True, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
     handler.setLevel(logging.DEBUG)
     handlers = [handler]
@@ -164,8 +165,9 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         print(str(exc), file=sys.stderr, flush=True)
         return exc.exit_code
     except TrainerError as exc:
-        log.debug("error: %s", exc, exc_info=True)
-        detail = f" (full log: {path})" if exc.exit_code != EXIT_USAGE and path.name != os.devnull else ""
+        if exc.exit_code != EXIT_USAGE:  # bad input needs no log file; failed work keeps its detail
+            log.debug("error: %s", exc, exc_info=True)
+        detail = f" (full log: {path})" if exc.exit_code != EXIT_USAGE else ""
         print(f"error: {exc}{detail}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
