@@ -31,6 +31,15 @@ def small_airline(airline_table: pd.DataFrame, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(autouse=True)
+def _private_logs_and_journal(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entry points write their log files and trial journals under the session's tmp dir, not the user's
+    ~/.cache (and not in a test's own tmp_path, which some tests check for leftovers)."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv("AIRLINE_HPO_LOG_DIR", str(base / "airline-hpo-logs"))
+    monkeypatch.setenv("AIRLINE_HPO_JOURNAL_DIR", str(base / "airline-hpo-journal"))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_data_cache() -> Iterator[None]:
     """The loader caches per process by design; tests must not see each other's files."""
     data_mod.clear_cache()

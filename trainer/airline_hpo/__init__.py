@@ -11,6 +11,10 @@ Modules, one job each:
 - ``evaluation`` the train/validation/test split (whole days by default) and the feature columns a model sees.
 - ``engines``    scikit-learn (CPU) or cuML (GPU) random forests behind one interface.
 - ``tracking``   reachability check of the tracking server, model logging and registration.
+- ``precheck``   before any run: model name (MLflow's rules), no silent local store, server, database, artifacts.
+- ``outage``     the retry budget for the tracking server (MLflow's knobs) and which part is down when it runs out.
+- ``journal``    finished trials kept locally until MLflow has them; ``replay`` puts them back (idempotent).
+- ``shutdown``   SIGTERM/SIGINT: stop after the running trial, mark runs KILLED, one line, exit in the grace period.
 - ``served_model`` the pyfunc users call: label and/or probability of a late arrival (logged from code).
 - ``promotion``  ``champion`` moves only to a model that beats it on the same test rows, else ``challenger``.
 - ``search``     the hyperopt search: nested trial runs on validation, budgets, refit, test score, promotion.
@@ -26,3 +30,9 @@ Modules, one job each:
 Entry points run with ``trainer/`` as the working directory (that is what ``mlflow run`` does), so this package
 imports as ``airline_hpo``; the tests put ``trainer/`` on ``sys.path`` for the same reason.
 """
+
+import os as _os
+
+# MLflow 3.17's telemetry thread races the client (``KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'``, about 1 call in
+# 3,200 under load) and sends usage data out: off for every entry point, before any module imports mlflow.
+_os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

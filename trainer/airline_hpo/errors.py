@@ -2,15 +2,21 @@
 
 The seed swallowed every exception and exited 0; the opposite mistake is a 40-line traceback for a typo in a path.
 Every check that a user can act on raises :class:`TrainerError` with the problem *and* the fix, and each entry
-point runs through :func:`run_cli`, which prints ``error: <problem>; <fix>`` to stderr and exits 2. Anything else
-is a bug and keeps its traceback.
+point runs through :func:`run_cli`, which prints ``error: <problem>; <fix>`` to stderr and exits 2 (1 for failed
+work). Anything else is reported in one line too, naming the log file that holds the full traceback (and
+everything the libraries logged, such as the HTTP client's retries): ``$AIRLINE_HPO_LOG_DIR`` or
+``~/.cache/airline-hpo/logs``. ``--debug`` (or ``AIRLINE_HPO_DEBUG=1``) also sends that detail to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 #: Exit status for a problem the user can fix (bad input, unreachable service). 1 is left for failed work.
@@ -80,13 +86,119 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
+LOG_DIR_ENV = "AIRLINE_HPO_LOG_DIR"
+DEBUG_ENV = "AIRLINE_HPO_DEBUG"
+log = logging.getLogger("airline_hpo")
+
+
+def log_path(prog: str) -> Path:
+    """Where this run's full log goes (one file per process)."""
+    configured = os.environ.get(LOG_DIR_ENV, "").strip()
+    base = Path(configured) if configured else Path.home() / ".cache" / "airline-hpo" / "logs"
+    return base / f"{prog}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    """A log file readable by its owner only, created on the first record (a clean run leaves no file)."""
+
+    def _open(self):
+        directory = Path(self.baseFilename).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _prune(directory)
+            os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError:  # no writable home (a read-only image): no log file rather than a logging traceback
+            self.baseFilename = os.devnull
+        return super()._open()
+
+
+#: Log files kept per directory (the oldest go first).
+KEEP_LOGS = 50
+
+
+def _prune(directory: Path, keep: int = KEEP_LOGS) -> None:
+    logs = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime)
+    for old in logs[: max(0, len(logs) - keep + 1)]:
+        old.unlink(missing_ok=True)
+
+
+def setup_logging(prog: str, debug: bool) -> tuple[Path, list[logging.Handler]]:
+    """Libraries' INFO and up and our own DEBUG to the log file (created on the first record, owner-only); with
+    ``debug`` to stderr too. A root handler also keeps urllib3's retry warnings off the terminal. Returns the
+    file's path and the handlers to remove when the entry point is done."""
+    path = log_path(prog)
+    handler: logging.Handler = _PrivateFileHandler(path, delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    handlers = [handler]
+    if debug:
+        handlers.append(logging.StreamHandler(sys.stderr))
+        handlers[-1].setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    for each in handlers:
+        root.addHandler(each)
+    root.setLevel(logging.INFO)  # not DEBUG for every library: botocore's debug output is large and sensitive
+    log.setLevel(logging.DEBUG)
+    return path, handlers
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run an entry point's ``main`` and turn a :class:`TrainerError` into one line on stderr and an exit code."""
+    """Run an entry point's ``main``; report any failure in one line on stderr and return its exit code."""
+    from airline_hpo import shutdown
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    args = [a for a in args if a != "--debug"]
+    module = getattr(main, "__module__", "trainer")
+    if module == "__main__":  # `python -m airline_hpo.search`: the module's real name is in its spec
+        module = getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or "trainer"
+    prog = module.rsplit(".", 1)[-1]
+    path, handlers = setup_logging(prog, debug)
     try:
-        return main(argv)
+        return main(args)
+    except shutdown.Stopped as exc:
+        log.info("stopped: %s", exc)
+        print(str(exc), file=sys.stderr, flush=True)
+        return exc.exit_code
     except TrainerError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        if exc.exit_code != EXIT_USAGE:  # bad input needs no log file; failed work keeps its detail
+            log.debug("error: %s", exc, exc_info=True)
+        detail = f" (full log: {path})" if exc.exit_code != EXIT_USAGE else ""
+        print(f"error: {exc}{detail}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; run the command again to start over", file=sys.stderr)
         return 130
+    except Exception as exc:
+        log.error("unexpected failure", exc_info=True)
+        found = _chained_trainer_error(exc)
+        if found is not None:
+            print(f"error: {found} (full log: {path})", file=sys.stderr, flush=True)
+            return found.exit_code
+        first = (str(exc).splitlines() or [""])[0][:300]
+        print(
+            f"error: {type(exc).__name__}: {first}; full traceback in {path} (or run again with --debug)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_FAILED
+    finally:
+        shutdown.close()
+        for handler in handlers:  # an entry point called in-process (tests, the demo) leaves no handler behind
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _chained_trainer_error(exc: BaseException) -> TrainerError | None:
+    """A :class:`TrainerError` that caused ``exc`` (e.g. MLflow failing to close a run while one was raised)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, TrainerError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -36,7 +36,7 @@ from hyperopt.pyll import scope
 from tqdm import tqdm
 
 from airline_hpo import data as data_mod
-from airline_hpo import evaluation, plots, promotion, tracking
+from airline_hpo import evaluation, journal, outage, plots, precheck, promotion, shutdown, tracking
 from airline_hpo import resume as resume_mod
 from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int, run_cli
@@ -243,6 +243,7 @@ class _Objective:
         self._next_number = max((o.number for o in previous), default=0) + 1
 
     def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        shutdown.check()  # after SIGTERM/SIGINT no new trial starts
         params = ForestParams.from_mapping({"n_streams": self.n_streams, **sample})
         outcome = self.runner.run(TrialSpec(self._next_number, params))
         self._next_number += 1
@@ -383,7 +384,9 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     if on_ray:
         from airline_hpo import ray_executor
     engine = engine or (ray_executor.driver_engine(config) if on_ray else make_engine(config.engine))
-    tracking.check_tracking_server()
+    precheck.run(config.model_name)  # name, tracking URI, server, database, artifact store: before any run
+    if resume_mod.wants_resume(config.resume_run_id):  # trials finished while the server was down come back first
+        journal.replay(config.resume_run_id)
     dataset = data_mod.load_dataset(  # with Ray the driver keeps host rows; GPU workers copy them to the device
         config.fpath,
         config.max_rows,
@@ -400,6 +403,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     with contextlib.ExitStack() as stack:
         parent = stack.enter_context(_start_parent(config, engine))
         cluster = stack.enter_context(ray_executor.connected()) if on_ray else None
+        stack.enter_context(shutdown.guard(config.max_evals))
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
         mlflow.set_tags({"executor": config.executor, "executor.parallelism": str(config.parallelism)})
@@ -505,11 +509,13 @@ def _parser() -> OneLineParser:
     add("--trial-retries", type=int, default=d.trial_retries, help="Ray retries of a failed or lost trial")
     add("--resume-run-id", default=d.resume_run_id, help="parent run of an interrupted search to continue (none)")
     add("--ray-storage", default=d.ray_storage, help="Tune's state: s3://bucket/prefix, auto, none")
+    add("--tracking-timeout", type=float, default=None, help="seconds of tracking outage to ride out (default 90)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    outage.apply(outage.budget_seconds(vars(args).pop("tracking_timeout")))
     config = SearchConfig(**vars(args))
     result = run_search(config)
     best, split, test = result.best, result.split, result.test
@@ -533,4 +539,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    shutdown.install()  # the process's signals, not a caller's: only when run as the entry point
     sys.exit(run_cli(main))

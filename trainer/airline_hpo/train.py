@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import mlflow
 
 from airline_hpo import data as data_mod
-from airline_hpo import evaluation, promotion, search, tracking
+from airline_hpo import evaluation, outage, precheck, promotion, search, shutdown, tracking
 from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.errors import NO_MODEL, OneLineParser, TrainerError, model_name, run_cli
 
@@ -42,6 +42,7 @@ def _parser() -> OneLineParser:
     add("--nonfinite", default="fail", choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
     add("--model-name", type=model_name, default=NO_MODEL, help=f"register as ({NO_MODEL} = do not)")
     add("--promote", default="if_better", help=", ".join(promotion.PROMOTE_CHOICES))
+    add("--tracking-timeout", type=float, default=None, help="seconds of tracking outage to ride out (default 90)")
     return parser
 
 
@@ -52,12 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_rows < 0:
         raise TrainerError(f"max_rows must be 0 (all) or positive (got {args.max_rows})", "pass 0 or more")
     engine = make_engine(args.engine)
-    tracking.check_tracking_server()
+    outage.apply(outage.budget_seconds(args.tracking_timeout))
+    precheck.run(args.model_name)
     dataset = data_mod.load_dataset(
         args.fpath, args.max_rows, seed=args.seed, nonfinite=args.nonfinite, engine=engine.name
     )
     split = evaluation.make_split(dataset, args.split, args.test_size, args.val_size, args.seed, args.features)
-    with mlflow.start_run(run_name=f"train-{engine.name}") as run:
+    with mlflow.start_run(run_name=f"train-{engine.name}") as run, shutdown.guard(0):
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})
         settings = {k: getattr(args, k) for k in (*promotion.SPLIT_PARAMS, "features")}
         tracking.log_params_once({**engine.logged_params(params), **settings})
@@ -84,4 +86,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    shutdown.install()  # SIGTERM/SIGINT: finish within the grace budget, else mark the run KILLED
     sys.exit(run_cli(main))

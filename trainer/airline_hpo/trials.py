@@ -20,10 +20,15 @@ next trial, never lost.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+import uuid
+from concurrent.futures import Future
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -32,9 +37,11 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from sklearn.metrics import accuracy_score, roc_auc_score
 
+from airline_hpo import outage, shutdown
 from airline_hpo.engines import Engine, ForestParams
 from airline_hpo.errors import EXIT_FAILED, TrainerError
 from airline_hpo.evaluation import Split
+from airline_hpo.journal import TRIAL_ID_TAG
 
 
 def _now_ms() -> int:
@@ -89,19 +96,33 @@ class TrialOutcome:
 class TrialRunner(Protocol):
     def run(self, spec: TrialSpec) -> TrialOutcome: ...
 
-    def flush(self) -> None:
-        """Wait until every trial's record is written (raise if writing failed)."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every trial's record is written (raise if writing failed; ``timeout``: at most so long)."""
 
 
 class _BackgroundWriter:
-    """One thread that runs tracking calls in submission order; failures surface in :meth:`check`/:meth:`flush`."""
+    """One daemon thread that runs tracking calls in submission order; failures surface in :meth:`check` and
+    :meth:`flush`. A daemon thread (not a ``ThreadPoolExecutor``, whose workers the interpreter joins at exit)
+    so that calls still retrying against a dead server never keep the process from exiting."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-tracking")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: list[Future] = []
+        threading.Thread(target=self._work, name="trial-tracking", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args, kwargs = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(outage.retry_glitches(partial(fn, *args, **kwargs)))
+            except BaseException as exc:
+                future.set_exception(exc)
 
     def submit(self, fn, *args, **kwargs) -> Future:
-        future = self._pool.submit(fn, *args, **kwargs)
+        future: Future = Future()
+        self._queue.put((future, fn, args, kwargs))
         self._pending.append(future)
         return future
 
@@ -110,16 +131,26 @@ class _BackgroundWriter:
             self._pending.remove(future)
             self._result(future)
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self._pending:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            futures_wait([self._pending[0]], timeout=left)
+            if not self._pending[0].done():
+                raise TimeoutError(f"{len(self._pending)} trial record(s) not written within {timeout:g} s")
             self._result(self._pending.pop(0))
 
     @staticmethod
     def _result(future: Future) -> None:
-        """Re-raise a tracking failure in the search's thread, as a one-line error (exit 1)."""
+        """Re-raise a tracking failure in the search's thread as one line (exit 1): an outage that outlived the
+        retry budget names the part of the stack that is down (:mod:`airline_hpo.outage`)."""
         try:
             future.result()
         except Exception as exc:
+            if outage.is_outage(exc):
+                import mlflow
+
+                raise outage.down_error(mlflow.get_tracking_uri(), exc) from exc
             raise TrainerError(
                 f"writing a trial run to the tracking server failed: {str(exc).splitlines()[0] if str(exc) else exc!r}",
                 "check the MLflow server (its log, its database) and run the search again",
@@ -159,20 +190,30 @@ class InProcessTrialRunner:
         #: Tags added to every later trial's run (the Ray executor names the node a trial ran on).
         self.extra_tags: dict[str, str] = {}
         self._writer = _BackgroundWriter()
+        # Under the search's guard (same parent): journal each trial and let a stop request find this runner.
+        state = shutdown.STATE
+        self._state = state if state.parent_run_id == parent_run_id else shutdown.SearchState()
+        self._journal = self._state.journal
+        if self._state is state:
+            state.runner = self
 
     def run(self, spec: TrialSpec) -> TrialOutcome:
         started = time.perf_counter()
         self._writer.check()
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_RUN_NAME: f"trial-{spec.number:03d}"}
-        tags.update({"trial": str(spec.number), **self._engine_tags, **self.extra_tags})
-        run_ref = self._writer.submit(self._create, tags, _now_ms())
+        tags.update({"trial": str(spec.number), TRIAL_ID_TAG: uuid.uuid4().hex, **self._engine_tags, **self.extra_tags})
+        start = _now_ms()
+        run_ref = self._writer.submit(self._create, tags, start)
+        self._state.trial_started(run_ref)
         params = [Param(k, str(v)) for k, v in self.engine.logged_params(spec.params).items()]
         try:
             outcome, model = self._fit_and_score(spec, run_ref)
         except Exception as exc:  # a failed trial is data, not the end of the search
             message = f"{type(exc).__name__}: {exc}"
             error_tags = [RunTag("error", message[:4000]), RunTag("error.traceback", traceback.format_exc()[-4000:])]
+            self._record(tags, params, [], error_tags, "FAILED", start, _now_ms())
             self._writer.submit(self._finish, run_ref, params, [], error_tags, "FAILED", _now_ms())
+            self._state.trial_ended()
             return TrialOutcome(
                 spec.number, spec.params, run_ref, ok=False, error=message,
                 wall_seconds=time.perf_counter() - started,
@@ -185,7 +226,9 @@ class InProcessTrialRunner:
             Metric("fit_seconds", outcome.fit_seconds, now, 0),
             Metric("predict_seconds", outcome.predict_seconds, now, 0),
         ]
+        self._record(tags, params, metrics, [], "FINISHED", start, now)
         self._writer.submit(self._finish, run_ref, params, metrics, [], "FINISHED", now)
+        self._state.trial_ended()
         if self.keep_best_model and outcome.accuracy > self._best_accuracy:
             if self._best_outcome is not None:
                 self._best_outcome.model = None  # keep one model in memory, not one per trial
@@ -193,8 +236,33 @@ class InProcessTrialRunner:
         outcome.wall_seconds = time.perf_counter() - started
         return outcome
 
-    def flush(self) -> None:
-        self._writer.flush()
+    def flush(self, timeout: float | None = None) -> None:
+        self._writer.flush(timeout)
+        if self._journal is not None:
+            self._journal.discard()  # every record reached MLflow
+
+    def _record(
+        self,
+        tags: dict[str, str],
+        params: list[Param],
+        metrics: list[Metric],
+        extra_tags: list[RunTag],
+        status: str,
+        start: int,
+        end: int,
+    ) -> None:
+        """Journal the finished trial before it is sent (see :mod:`airline_hpo.journal`)."""
+        if self._journal is None:
+            return
+        self._journal.trial(
+            tags[TRIAL_ID_TAG],
+            {**tags, **{t.key: t.value for t in extra_tags}},
+            {p.key: p.value for p in params},
+            {m.key: m.value for m in metrics},
+            status,
+            start,
+            end,
+        )
 
     def _create(self, tags: dict[str, str], start: int) -> str:
         return self.client.create_run(self.experiment_id, start_time=start, tags=tags).info.run_id

@@ -1,0 +1,278 @@
+"""How long the trainer waits for the tracking server, and which part of the stack is down when it gives up.
+
+MLflow's client retries every HTTP call on its own (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` retries, default 7, with
+urllib3's backoff ``factor * 2**(n-1)`` seconds before retry n >= 2, factor ``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``
+default 2): about 4.2 minutes per call, and a search makes many calls, so a dead server meant tens of minutes of
+silence. The trainer sets those knobs from ONE budget, ``--tracking-timeout`` / ``AIRLINE_HPO_TRACKING_TIMEOUT``
+(seconds of outage one call survives, default 90): the retries and integer backoff factor whose summed sleeps
+``factor * (2**retries - 2)`` come closest to the budget without passing it, and a per-attempt timeout
+(``MLFLOW_HTTP_REQUEST_TIMEOUT``) of ``budget / (retries + 1)`` (at least 10 s), so that a server that hangs
+instead of refusing costs at most about twice the budget.
+
+When a call still fails, :func:`diagnose` asks the stack directly, once and with no retries, which part is down:
+the server itself (connection refused, timeout, ``/health`` fails), its database (a read through the API answers
+5xx), or the artifact store (a listing through the artifact proxy answers 5xx). The result is one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from airline_hpo.errors import EXIT_FAILED, TrainerError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+BUDGET_ENV = "AIRLINE_HPO_TRACKING_TIMEOUT"
+DEFAULT_BUDGET_SECONDS = 90.0
+#: MLflow refuses more retries than this (``_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT``).
+_MAX_RETRIES = 10
+#: urllib3's ``DEFAULT_BACKOFF_MAX``: no single backoff sleep is longer.
+_MAX_SLEEP = 120
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """MLflow's client settings for one budget; ``sleep_seconds`` is the summed backoff of one failing call."""
+
+    budget: float
+    retries: int
+    backoff_factor: int
+    timeout: int
+
+    @property
+    def sleep_seconds(self) -> float:
+        return _total_sleep(self.retries, self.backoff_factor)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.retries),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(self.backoff_factor),
+            "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.timeout),
+        }
+
+
+def _total_sleep(retries: int, factor: int) -> float:
+    """urllib3's summed backoff: nothing before the first retry, ``factor * 2**(n-1)`` (at most 120 s) before
+    retry n."""
+    return sum(min(_MAX_SLEEP, factor * 2 ** (n - 1)) for n in range(2, retries + 1))
+
+
+def plan(budget: float) -> RetryPlan:
+    """The retries and backoff factor whose total sleep is the largest not above ``budget`` (more retries on a
+    tie: shorter gaps notice a recovery sooner)."""
+    best = (0.0, 1, 1)  # (sleep, retries, factor)
+    for retries in range(1, _MAX_RETRIES + 1):
+        for factor in range(1, _MAX_SLEEP + 1):
+            sleep = _total_sleep(retries, factor)
+            if sleep > budget:
+                break
+            if (sleep, retries) >= best[:2]:
+                best = (sleep, retries, factor)
+    _sleep, retries, factor = best
+    return RetryPlan(budget, retries, factor, min(120, max(10, int(budget / (retries + 1)))))
+
+
+def budget_seconds(value: float | None = None) -> float:
+    """The budget from the option, else ``AIRLINE_HPO_TRACKING_TIMEOUT``, else 90 s; one line when invalid."""
+    if value is None:
+        raw = os.environ.get(BUDGET_ENV, "").strip()
+        if not raw:
+            return DEFAULT_BUDGET_SECONDS
+        try:
+            value = float(raw)
+        except ValueError:
+            raise TrainerError(f"{BUDGET_ENV}={raw!r} is not a number", "set it to seconds, e.g. 90") from None
+    if not 1 <= value <= 1000:
+        raise TrainerError(
+            f"tracking timeout must be 1 to 1000 seconds (got {value:g})",
+            f"pass --tracking-timeout 90 (or {BUDGET_ENV}=90)",
+        )
+    return value
+
+
+#: The plan in force (set by :func:`apply`), for the messages.
+CURRENT: RetryPlan | None = None
+
+
+def apply(budget: float) -> RetryPlan:
+    """Set MLflow's retry knobs for ``budget`` in this process (MLflow reads them at every call)."""
+    global CURRENT
+    CURRENT = plan(budget)
+    os.environ.update(CURRENT.env())
+    return CURRENT
+
+
+def fail_fast() -> None:
+    """After the trainer has given up (or is stopping): later calls try once, briefly, instead of waiting again."""
+    os.environ.update(
+        {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "2",
+        }
+    )
+
+
+class TrackingDown(TrainerError):
+    """A part of the stack stayed down for longer than the budget (exit 1: work was lost or is journaled)."""
+
+    def __init__(self, problem: str, fix: str, part: str = "") -> None:
+        super().__init__(problem, fix, exit_code=EXIT_FAILED)
+        #: The part of the stack that is down, as a phrase (the problem without the budget and journal notes).
+        self.part = part or problem
+
+
+_DB_WORDS = ("psycopg", "sqlalchemy", "operationalerror", "database", "postgres", "connection to server")
+_STORE_WORDS = ("s3", "boto", "bucket", "endpoint url", "artifact")
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    """The first line of an error text; of its ``message`` when it is MLflow's JSON error body."""
+    try:
+        import json
+
+        text = str(json.loads(text).get("message", text))
+    except (ValueError, AttributeError):
+        pass
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line[:limit]
+
+
+def _get(url: str, headers: dict[str, str], timeout: float):
+    import requests
+
+    return requests.get(url, headers=headers, timeout=timeout)
+
+
+def _auth_headers(uri: str) -> dict[str, str]:
+    """The Authorization header MLflow's client would send (basic auth or a token), for the direct probes."""
+    import base64
+
+    from mlflow.utils.databricks_utils import is_databricks_default_tracking_uri
+
+    if is_databricks_default_tracking_uri(uri):
+        return {}
+    from mlflow.tracking._tracking_service.utils import get_default_host_creds
+
+    creds = get_default_host_creds(uri)
+    if creds.username and creds.password:
+        pair = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+        return {"Authorization": f"Basic {pair}"}
+    if creds.token:
+        return {"Authorization": f"Bearer {creds.token}"}
+    return {}
+
+
+def diagnose(uri: str, timeout: float = 5.0) -> str | None:
+    """Which part of the stack behind ``uri`` is down, as a phrase; None when all three answer now.
+
+    One request each, no retries: ``/health`` (the server), a one-row experiment search (the database), an
+    artifact listing through the proxy (the artifact store; a server without the proxy answers 404: not down).
+    """
+    import requests
+
+    base = uri.rstrip("/")
+    headers = _auth_headers(uri)
+    try:
+        health = _get(f"{base}/health", headers, timeout)
+    except requests.ConnectionError as exc:
+        reason = "connection refused" if "refused" in str(exc).lower() else type(exc).__name__
+        return f"cannot reach the MLflow tracking server at {uri} ({reason})"
+    except requests.Timeout:
+        return f"cannot reach the MLflow tracking server at {uri} (no reply within {timeout:g} s)"
+    if health.status_code != 200:
+        return f"the MLflow tracking server at {uri} answers /health with HTTP {health.status_code}"
+    try:
+        found = _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers, 2 * timeout)
+    except requests.Timeout:
+        # /health answered, a read through the database did not: the server waits on its database
+        return (
+            f"the tracking server's database is not answering (the server at {uri} answers /health, but a "
+            f"one-row read took over {2 * timeout:g} s)"
+        )
+    except requests.RequestException as exc:
+        return f"the MLflow tracking server at {uri} fails API calls ({type(exc).__name__})"
+    if found.status_code >= 500:
+        text = found.text
+        if any(word in text.lower() for word in _DB_WORDS):
+            return f"the tracking server's database is down (HTTP {found.status_code}: {_first_line(text)})"
+        return f"the MLflow tracking server at {uri} fails API calls (HTTP {found.status_code}: {_first_line(text)})"
+    try:
+        listed = _get(f"{base}/api/2.0/mlflow-artifacts/artifacts?path=", headers, timeout)
+    except requests.RequestException as exc:
+        return f"the artifact proxy of {uri} is not answering ({type(exc).__name__})"
+    if listed.status_code >= 500:
+        return f"the artifact store behind {uri} is down (HTTP {listed.status_code}: {_first_line(listed.text)})"
+    return None
+
+
+def down_error(uri: str, exc: BaseException, journal_note: str = "") -> TrackingDown:
+    """The one-line error after the budget ran out: the part that is down (asked now), else the client's error."""
+    part = exc.part if isinstance(exc, TrackingDown) else None
+    part = part or (diagnose(uri) if uri.startswith(("http://", "https://")) else None)
+    if part is None:
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        part = f"the tracking server at {uri} failed a call ({_first_line(message)})"
+    budget = CURRENT.budget if CURRENT else DEFAULT_BUDGET_SECONDS
+    return TrackingDown(
+        f"{part}; gave up after the {budget:g} s retry budget{journal_note}",
+        "bring it back (`make status`, the service's log), then resume the search",
+        part,
+    )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A failure to reach the stack (after MLflow's own retries), as opposed to a refusal of what was sent:
+    connection errors and timeouts, exhausted retries, 5xx answers; also when one of these caused ``exc``."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
+            return True
+        if isinstance(exc, RestException):
+            if exc.get_http_status_code() >= 500:
+                return True
+        elif isinstance(exc, MlflowException):
+            text = str(exc).lower()
+            if any(m in text for m in ("max retries exceeded", "failed with exception", "connection refused")):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def is_glitch(exc: BaseException) -> bool:
+    """A client-side hiccup worth one more try, as opposed to an outage (which MLflow's own retries already
+    waited out for the whole budget): the telemetry race of MLflow 3.17 (``KeyError:
+    '_MLFLOW_TELEMETRY_SESSION_ID'``, seen once in 3,200 calls under load) and a 429/5xx that reached the caller
+    as a :class:`~mlflow.exceptions.RestException` instead of being retried."""
+    from mlflow.exceptions import RestException
+
+    if isinstance(exc, KeyError) and "TELEMETRY" in str(exc).upper():
+        return True
+    if isinstance(exc, RestException):
+        status = exc.get_http_status_code()
+        return status == 429 or status >= 500
+    return False
+
+
+def retry_glitches(fn: Callable[[], T], attempts: int = 3, pause: float = 0.5) -> T:
+    """Call ``fn``; retry it (at most ``attempts`` calls in all) when it fails with :func:`is_glitch`."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == attempts or not is_glitch(exc):
+                raise
+            log.debug("retrying after a client glitch (attempt %d): %r", attempt, exc)
+            time.sleep(pause * attempt)
+    raise AssertionError("unreachable")
