@@ -174,8 +174,11 @@ def _write_trial(client: Any, record: dict[str, Any], existing: Any | None) -> N
     client.set_terminated(run_id, record["status"], end_time=end)
 
 
-def replay(parent_run_id: str, client: Any | None = None) -> ReplayReport:
-    """Log the journal of ``parent_run_id`` into MLflow (idempotent), then delete it. See the module docstring."""
+def replay(parent_run_id: str, client: Any | None = None, mark_stale: bool = True) -> ReplayReport:
+    """Log the journal of ``parent_run_id`` into MLflow (idempotent), then delete it. See the module docstring.
+
+    ``mark_stale=False`` leaves trials still RUNNING to the caller: a resumed search marks them itself
+    (:func:`airline_hpo.resume.kill_running`), counts them and runs them again."""
     import time
 
     from mlflow import MlflowClient
@@ -203,7 +206,7 @@ def replay(parent_run_id: str, client: Any | None = None) -> ReplayReport:
             report.completed += 1
     now = int(time.time() * 1000)
     for run in nested:
-        if run.info.status == "RUNNING" and run.data.tags.get(TRIAL_ID_TAG) not in done:
+        if mark_stale and run.info.status == "RUNNING" and run.data.tags.get(TRIAL_ID_TAG) not in done:
             client.set_tag(run.info.run_id, STOP_REASON_TAG, "its driver stopped before the trial finished")
             client.set_terminated(run.info.run_id, "KILLED", end_time=now)
             report.killed += 1

@@ -372,6 +372,8 @@ def _start_parent(config: SearchConfig, engine: Engine) -> Any:
         return mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}")
     run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id)
     resume_mod.check_same_search(run, {**asdict(config), "engine": config.engine})
+    # Trials that finished while the server was down come back first, so resume sees them as finished.
+    journal.replay(run.info.run_id, mark_stale=False)
     return mlflow.start_run(run_id=run.info.run_id)
 
 
@@ -385,8 +387,6 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         from airline_hpo import ray_executor
     engine = engine or (ray_executor.driver_engine(config) if on_ray else make_engine(config.engine))
     precheck.run(config.model_name)  # name, tracking URI, server, database, artifact store: before any run
-    if resume_mod.wants_resume(config.resume_run_id):  # trials finished while the server was down come back first
-        journal.replay(config.resume_run_id)
     dataset = data_mod.load_dataset(  # with Ray the driver keeps host rows; GPU workers copy them to the device
         config.fpath,
         config.max_rows,
