@@ -211,9 +211,10 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-@pytest.mark.parametrize("service", ["mlflow", "postgres"])
+@pytest.mark.parametrize("service", ["mlflow", "postgres", "s3"])
 def test_a_short_outage_loses_no_trial(own_stack, small_airline, tmp_path, service):
-    """kill -9 of the tracking server's or its database's process group mid-search, restarted 5 s later."""
+    """kill -9 of the tracking server's, its database's or the artifact store's process group mid-search,
+    restarted 5 s later: every trial finishes, and the model and plots (artifact writes) land after it."""
     env = _env(own_stack.client_env(), tmp_path)
     proc = _start_search(env, small_airline, 10)
     _wait_for_finished_trials(env, proc, 2)
