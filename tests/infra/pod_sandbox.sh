@@ -9,6 +9,8 @@
 # Each pod gets IP on its veth end and a default route through it, so Ray picks that address as a pod picks its
 # own; no interface leads out of the sandbox. The tmpfs mounts stand for the pod template's emptyDirs.
 set -euo pipefail
+# This checkout, which the tmpfs on /tmp below would hide where it lives under /tmp (CI's clone may).
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 role=$1 ip=$2
 shift 2
 ip link set lo up
@@ -26,6 +28,15 @@ fi
 ip addr add "$ip/24" dev "$dev"
 ip link set "$dev" up
 ip route add default dev "$dev"
+exec 3<"$repo"  # the checkout, still reachable through this descriptor once a tmpfs covers /tmp
 mount -t tmpfs -o size=3g,mode=1777 tmpfs /tmp
+case "$repo" in
+  /tmp/*)
+    mkdir -p "$repo"
+    mount --no-canonicalize --bind /proc/self/fd/3 "$repo"  # not resolved to the path the tmpfs now covers
+    mount -o remount,bind,ro "$repo"
+    ;;
+esac
+exec 3<&-
 mount -t tmpfs -o size=1g,mode=1777 tmpfs /dev/shm
 exec "$@"
