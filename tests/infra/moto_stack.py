@@ -224,7 +224,7 @@ def running_stack(config: dict[str, str]) -> Iterator[MotoStack]:
             env.delenv(var, raising=False)
         try:
             _reset_auth(endpoint, "inf")
-            iam = client("iam", endpoint, ("AKIABOOTSTRAP0000000", "bootstrap"))
+            iam = client("iam", endpoint, ("bootstrap-not-a-key", "bootstrap"))
             iam.create_user(UserName="test-admin")
             iam.put_user_policy(UserName="test-admin", PolicyName="all", PolicyDocument=ADMIN_POLICY)
             key = iam.create_access_key(UserName="test-admin")["AccessKey"]
