@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from local_stack import LocalStack, StackSettings
-from local_stack.processes import free_ports
+from local_stack import LocalStack
+from tests.stack_fixtures import started_stack
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,5 @@ class RunningStack:
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    postgres_port, s3_port, mlflow_port = free_ports(3)
-    settings = StackSettings(
-        state_dir=tmp_path_factory.mktemp("local-stack"),
-        postgres_port=postgres_port,
-        s3_port=s3_port,
-        mlflow_port=mlflow_port,
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.up(log=lambda _msg: None)
+    with started_stack(tmp_path_factory.mktemp("local-stack")) as stack:
         yield RunningStack(stack, stack.client_env())
-    finally:
-        stack.down(wipe=True)

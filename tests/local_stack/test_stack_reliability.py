@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -20,9 +18,9 @@ import pytest
 
 from local_stack import LocalStack, StackSettings, object_store
 from local_stack.processes import free_ports
-from local_stack.settings import REPO_ROOT
 from local_stack.stack import SERVICES
 from tests.local_stack.stack_cli import assert_one_line_error, run_cli
+from tests.stack_fixtures import started_stack_cli
 
 pytestmark = pytest.mark.integration
 
@@ -33,23 +31,8 @@ PARENT_MODE = 0o750
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     parent = tmp_path_factory.mktemp("fault-parent")
     parent.chmod(PARENT_MODE)
-    state_dir = parent / "stack"
-    ports = dict(zip(("--postgres-port", "--s3-port", "--mlflow-port"), map(str, free_ports(3)), strict=True))
-    stack = LocalStack(StackSettings(state_dir=state_dir))
-    try:
-        result = subprocess.run(
-            [sys.executable, "-m", "local_stack", "--state-dir", str(state_dir), *sum(ports.items(), ()), "up"],
-            capture_output=True,
-            text=True,
-            cwd=REPO_ROOT,
-            timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        stack = LocalStack(StackSettings.load(state_dir=state_dir))
+    with started_stack_cli(parent / "stack") as stack:
         yield stack
-    finally:
-        stack.down(wipe=True)
 
 
 def _status(stack: LocalStack) -> dict[str, str]:

@@ -23,8 +23,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from local_stack import LocalStack, StackSettings
+from local_stack import LocalStack
 from local_stack.processes import free_ports
+from tests.stack_fixtures import started_stack
 
 TRAINER_DIR = Path(__file__).resolve().parents[2] / "trainer"
 
@@ -171,19 +172,8 @@ def test_a_signal_stops_the_search_cleanly_and_resumably(local_stack, small_airl
 
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    postgres_port, s3_port, mlflow_port = free_ports(3)
-    settings = StackSettings(
-        state_dir=tmp_path_factory.mktemp("fault-stack"),
-        postgres_port=postgres_port,
-        s3_port=s3_port,
-        mlflow_port=mlflow_port,
-    )
-    stack = LocalStack(settings)
-    try:
-        stack.up(log=lambda _msg: None)
+    with started_stack(tmp_path_factory.mktemp("fault-stack")) as stack:
         yield stack
-    finally:
-        stack.down(wipe=True)
 
 
 def _service(stack: LocalStack, name: str):
