@@ -28,9 +28,9 @@ lint: $(STAMP)
 	@$(PY) -m ruff format --check .
 
 bench: $(STAMP)
-	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark
-	@PYTHONPATH=trainer $(PY) -m airline_hpo.benchmark_memory
-	@PYTHONPATH=trainer:. $(PY) -m airline_hpo.benchmark_ray
+	@PYTHONPATH=trainer:. $(PY) -m benchmarks.search_overhead
+	@PYTHONPATH=trainer:. $(PY) -m benchmarks.load_memory
+	@PYTHONPATH=trainer:. $(PY) -m benchmarks.ray_overhead
 
 # LOAD_LOGGERS concurrent MlflowClient loggers for LOAD_SECONDS against the running local stack (`make up` first):
 # calls/s, p50/p95/p99 per call type, errors, the MLflow server's RSS. Exits 1 on any error.

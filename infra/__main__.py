@@ -5,22 +5,22 @@ Each component lives in `mlflow_platform/<concern>.py`.
 """
 
 import pulumi
-from mlflow_platform import config as stack_config
-from mlflow_platform.artifact_store import ArtifactStore
-from mlflow_platform.cluster_secrets import AUTH_ADMIN_USER, ClusterSecrets
-from mlflow_platform.database import Database
-from mlflow_platform.day_two import DayTwo
-from mlflow_platform.gpu_plugin import GpuDevicePlugin
-from mlflow_platform.image_repository import ImageRepository
-from mlflow_platform.job_template import build_job_template
-from mlflow_platform.namespace import PlatformNamespace
-from mlflow_platform.naming import Names
-from mlflow_platform.network_policy import DatabaseNetworkPolicy, TrackingNetworkPolicy
-from mlflow_platform.ray_cluster import RayCluster, build_ray_driver_template
-from mlflow_platform.ray_operator import RayOperator
-from mlflow_platform.tracking_server import CHECKSUM_ANNOTATION, TrackingServer
-from mlflow_platform.training_access import TrainingAccess
-from mlflow_platform.training_network_policy import TrainingNetworkPolicy
+from mlflow_platform.aws.artifact_store import ArtifactStore
+from mlflow_platform.aws.image_repository import ImageRepository
+from mlflow_platform.core import config as stack_config
+from mlflow_platform.core.namespace import PlatformNamespace
+from mlflow_platform.core.naming import Names
+from mlflow_platform.day_two.component import DayTwo
+from mlflow_platform.gpu.device_plugin import GpuDevicePlugin
+from mlflow_platform.kuberay.cluster import RayCluster, build_ray_driver_template
+from mlflow_platform.kuberay.operator import RayOperator
+from mlflow_platform.network.platform import DatabaseNetworkPolicy, TrackingNetworkPolicy
+from mlflow_platform.network.training import TrainingNetworkPolicy
+from mlflow_platform.tracking.cluster_secrets import AUTH_ADMIN_USER, ClusterSecrets
+from mlflow_platform.tracking.database import Database
+from mlflow_platform.tracking.server import CHECKSUM_ANNOTATION, TrackingServer
+from mlflow_platform.training.access import TrainingAccess
+from mlflow_platform.training.job_template import build_job_template
 
 cfg = stack_config.load()
 names = Names(cfg.name_prefix, cfg.namespace)

@@ -26,7 +26,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-from .quantities import QuantityError, parse_quantity
+from mlflow_platform.core.quantities import QuantityError, parse_quantity
 
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",

@@ -64,10 +64,10 @@ def _ss(args: str, pid: int | None = None) -> list[str]:
 
 def main(infra_dir: str, sandbox: str) -> None:
     sys.path.insert(0, infra_dir)
-    from mlflow_platform.config import parse
-    from mlflow_platform.naming import Names
-    from mlflow_platform.quantities import parse_bytes, parse_cpu
-    from mlflow_platform.ray_cluster import CLIENT_PORT, GCS_PORT, ray_cluster_manifest
+    from mlflow_platform.core.config import parse
+    from mlflow_platform.core.naming import Names
+    from mlflow_platform.core.quantities import parse_bytes, parse_cpu
+    from mlflow_platform.kuberay.cluster import CLIENT_PORT, GCS_PORT, ray_cluster_manifest
 
     cfg = parse(
         {"aws:region": "us-east-1", "ray": "true", "rayImageTag": "probe", "rayHeadMemory": MEMORY}

@@ -57,9 +57,9 @@ def test_every_kubernetes_object_is_labelled_and_namespaced(default_deployment: 
 
 
 def test_recorded_outputs_of_the_bridge_tests_match_the_program(default_deployment: Deployment) -> None:
-    """`tests/trainer/fixtures/stack_outputs.json` stands in for a real `pulumi stack output --json`;
+    """`tests/trainer/cluster/fixtures/stack_outputs.json` stands in for a real `pulumi stack output --json`;
     if the program's outputs change, the bridge must be re-tested against the new shape."""
-    recorded = json.loads((REPO / "tests" / "trainer" / "fixtures" / "stack_outputs.json").read_text())
+    recorded = json.loads((REPO / "tests" / "trainer" / "cluster" / "fixtures" / "stack_outputs.json").read_text())
     assert set(recorded) == set(default_deployment.exports)
     for key, value in default_deployment.exports.items():
         if key not in {"bucket_name", "artifact_root", "data_root", "repository_uri"}:  # AWS-generated names

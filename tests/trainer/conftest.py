@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from airline_hpo import data as data_mod
-from airline_hpo.prepare import load_flights, sample_rows, to_airline_schema
+from airline_hpo.data import loading as data_mod
+from airline_hpo.data.prepare import load_flights, sample_rows, to_airline_schema
 
 TRAINER_DIR = Path(__file__).resolve().parents[2] / "trainer"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from airline_hpo import search
+from airline_hpo.data.schema import LABEL
 from airline_hpo.errors import run_cli
-from airline_hpo.schema import LABEL
+from airline_hpo.search import driver
 from mlflow import MlflowClient
 
 TRAINER_DIR = Path(__file__).resolve().parents[2] / "trainer"
@@ -72,7 +72,7 @@ def test_bad_input_is_one_line_and_creates_nothing(name, argv, words, stack_env,
                                                    monkeypatch):  # fmt: skip
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # "no GPU", on any machine
     started = time.perf_counter()
-    assert run_cli(search.main, argv(_bad_files(tmp_path, small_airline))) == 2
+    assert run_cli(driver.main, argv(_bad_files(tmp_path, small_airline))) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "; " in lines[0], captured.err
@@ -110,5 +110,5 @@ def test_unreachable_tracking_server_fails_fast(small_airline):
 
 
 def test_prepare_process_exit_status(tmp_path):
-    result = _run_module("airline_hpo.prepare", ["--output", str(tmp_path / "x.parquet"), "--rows", "-1"], {})
+    result = _run_module("airline_hpo.data.prepare", ["--output", str(tmp_path / "x.parquet"), "--rows", "-1"], {})
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

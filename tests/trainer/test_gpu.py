@@ -12,10 +12,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from airline_hpo import data as data_mod
-from airline_hpo import engines, search, storage
-from airline_hpo.engines import CumlEngine, ForestParams
+from airline_hpo.data import loading as data_mod
+from airline_hpo.data import storage
 from airline_hpo.errors import TrainerError
+from airline_hpo.model import engines
+from airline_hpo.model.engines import CumlEngine, ForestParams
+from airline_hpo.search import driver
 from mlflow import MlflowClient
 
 GPU_READY = bool(engines.gpu_names()) and engines.rapids_installed()
@@ -79,10 +81,10 @@ def test_two_trial_cuml_search_registers_a_model_with_cumls_probabilities(stack_
 
     monkeypatch.setattr(CumlEngine, "to_sklearn", recording_to_sklearn)
     name = f"{stack_env.experiment}-gpu"
-    config = search.SearchConfig(
+    config = driver.SearchConfig(
         fpath=str(small_airline), max_evals=2, engine="cuml", model_name=name, trees_max=20, depth_max=6
     )
-    search.run_search(config)
+    driver.run_search(config)
 
     version = MlflowClient().get_model_version_by_alias(name, "champion")
     assert MlflowClient().get_run(version.run_id).data.tags["engine"] == "cuml"

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from airline_hpo import demo, storage
+from airline_hpo import demo
+from airline_hpo.data import storage
 from mlflow import MlflowClient
 from mlflow.projects._project_spec import load_project
 

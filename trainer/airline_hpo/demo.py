@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s3_data = f"s3://{env['ARTIFACT_BUCKET']}/datasets/airline.parquet"
     timings = {"prepare_data": run_entry_point("prepare_data", {"output": local_data, "rows": args.rows}, env)}
 
-    from airline_hpo import storage
+    from airline_hpo.data import storage
 
     storage.upload_file(local_data, s3_data)
     print(f"uploaded {local_data.relative_to(REPO_ROOT)} to {s3_data}")

@@ -42,6 +42,19 @@ class TrainerError(Exception):
 NO_MODEL = "none"
 
 
+class Stopped(TrainerError):
+    """The work stopped on a signal (see :mod:`airline_hpo.lifecycle.shutdown`); ``str()`` is the user's one line.
+
+    Defined here, beside the CLI wrapper that reports it, so that this bottom module imports nothing of ours.
+    """
+
+    def __init__(self, line: str, exit_code: int) -> None:
+        super().__init__(line, "", exit_code)
+
+    def __str__(self) -> str:
+        return self.problem
+
+
 def reject_quoted(argv: Sequence[str], prog: str) -> None:
     """Refuse a value that arrived wrapped in single quotes.
 
@@ -146,21 +159,24 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run an entry point's ``main``; report any failure in one line on stderr and return its exit code."""
-    from airline_hpo import shutdown
+def run_cli(
+    main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None, prog: str | None = None
+) -> int:
+    """Run an entry point's ``main``; report any failure in one line on stderr and return its exit code.
 
+    ``prog`` names the log file; by default it is the last part of ``main``'s module.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     args = [a for a in args if a != "--debug"]
     module = getattr(main, "__module__", "trainer")
     if module == "__main__":  # `python -m airline_hpo.search`: the module's real name is in its spec
         module = getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or "trainer"
-    prog = module.rsplit(".", 1)[-1]
+    prog = prog or module.rsplit(".", 1)[-1]
     path, handlers = setup_logging(prog, debug)
     try:
         return main(args)
-    except shutdown.Stopped as exc:
+    except Stopped as exc:
         log.info("stopped: %s", exc)
         print(str(exc), file=sys.stderr, flush=True)
         return exc.exit_code
@@ -187,7 +203,6 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
         )
         return EXIT_FAILED
     finally:
-        shutdown.close()
         for handler in handlers:  # an entry point called in-process (tests, the demo) leaves no handler behind
             logging.getLogger().removeHandler(handler)
             handler.close()

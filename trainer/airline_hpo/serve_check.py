@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from airline_hpo import tracking
+from airline_hpo.data.prepare import decode_code, encode_code
+from airline_hpo.data.schema import FEATURES, LABEL_NAMES
 from airline_hpo.errors import EXIT_FAILED, OneLineParser, TrainerError, run_cli
-from airline_hpo.prepare import decode_code, encode_code
-from airline_hpo.schema import FEATURES, LABEL_NAMES
+from airline_hpo.model import registry
 
 #: Readable sample flights (carrier, number, origin, dest, date, scheduled dep/arr hhmm, minutes, miles).
 SAMPLE_FLIGHTS = (
@@ -38,7 +38,7 @@ SAMPLE_FLIGHTS = (
 
 
 def sample_flights() -> pd.DataFrame:
-    """The sample flights in the airline schema, encoded exactly as :mod:`airline_hpo.prepare` encodes data."""
+    """The sample flights in the airline schema, encoded exactly as :mod:`airline_hpo.data.prepare` encodes data."""
     rows = []
     for carrier, number, origin, dest, day, dep, arr, minutes, miles in SAMPLE_FLIGHTS:
         date = dt.date.fromisoformat(day)
@@ -161,7 +161,7 @@ def check_alias(model_name: str, alias: str) -> str:
 def _parser() -> OneLineParser:
     parser = OneLineParser(prog="serve_check", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default="airline-delay")
-    parser.add_argument("--alias", default=tracking.CHAMPION_ALIAS)
+    parser.add_argument("--alias", default=registry.CHAMPION_ALIAS)
     parser.add_argument("--port", type=int, default=0, help="port for the model server (0 = a free one)")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the server to start")
     return parser
@@ -199,7 +199,7 @@ def check_answers(answers: list) -> list[tuple[int, float]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    tracking.check_tracking_server()
+    registry.check_tracking_server()
     version = check_alias(args.model_name, args.alias)
     model_uri = f"models:/{args.model_name}@{args.alias}"
     flights = sample_flights()

@@ -3,7 +3,7 @@ the search, for reproducing or promoting a configuration the search found.
 
 The configuration is fitted on train+validation (there is nothing to choose, so validation is training data
 here) and scored on the same test part the search would hold out; ``test_accuracy``, ``test_roc_auc`` and
-``test_baseline_accuracy`` are logged, and ``champion`` moves only as :mod:`airline_hpo.promotion` decides.
+``test_baseline_accuracy`` are logged, and ``champion`` moves only as :mod:`airline_hpo.model.promotion` decides.
 """
 
 from __future__ import annotations
@@ -13,10 +13,14 @@ from collections.abc import Sequence
 
 import mlflow
 
-from airline_hpo import data as data_mod
-from airline_hpo import evaluation, outage, precheck, promotion, search, shutdown, tracking
-from airline_hpo.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
+from airline_hpo.data import loading as data_mod
+from airline_hpo.data import splits
 from airline_hpo.errors import NO_MODEL, OneLineParser, TrainerError, model_name, run_cli
+from airline_hpo.lifecycle import outage, precheck, shutdown
+from airline_hpo.model import promotion, registry
+from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
+from airline_hpo.search import driver
+from airline_hpo.search.refit import refit_and_test, to_pandas
 
 
 def _parser() -> OneLineParser:
@@ -34,10 +38,10 @@ def _parser() -> OneLineParser:
     add("--n-streams", type=int, default=d.n_streams, help="cuML only")
     add("--engine", default="auto", help=", ".join(ENGINE_CHOICES))
     add("--seed", type=int, default=42)
-    add("--split", default="date", help=", ".join(evaluation.SPLITS))
+    add("--split", default="date", help=", ".join(splits.SPLITS))
     add("--test-size", type=float, default=0.2)
     add("--val-size", type=float, default=0.2, help="kept apart as the search would, then trained on")
-    add("--features", default="pre_departure", help=", ".join(evaluation.FEATURE_SETS))
+    add("--features", default="pre_departure", help=", ".join(splits.FEATURE_SETS))
     add("--max-rows", type=int, default=0, help="random N rows, seeded (0 = all)")
     add("--nonfinite", default="fail", choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
     add("--model-name", type=model_name, default=NO_MODEL, help=f"register as ({NO_MODEL} = do not)")
@@ -58,22 +62,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = data_mod.load_dataset(
         args.fpath, args.max_rows, seed=args.seed, nonfinite=args.nonfinite, engine=engine.name
     )
-    split = evaluation.make_split(dataset, args.split, args.test_size, args.val_size, args.seed, args.features)
+    split = splits.make_split(dataset, args.split, args.test_size, args.val_size, args.seed, args.features)
     with mlflow.start_run(run_name=f"train-{engine.name}") as run, shutdown.guard(0):
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})
         settings = {k: getattr(args, k) for k in (*promotion.SPLIT_PARAMS, "features")}
-        tracking.log_params_once({**engine.logged_params(params), **settings})
-        search.log_split(split)
-        _model, sk_model, test, fit_seconds = search.refit_and_test(engine, params, split, args.seed)
-        search.log_test(test, split)
+        registry.log_params_once({**engine.logged_params(params), **settings})
+        driver.log_split(split)
+        _model, sk_model, test, fit_seconds = refit_and_test(engine, params, split, args.seed)
+        driver.log_test(test, split)
         mlflow.log_metric("fit_seconds", fit_seconds)
         decision, registered = promotion.register_and_promote(
             args.promote,
             args.model_name,
             sk_model,
-            search.to_pandas(split.x_test.head(5)),
+            to_pandas(split.x_test.head(5)),
             test,
-            search.to_pandas(dataset.features).iloc[split.test_index],
+            to_pandas(dataset.features).iloc[split.test_index],
             split.y_test,
             {k: getattr(args, k) for k in promotion.SPLIT_PARAMS},
         )
@@ -87,4 +91,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     shutdown.install()  # SIGTERM/SIGINT: finish within the grace budget, else mark the run KILLED
-    sys.exit(run_cli(main))
+    sys.exit(shutdown.closing(run_cli(main)))

@@ -1,0 +1,3 @@
+"""Building blocks every part shares: the typed config, names, labels, quantities, schedules, pod security,
+pod env and Job pods, the namespace. Imports nothing from the other subpackages.
+"""

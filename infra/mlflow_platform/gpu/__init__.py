@@ -1,0 +1,1 @@
+"""The NVIDIA GPU device plugin (Helm release) and its tolerations."""

@@ -1,0 +1,157 @@
+"""MLflow plumbing shared by the entry points: reach the server, pick the experiment, log and register a model.
+
+The MLflow client retries a dead server for minutes before it gives up; :func:`check_tracking_server` asks
+``/health`` once with a short timeout so a wrong ``MLFLOW_TRACKING_URI`` is a one-line error before data is read.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from airline_hpo.errors import EXIT_FAILED, NO_MODEL, TrainerError
+
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+
+#: skops refuses to load types it is not told to trust; a forest's trees are ``sklearn.tree._tree.Tree``.
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+def check_tracking_server(uri: str | None = None, timeout: float = 5.0) -> str:
+    """Raise a one-line error unless the tracking server answers; returns the URI that was checked.
+
+    Non-HTTP URIs (a local ``file:`` or ``sqlite:`` store) need no server and pass.
+    """
+    import requests
+
+    uri = uri or mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    fix = "start it (`make up`) or set MLFLOW_TRACKING_URI to a running MLflow server"
+    try:
+        response = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+    except requests.RequestException as exc:
+        reason = type(exc).__name__
+        raise TrainerError(f"cannot reach the MLflow tracking server at {uri} ({reason})", fix) from exc
+    if response.status_code != 200:
+        raise TrainerError(f"the MLflow tracking server at {uri} answered HTTP {response.status_code}", fix)
+    return uri
+
+
+def log_params_once(params: dict[str, Any]) -> None:
+    """Log params the active run does not have yet: under ``mlflow run`` the entry point's own parameters are
+    already logged (as typed by the user), and MLflow refuses to change a logged value."""
+    run = mlflow.active_run()
+    existing = mlflow.get_run(run.info.run_id).data.params if run else {}
+    fresh = {k: v for k, v in params.items() if k not in existing}
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+#: Values of ``model_name`` that mean "log the model, register nothing" ("none" needs no shell quoting).
+NO_MODEL_NAMES = ("", NO_MODEL)
+
+#: The pyfunc model's code (MLflow's models-from-code): copied into every logged model.
+SERVED_MODEL_CODE = Path(__file__).resolve().parent / "served_model.py"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    alias: str
+    model_uri: str
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    model_uri: str
+    #: The registered name and version; None when ``model_name`` asked for no registration.
+    name: str | None
+    version: str | None
+
+
+def model_signature(example: pd.DataFrame) -> Any:
+    """Every feature a named column of type Any (MLflow refuses int64 for a ``double`` column; the model checks
+    and casts numbers itself), and the ``output`` parameter (label, probability or both; see
+    :mod:`airline_hpo.model.served_model`)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(AnyType(), name) for name in example.columns]),
+        params=ParamSchema([ParamSpec("output", "string", "label")]),
+    )
+
+
+def log_model(sk_model: Any, example: pd.DataFrame, model_name: str) -> LoggedModel:
+    """Log ``sk_model`` once in the active run as the pyfunc users call, and register it when ``model_name``
+    names a model (no alias: :mod:`airline_hpo.model.promotion` decides that). Failures are fatal (exit 1): a search
+    whose best model did not reach the registry has not done its job."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    import skops.io
+    from mlflow.exceptions import MlflowException
+
+    register = model_name not in NO_MODEL_NAMES
+    if hasattr(example, "to_pandas"):  # cuDF rows (engine cuml keeps the table on the GPU): the model is CPU's
+        example = example.to_pandas()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            forest = Path(tmp) / "forest.skops"
+            skops.io.dump(sk_model, forest)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(SERVED_MODEL_CODE),
+                artifacts={"forest": str(forest)},
+                model_config={"columns": list(example.columns)},
+                signature=model_signature(example),
+                input_example=example.astype("float64"),
+                registered_model_name=model_name if register else None,
+                pip_requirements=[
+                    *mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+                    f"mlflow=={mlflow.__version__}",
+                ],
+            )
+    except MlflowException as exc:
+        raise registry_error(model_name, exc) from exc
+    if not register:
+        return LoggedModel(info.model_uri, None, None)
+    return LoggedModel(info.model_uri, model_name, str(info.registered_model_version))
+
+
+def registry_error(model_name: str, exc: Exception) -> TrainerError:
+    message = getattr(exc, "message", str(exc)) or repr(exc)
+    return TrainerError(
+        f"logging or registering the model {model_name!r} failed: {message.splitlines()[0]}",
+        "check the tracking server's log and the artifact store, then run the entry point again",
+        exit_code=EXIT_FAILED,
+    )
+
+
+def set_alias(model_name: str, alias: str, version: str) -> RegisteredModel:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
+    except MlflowException as exc:
+        raise registry_error(model_name, exc) from exc
+    return RegisteredModel(model_name, version, alias, f"models:/{model_name}@{alias}")
+
+
+def log_and_register(
+    sk_model: Any, example: pd.DataFrame, model_name: str, alias: str = CHAMPION_ALIAS
+) -> RegisteredModel | None:
+    """Log, register and point ``alias`` at the new version unconditionally (the benchmark's way; the entry
+    points go through :mod:`airline_hpo.model.promotion`, which moves ``champion`` only for a better model)."""
+    logged = log_model(sk_model, example, model_name)
+    if logged.version is None:
+        return None
+    return set_alias(model_name, alias, logged.version)

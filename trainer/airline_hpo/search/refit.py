@@ -1,0 +1,38 @@
+"""The refit that follows every search: the best configuration fitted on train+validation, scored once on test.
+
+Shared by both executors (in process and on Ray, where it runs as a task with a trial's resources) and by the
+``train`` entry point, so one configuration is scored the same way wherever it was found.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airline_hpo.data import splits
+from airline_hpo.model import promotion
+from airline_hpo.model.engines import Engine, ForestParams
+
+
+def to_pandas(frame: Any) -> pd.DataFrame:
+    """Host copy of a frame (the loader may hand cuDF frames on a GPU); pandas frames pass unchanged."""
+    return frame.to_pandas() if hasattr(frame, "to_pandas") else frame
+
+
+def refit_and_test(
+    engine: Engine, params: ForestParams, split: splits.Split, seed: int
+) -> tuple[Any, Any, promotion.Score, float]:
+    """Fit ``params`` on train+validation and score the model that will be registered (the scikit-learn one,
+    through ``predict_proba`` on float32 as the served model does) on the test rows. Returns the engine's model
+    (for feature importances), the scikit-learn model, its test score and the refit seconds."""
+    x, y = engine.to_device(split.x_fit, split.y_fit)
+    started = time.perf_counter()
+    model = engine.fit(params, x, y, seed)
+    refit_seconds = time.perf_counter() - started
+    sk_model = engine.to_sklearn(model)
+    x_test = to_pandas(split.x_test).astype(np.float32)
+    test = promotion.score(sk_model.predict_proba(x_test)[:, 1], split.y_test)
+    return model, sk_model, test, refit_seconds
