@@ -102,9 +102,10 @@ def _child(source: str, way: str) -> None:
 
 def measure(source: str, way: str = "trainer", env: dict[str, str] | None = None) -> Measurement:
     """Load ``source`` in a fresh Python process and return what it measured."""
-    trainer_dir = str(Path(__file__).resolve().parent.parent)
+    repo = Path(__file__).resolve().parents[1]  # the child imports benchmarks.* and airline_hpo (from trainer/)
     child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [trainer_dir, child_env.get("PYTHONPATH", "")]))
+    paths = [str(repo / "trainer"), str(repo), child_env.get("PYTHONPATH", "")]
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.load_memory", "--child", source, "--way", way],
         env=child_env, capture_output=True, text=True, timeout=600, check=False,

@@ -55,7 +55,10 @@ def job_command(entry_point: str, parameters: dict[str, object]) -> list[str]:
 def parse(argv: list[str]):
     """Our CLI parser of the module the argv runs (``python -m airline_hpo.X ...``), on the rest of argv."""
     assert argv[:2] == ["python", "-m"] and argv[2].startswith("airline_hpo.")
-    return importlib.import_module(argv[2])._parser().parse_args(argv[3:])
+    module = importlib.import_module(argv[2])
+    if hasattr(module, "__path__"):  # a package: `python -m` runs its __main__, which calls the driver's main
+        module = importlib.import_module(f"{argv[2]}.__main__").driver
+    return module._parser().parse_args(argv[3:])
 
 
 def run_process(argv: list[str], env: dict[str, str] | None = None, cwd: Path = TRAINER):
