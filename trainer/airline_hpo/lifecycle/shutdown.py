@@ -213,7 +213,8 @@ def emergency(sig: signal.Signals, why: str) -> None:
             client.set_terminated(STATE.parent_run_id, "KILLED", end_time=_now_ms())
     # on a line of its own: the progress bar's line is still open
     cut = "the running trial" if STATE.max_evals else "the work in progress"
-    print(f"\n{stop_line(sig)} ({why}: {cut} was cut short)", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):  # a reader that is gone must not keep this process alive
+        print(f"\n{stop_line(sig)} ({why}: {cut} was cut short)", file=sys.stderr, flush=True)
     os._exit(EXIT_CODES[sig])
 
 
