@@ -97,7 +97,7 @@ def grace_seconds() -> float:
         return DEFAULT_GRACE_SECONDS
 
 
-def _note(sig: signal.Signals) -> bool:
+def note(sig: signal.Signals) -> bool:
     """Record a signal; True for the first one."""
     global _requested, _requested_at
     with _lock:
@@ -108,7 +108,7 @@ def _note(sig: signal.Signals) -> bool:
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
-    _note(signal.Signals(signum))  # the watchdog (woken through the wakeup fd) keeps the time
+    note(signal.Signals(signum))  # the watchdog (woken through the wakeup fd) keeps the time
 
 
 def _watch(read_fd: int) -> None:
@@ -125,7 +125,7 @@ def _watch(read_fd: int) -> None:
         sig = signal.Signals(data[0])
         if sig not in EXIT_CODES or _closed:
             continue
-        _note(sig)
+        note(sig)
         seen += 1
         if seen == 1:
             threading.Thread(target=_deadline, args=(sig,), name="stop-deadline", daemon=True).start()
@@ -151,6 +151,22 @@ def install() -> None:
         signal.signal(sig, _on_signal)
     threading.Thread(target=_watch, args=(read_fd,), name="stop-watch", daemon=True).start()
     _installed = True
+
+
+def reclaim() -> None:
+    """Take SIGTERM and SIGINT back after a library took them (once :func:`install` has run). ``ray.init`` sets
+    a SIGTERM handler that exits at once (``sys.exit``: the parent ended FAILED, exit status 1) and its C++ core
+    installs a failure handler that dumps a stack trace on SIGTERM; Ray Tune replaces SIGINT during ``fit``
+    unless ``TUNE_DISABLE_SIGINT_HANDLER=1``. Setting a Python handler again replaces both C-level handlers."""
+    if not _installed:
+        return
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    for sig in EXIT_CODES:
+        signal.signal(sig, _on_signal)
+
+
+def installed() -> bool:
+    return _installed
 
 
 def close() -> None:

@@ -367,8 +367,10 @@ def _start_parent(config: SearchConfig, engine: Engine) -> Any:
     """A new parent run, or (``resume_run_id``) the interrupted search's own, after checking it is the same
     search; refuses before any run is created or changed."""
     if not resume_mod.wants_resume(config.resume_run_id):
-        return mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}")
-    run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id)
+        return mlflow.start_run(run_name=f"{resume_mod.SEARCH_RUN_PREFIX}{config.algo}-{engine.name}")
+    from mlflow.tracking.fluent import _get_experiment_id
+
+    run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id, _get_experiment_id())
     resume_mod.check_same_search(run, {**asdict(config), "engine": config.engine})
     # Trials that finished while the server was down come back first, so resume sees them as finished.
     journal.replay(run.info.run_id, mark_stale=False)
@@ -398,8 +400,8 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
 
     with contextlib.ExitStack() as stack:
         parent = stack.enter_context(_start_parent(config, engine))
+        stack.enter_context(shutdown.guard(config.max_evals))  # before Ray: a signal while it starts is a stop
         cluster = stack.enter_context(ray_executor.connected()) if on_ray else None
-        stack.enter_context(shutdown.guard(config.max_evals))
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
         mlflow.set_tags({"executor": config.executor, "executor.parallelism": str(config.parallelism)})
@@ -430,6 +432,8 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                     config, engine.name, split, experiment_id, parent_id, space, previous, bar
                 )
                 outcomes, reason = ray_search.outcomes, ray_search.stop_reason
+                shutdown.STATE.trials_done = len(outcomes)
+                shutdown.check()  # Tune stopped on SIGTERM/SIGINT: the parent ends KILLED, as in-process
             else:
                 runner = runner_factory(engine, split, config.seed, experiment_id, parent_id)
                 outcomes, reason, trials = _search_in_process(config, runner, space, previous, bar)
