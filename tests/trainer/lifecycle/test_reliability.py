@@ -469,3 +469,28 @@ def test_an_error_line_cites_a_log_only_when_one_was_written(tmp_path, monkeypat
         assert bool(cited) == written, line
         if not written:
             assert f"{log_dir} is not writable" in line and "--debug" in line, line
+
+
+def test_a_serve_check_error_points_to_a_model_server_log_that_exists(local_stack, tmp_path, monkeypatch):
+    """The model server's log used to live in a temporary directory that was gone when the error named it."""
+    import mlflow
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    env = _env(local_stack.env, tmp_path)
+    name = f"serve-{uuid.uuid4().hex[:8]}"
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    experiment_id = _client(env).create_experiment(env["MLFLOW_EXPERIMENT_NAME"])
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.sklearn.log_model(DummyClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1]), name="model",
+                                        registered_model_name=name)  # fmt: skip
+    _client(env).set_registered_model_alias(name, "champion", info.registered_model_version)
+    argv = [sys.executable, "-m", "airline_hpo.serve_check", "--model-name", name, "--timeout", "0.5"]
+    done = subprocess.run(argv, cwd=TRAINER_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    line = _assert_one_line(done.stderr)
+    assert "did not answer /ping within" in line, line
+    server_log = Path(re.search(r"read (\S+\.log)", line).group(1))
+    assert server_log.exists() and server_log.parent == tmp_path / "logs", line
