@@ -70,6 +70,8 @@ def test_ray_executor_on_a_two_node_cluster_inside_a_network_namespace(tmp_path)
         ({"executor": "ray", "gpus_per_trial": 1.5}, "neither a fraction of one GPU nor whole GPUs"),
         ({"executor": "ray", "trial_retries": -1}, "trial_retries must be 0 or positive"),
         ({"executor": "ray", "ray_storage": "/tmp/ray"}, "ray_storage must be auto, none or s3://"),
+        ({"executor": "ray", "cpus_per_trial": float("nan")}, "cpus_per_trial must be a finite number"),
+        ({"timeout_minutes": float("inf")}, "timeout_minutes must be a finite number"),
     ],
 )
 def test_bad_executor_settings_are_one_line_errors(change, words):
