@@ -55,7 +55,10 @@ def job_command(entry_point: str, parameters: dict[str, object]) -> list[str]:
 def parse(argv: list[str]):
     """Our CLI parser of the module the argv runs (``python -m airline_hpo.X ...``), on the rest of argv."""
     assert argv[:2] == ["python", "-m"] and argv[2].startswith("airline_hpo.")
-    return importlib.import_module(argv[2])._parser().parse_args(argv[3:])
+    module = importlib.import_module(argv[2])
+    if not hasattr(module, "_parser"):  # a package run through its __main__ (airline_hpo.search): its driver
+        module = importlib.import_module(f"{argv[2]}.driver")
+    return module._parser().parse_args(argv[3:])
 
 
 def run_process(argv: list[str], env: dict[str, str] | None = None, cwd: Path = TRAINER):

@@ -23,6 +23,7 @@ close a parent the server cannot reach.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -92,9 +93,10 @@ def check() -> None:
 def grace_seconds() -> float:
     raw = os.environ.get(GRACE_ENV, "").strip()
     try:
-        return max(1.0, float(raw)) if raw else DEFAULT_GRACE_SECONDS
+        value = float(raw) if raw else DEFAULT_GRACE_SECONDS
     except ValueError:
         return DEFAULT_GRACE_SECONDS
+    return max(1.0, value) if math.isfinite(value) else DEFAULT_GRACE_SECONDS  # inf would never cut a hung trial
 
 
 def note(sig: signal.Signals) -> bool:
