@@ -53,16 +53,16 @@ CASES = [
     ("no label", lambda f: ["--fpath", f["nolabel"]], ["no label column 'ArrDelayBinary'"]),
     ("no required column", lambda f: ["--fpath", f["nocolumn"]], ["lacks required column(s) Distance"]),
     ("single-class label", lambda f: ["--fpath", f["oneclass"]], ["one class only"]),
-    ("max_evals < 1", lambda f: ["--fpath", f["nolabel"], "--max-evals", "0"], ["max_evals must be at least 1"]),
+    ("max_evals < 1", lambda f: ["--fpath", f["nolabel"], "--max-evals", "0"], ["--max-evals: must be at least 1"]),
     ("unknown engine", lambda f: ["--fpath", f["nolabel"], "--engine", "tpu"], ["unknown engine 'tpu'"]),
     ("cuml without GPU", lambda f: ["--fpath", f["nolabel"], "--engine", "cuml"], ["needs an NVIDIA GPU"]),
-    ("not a number", lambda f: ["--fpath", f["nolabel"], "--max-evals", "ten"], ["invalid int value", "--help"]),
+    ("not a number", lambda f: ["--fpath", f["nolabel"], "--max-evals", "ten"], ["--max-evals: 'ten' is not a number"]),
     ("NaN features", lambda f: ["--fpath", f["nonfinite"]], ["in 30 of 3,000 rows (Distance 30 missing)", "drop"]),
     ("unknown nonfinite", lambda f: ["--fpath", f["nonfinite"], "--nonfinite", "skip"], ["invalid choice: 'skip'"]),
     ("quoted value", lambda f: ["--fpath", f["nolabel"], "--model-name", "''"], ["--model-name arrived quoted"]),
     ("unknown split", lambda f: ["--fpath", f["nolabel"], "--split", "flight"], ["unknown split 'flight'"]),
     ("unknown promote", lambda f: ["--fpath", f["nolabel"], "--promote", "yes"], ["unknown promote 'yes'"]),
-    ("negative budget", lambda f: ["--fpath", f["nolabel"], "--early-stop", "-1"], ["early_stop must be 0"]),
+    ("negative budget", lambda f: ["--fpath", f["nolabel"], "--early-stop", "-1"], ["--early-stop: must be at least"]),
 ]
 
 
