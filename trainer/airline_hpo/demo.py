@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from airline_hpo.errors import EXIT_FAILED, OneLineParser, TrainerError, run_cli
+from airline_hpo.errors import COUNT, EXIT_FAILED, SEED, OneLineParser, TrainerError, run_cli
 
 TRAINER_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = TRAINER_DIR.parent
@@ -129,11 +129,11 @@ def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None
 
 def _parser() -> OneLineParser:
     parser = OneLineParser(prog="demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=60_000, help="flights sampled for the demo")
-    parser.add_argument("--max-evals", type=int, default=12)
-    parser.add_argument("--trees-max", type=int, default=50)
-    parser.add_argument("--depth-max", type=int, default=14)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--rows", type=COUNT, default=60_000, help="flights sampled for the demo")
+    parser.add_argument("--max-evals", type=COUNT, default=12)
+    parser.add_argument("--trees-max", type=COUNT, default=50)
+    parser.add_argument("--depth-max", type=COUNT, default=14)
+    parser.add_argument("--seed", type=SEED, default=42)
     parser.add_argument("--model-name", default="airline-delay")
     parser.add_argument("--skip-serve", action="store_true", help="stop after registration")
     return parser

@@ -11,9 +11,12 @@ everything the libraries logged, such as the HTTP client's retries): ``$AIRLINE_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -99,6 +102,82 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
+#: Integers go to C ints in scikit-learn, cuML and Ray: a larger value is an overflow deep inside, not a setting.
+INT_MAX = 2**31 - 1
+#: numpy, scikit-learn and cuML take seeds in [0, 2**32 - 1].
+SEED_MAX = 2**32 - 1
+
+
+def number(
+    kind: type[int] | type[float] = float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    above: bool = False,
+    below: bool = False,
+) -> Callable[[str], float]:
+    """An argparse ``type=`` for a numeric option: finite, of ``kind``, at least ``low`` (above it when ``above``)
+    and at most ``high`` (below it when ``below``; integers at most :data:`INT_MAX` unless told).
+
+    argparse reports a refusal as ``argument --name: <why>``, which :class:`OneLineParser` turns into one line:
+    the option is named at parse time, before anything is read, created or started. Whole numbers written as
+    floats (``20.0``, ``1e3``) are integers: MLproject parameters are ``float`` typed and passed on verbatim."""
+    if kind is int and high is None:
+        high = INT_MAX
+
+    def parse(text: str) -> float:
+        raw = text.strip()
+        try:
+            value: float = int(raw) if kind is int else float(raw)
+        except ValueError:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number (got {text})")
+        if kind is int:
+            if value != int(value):
+                raise argparse.ArgumentTypeError(f"must be a whole number (got {text})")
+            value = int(value)
+        if low is not None and (value < low or (above and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {_text(low)} (got {text})")
+        if high is not None and (value > high or (below and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {'below' if below else 'at most'} {_text(high)} (got {text})")
+        return value
+
+    parse.__name__ = f"{kind.__name__} in {_range_text(low, high, above, below)}"
+    parse.kind, parse.low, parse.high = kind, low, high  # type: ignore[attr-defined]
+    parse.above, parse.below = above, below  # type: ignore[attr-defined]
+    return parse
+
+
+def _range_text(low: float | None, high: float | None, above: bool, below: bool) -> str:
+    left = "(" if above or low is None else "["
+    right = ")" if below or high is None else "]"
+    return f"{left}{'-inf' if low is None else _text(low)}, {'inf' if high is None else _text(high)}{right}"
+
+
+def _text(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+#: The option types shared by the entry points (each refusal names the option; see :func:`number`).
+COUNT = number(int, 1)  # trials, trees, depth, streams: at least one
+AMOUNT = number(int, 0)  # rows, failures, retries: 0 means "all" or "none"
+SEED = number(int, 0, SEED_MAX)
+SHARE = number(float, 0.0, 1.0, above=True)  # a fraction of rows or features: (0, 1]
+PART = number(float, 0.0, 1.0, above=True, below=True)  # a part of the rows held out: (0, 1)
+PORT = number(int, 0, 65535)
+
+
+def check_finite(values: dict[str, object]) -> None:
+    """Refuse NaN and infinity among ``values`` (a config built in code, not through the parser), by name."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TrainerError(f"{name} must be a finite number (got {value})", f"pass a number for {name}")
+
+
 LOG_DIR_ENV = "AIRLINE_HPO_LOG_DIR"
 DEBUG_ENV = "AIRLINE_HPO_DEBUG"
 log = logging.getLogger("airline_hpo")
@@ -109,6 +188,19 @@ def log_path(prog: str) -> Path:
     configured = os.environ.get(LOG_DIR_ENV, "").strip()
     base = Path(configured) if configured else Path.home() / ".cache" / "airline-hpo" / "logs"
     return base / f"{prog}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+def child_log(prog: str) -> Path:
+    """A log file for a child process (the model server), beside the entry point's own log, so that an error can
+    still point to it after this process has ended (a temporary directory would be gone by then). When the log
+    directory is not writable: a private temporary directory that is kept, for the same reason."""
+    path = log_path(prog)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        return path
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"{prog}-")) / path.name
 
 
 class _PrivateFileHandler(logging.FileHandler):
@@ -155,6 +247,69 @@ def setup_logging(prog: str, debug: bool) -> tuple[Path, list[logging.Handler]]:
     return path, handlers
 
 
+class _ReaderGone:
+    """stdout or stderr that outlives its reader. When the reader of a pipe dies first (``... | tee log`` and
+    Ctrl-C, which signals the whole process group), the next write raises ``BrokenPipeError`` (errno 32). That
+    is no failure of the work: the stream is pointed at ``/dev/null`` (its file descriptor too, so that the
+    interpreter's last flush and child processes do not fail either) and the work goes on to mark its runs."""
+
+    def __init__(self, stream, name: str) -> None:
+        self._stream, self._name = stream, name
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop()
+
+    def _drop(self) -> None:
+        if not self.gone:
+            self.gone = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, self._stream.fileno())
+                finally:
+                    os.close(devnull)
+            log.info("the reader of %s went away (broken pipe): its output is dropped from here on", self._name)
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()  # what was buffered goes to /dev/null now
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _output_survives_its_reader():
+    """sys.stdout and sys.stderr as :class:`_ReaderGone` for the entry point's duration; flushed at the end, so
+    that a pipe broken while the output sat in a buffer does not fail the interpreter's exit."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderGone(saved[0], "stdout"), _ReaderGone(saved[1], "stderr")
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def log_note(path: Path) -> str:
+    """Where the full log is, for an error line: only a log that was written (an unwritable
+    ``AIRLINE_HPO_LOG_DIR`` leaves none, and a line must not send the user to a file that does not exist)."""
+    if path.exists():
+        return f"full log: {path}"
+    return f"no log file: {path.parent} is not writable (set {LOG_DIR_ENV}, or run again with --debug)"
+
+
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get(DEBUG_ENV, "").strip().lower() in {"1", "true", "yes"}
 
@@ -173,6 +328,11 @@ def run_cli(
     if module == "__main__":  # `python -m airline_hpo.search`: the module's real name is in its spec
         module = getattr(getattr(sys.modules["__main__"], "__spec__", None), "name", None) or "trainer"
     prog = prog or module.rsplit(".", 1)[-1]
+    with _output_survives_its_reader():
+        return _report(main, args, prog, debug)
+
+
+def _report(main: Callable[[Sequence[str] | None], int], args: list[str], prog: str, debug: bool) -> int:
     path, handlers = setup_logging(prog, debug)
     try:
         return main(args)
@@ -183,7 +343,7 @@ def run_cli(
     except TrainerError as exc:
         if exc.exit_code != EXIT_USAGE:  # bad input needs no log file; failed work keeps its detail
             log.debug("error: %s", exc, exc_info=True)
-        detail = f" (full log: {path})" if exc.exit_code != EXIT_USAGE else ""
+        detail = f" ({log_note(path)})" if exc.exit_code != EXIT_USAGE else ""
         print(f"error: {exc}{detail}", file=sys.stderr, flush=True)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -193,11 +353,11 @@ def run_cli(
         log.error("unexpected failure", exc_info=True)
         found = _chained_trainer_error(exc)
         if found is not None:
-            print(f"error: {found} (full log: {path})", file=sys.stderr, flush=True)
+            print(f"error: {found} ({log_note(path)})", file=sys.stderr, flush=True)
             return found.exit_code
         first = (str(exc).splitlines() or [""])[0][:300]
         print(
-            f"error: {type(exc).__name__}: {first}; full traceback in {path} (or run again with --debug)",
+            f"error: {type(exc).__name__}: {first}; {_traceback_note(path)}",
             file=sys.stderr,
             flush=True,
         )
@@ -206,6 +366,12 @@ def run_cli(
         for handler in handlers:  # an entry point called in-process (tests, the demo) leaves no handler behind
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def _traceback_note(path: Path) -> str:
+    if path.exists():
+        return f"full traceback in {path} (or run again with --debug)"
+    return f"run again with --debug for the traceback ({path.parent} is not writable: set {LOG_DIR_ENV})"
 
 
 def _chained_trainer_error(exc: BaseException) -> TrainerError | None:

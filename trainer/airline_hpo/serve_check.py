@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +21,11 @@ from pathlib import Path
 import pandas as pd
 import requests
 
+from airline_hpo import errors
 from airline_hpo.data.prepare import decode_code, encode_code
 from airline_hpo.data.schema import FEATURES, LABEL_NAMES
-from airline_hpo.errors import EXIT_FAILED, OneLineParser, TrainerError, run_cli
+from airline_hpo.errors import EXIT_FAILED, PORT, OneLineParser, TrainerError, child_log, run_cli
+from airline_hpo.lifecycle import precheck
 from airline_hpo.model import registry
 
 #: Readable sample flights (carrier, number, origin, dest, date, scheduled dep/arr hhmm, minutes, miles).
@@ -162,8 +163,10 @@ def _parser() -> OneLineParser:
     parser = OneLineParser(prog="serve_check", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default="airline-delay")
     parser.add_argument("--alias", default=registry.CHAMPION_ALIAS)
-    parser.add_argument("--port", type=int, default=0, help="port for the model server (0 = a free one)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the server to start")
+    parser.add_argument("--port", type=PORT, default=0, help="port for the model server (0 = a free one)")
+    parser.add_argument(
+        "--timeout", type=errors.number(float, 0, 3600, above=True), default=180.0, help="seconds to wait for it"
+    )
     return parser
 
 
@@ -199,6 +202,7 @@ def check_answers(answers: list) -> list[tuple[int, float]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    precheck.check_tracking_uri()
     registry.check_tracking_server()
     version = check_alias(args.model_name, args.alias)
     model_uri = f"models:/{args.model_name}@{args.alias}"
@@ -206,10 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = flights[model_inputs(model_uri)]
     port = args.port or free_port()
     print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ModelServer(model_uri, "127.0.0.1", port, Path(tmp) / "serve.log") as server,
-    ):
+    server_log = child_log("serve_check-model-server")  # kept on failure: the error line points to it
+    with ModelServer(model_uri, "127.0.0.1", port, server_log) as server:
         started = time.perf_counter()
         server.wait_ready(args.timeout)
         print(
@@ -217,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"of {len(flights)} flights ({len(inputs.columns)} columns)"
         )
         answers = check_answers(server.predict(inputs, output="both"))
+    server_log.unlink(missing_ok=True)  # a clean run leaves no log file
     for (_, row), (label, probability) in zip(flights.iterrows(), answers, strict=True):
         print(f"  {describe(row):40} {LABEL_NAMES[label]:8} P(late) = {probability:.2f}")
     print("model server stopped")

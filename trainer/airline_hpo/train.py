@@ -15,12 +15,27 @@ import mlflow
 
 from airline_hpo.data import loading as data_mod
 from airline_hpo.data import splits
-from airline_hpo.errors import NO_MODEL, OneLineParser, TrainerError, model_name, run_cli
+from airline_hpo.errors import (
+    AMOUNT,
+    COUNT,
+    NO_MODEL,
+    PART,
+    SEED,
+    SHARE,
+    OneLineParser,
+    TrainerError,
+    model_name,
+    number,
+    run_cli,
+)
 from airline_hpo.lifecycle import outage, precheck, shutdown
 from airline_hpo.model import promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.search import driver
 from airline_hpo.search.refit import refit_and_test, to_pandas
+
+#: cuML's histogram bins: at least 2.
+N_BINS = number(int, 2)
 
 
 def _parser() -> OneLineParser:
@@ -28,25 +43,25 @@ def _parser() -> OneLineParser:
     parser = OneLineParser(prog="train", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--fpath", required=True, help="airline parquet: local path or s3://bucket/key")
-    add("--n-estimators", type=int, default=d.n_estimators)
-    add("--max-depth", type=int, default=d.max_depth)
-    add("--max-features", type=float, default=d.max_features)
-    add("--min-samples-leaf", type=int, default=d.min_samples_leaf)
-    add("--max-samples", type=float, default=d.max_samples, help="bootstrap share of the rows")
+    add("--n-estimators", type=COUNT, default=d.n_estimators)
+    add("--max-depth", type=COUNT, default=d.max_depth)
+    add("--max-features", type=SHARE, default=d.max_features)
+    add("--min-samples-leaf", type=COUNT, default=d.min_samples_leaf)
+    add("--max-samples", type=SHARE, default=d.max_samples, help="bootstrap share of the rows")
     add("--criterion", default=d.criterion, help=", ".join(CRITERIA))
-    add("--n-bins", type=int, default=d.n_bins, help="cuML only")
-    add("--n-streams", type=int, default=d.n_streams, help="cuML only")
+    add("--n-bins", type=N_BINS, default=d.n_bins, help="cuML only")
+    add("--n-streams", type=COUNT, default=d.n_streams, help="cuML only")
     add("--engine", default="auto", help=", ".join(ENGINE_CHOICES))
-    add("--seed", type=int, default=42)
+    add("--seed", type=SEED, default=42)
     add("--split", default="date", help=", ".join(splits.SPLITS))
-    add("--test-size", type=float, default=0.2)
-    add("--val-size", type=float, default=0.2, help="kept apart as the search would, then trained on")
+    add("--test-size", type=PART, default=0.2)
+    add("--val-size", type=PART, default=0.2, help="kept apart as the search would, then trained on")
     add("--features", default="pre_departure", help=", ".join(splits.FEATURE_SETS))
-    add("--max-rows", type=int, default=0, help="random N rows, seeded (0 = all)")
+    add("--max-rows", type=AMOUNT, default=0, help="random N rows, seeded (0 = all)")
     add("--nonfinite", default="fail", choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
     add("--model-name", type=model_name, default=NO_MODEL, help=f"register as ({NO_MODEL} = do not)")
     add("--promote", default="if_better", help=", ".join(promotion.PROMOTE_CHOICES))
-    add("--tracking-timeout", type=float, default=None, help="seconds of tracking outage to ride out (default 90)")
+    add("--tracking-timeout", type=outage.BUDGET_TYPE, default=None, help="seconds of tracking outage to ride out (90)")
     return parser
 
 

@@ -396,3 +396,101 @@ def test_the_retry_budget_bounds_how_long_one_call_waits_for_a_dead_server(tmp_p
     )
     seconds, error = done.stdout.split()
     assert error == "MlflowException" and 5.5 <= float(seconds) < 15, done.stdout + done.stderr[-2000:]
+
+
+# --- a reader that dies first, an unrelated resume, logs that must exist (issue 16) ----------------------------
+
+
+def test_a_broken_output_pipe_is_no_outage_and_the_search_still_ends_killed(local_stack, small_airline, tmp_path):
+    """``python -m airline_hpo.search ... 2>&1 | cat``, then SIGTERM to the process group (a terminal's Ctrl-C,
+    or a supervisor stopping ``mlflow run ... | tee log``): the reader dies first, the search's next write gets
+    ``BrokenPipeError``. That used to read as "the tracking server failed a call" and left the parent RUNNING."""
+    env = _env(local_stack.env, tmp_path)
+    argv = [sys.executable, "-m", "airline_hpo.search", "--fpath", str(small_airline), "--max-evals", "40"]
+    search = subprocess.Popen(
+        [*argv, *SEARCH_ARGS], cwd=TRAINER_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        process_group=0,
+    )  # fmt: skip
+    reader = subprocess.Popen(["cat"], stdin=search.stdout, stdout=subprocess.DEVNULL, process_group=search.pid)
+    search.stdout.close()  # only `cat` holds the read end now: when it dies, the pipe is broken
+    try:
+        _wait_for_finished_trials(env, search, 2)
+        os.killpg(search.pid, signal.SIGTERM)
+        assert reader.wait(timeout=10) == -signal.SIGTERM
+        assert search.wait(timeout=60) == 143
+    finally:
+        for proc in (search, reader):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    parents, trials = _split(_runs(env))
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert parents[0].data.tags["stop_reason"] == "signal SIGTERM"
+    assert [t for t in trials if t.info.status == "RUNNING"] == []
+    assert not list((tmp_path / "journal").glob("*.jsonl")), "a journal was kept as if the server had been down"
+
+
+def test_resume_refuses_a_run_that_is_not_a_search_of_this_experiment(local_stack, small_airline, tmp_path):
+    """The id of another experiment's run (``python -m local_stack check`` leaves one) or of a run in this
+    experiment that no search made: one line, exit 2, and nothing written into that run."""
+    env = _env(local_stack.env, tmp_path)
+    client = _client(env)
+    other = client.create_run(client.create_experiment(f"other-{uuid.uuid4().hex[:8]}"), run_name="stack-check")
+    mine = client.create_run(client.create_experiment(env["MLFLOW_EXPERIMENT_NAME"]), run_name="notes")
+    for run, words in ((other, "is a run of experiment"), (mine, "is not a search's parent run")):
+        done = _run_search(env, small_airline, "--resume-run-id", run.info.run_id)
+        assert done.returncode == 2, done.stderr[-2000:]
+        line = _assert_one_line(done.stderr)
+        assert words in line and run.info.run_id in line, line
+        after = client.get_run(run.info.run_id)
+        assert after.data.params == {} and after.data.metrics == {}
+        assert client.list_artifacts(run.info.run_id) == [] and after.info.status == "RUNNING"
+    assert len(_runs(env)) == 1, "a run was created for a refused resume"
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk on fire"), "work"])
+def test_an_error_line_cites_a_log_only_when_one_was_written(tmp_path, monkeypatch, capsys, failure):
+    """An unwritable ``AIRLINE_HPO_LOG_DIR`` (here: under a file) leaves no log: the line must not send the user
+    to it. A writable one: the cited file exists and holds the detail."""
+    from airline_hpo.errors import EXIT_FAILED, TrainerError, run_cli
+
+    def main(_argv):
+        if failure == "work":
+            raise TrainerError("no trial succeeded", "read the trials' error tags", EXIT_FAILED)
+        raise failure
+
+    (tmp_path / "a-file").write_text("not a directory")
+    for log_dir, written in ((tmp_path / "a-file" / "logs", False), (tmp_path / "logs", True)):
+        monkeypatch.setenv("AIRLINE_HPO_LOG_DIR", str(log_dir))
+        assert run_cli(main, [], prog="probe") == 1
+        [line] = capsys.readouterr().err.strip().splitlines()
+        cited = re.findall(r"(/\S+\.log)\b", line)
+        assert all(Path(p).exists() for p in cited), line
+        assert bool(cited) == written, line
+        if not written:
+            assert f"{log_dir} is not writable" in line and "--debug" in line, line
+
+
+def test_a_serve_check_error_points_to_a_model_server_log_that_exists(local_stack, tmp_path, monkeypatch):
+    """The model server's log used to live in a temporary directory that was gone when the error named it."""
+    import mlflow
+    import numpy as np
+    from sklearn.dummy import DummyClassifier
+
+    env = _env(local_stack.env, tmp_path)
+    name = f"serve-{uuid.uuid4().hex[:8]}"
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        if key in env:
+            monkeypatch.setenv(key, env[key])
+    experiment_id = _client(env).create_experiment(env["MLFLOW_EXPERIMENT_NAME"])
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.sklearn.log_model(DummyClassifier().fit(np.zeros((4, 1)), [0, 1, 0, 1]), name="model",
+                                        registered_model_name=name)  # fmt: skip
+    _client(env).set_registered_model_alias(name, "champion", info.registered_model_version)
+    argv = [sys.executable, "-m", "airline_hpo.serve_check", "--model-name", name, "--timeout", "0.5"]
+    done = subprocess.run(argv, cwd=TRAINER_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    line = _assert_one_line(done.stderr)
+    assert "did not answer /ping within" in line, line
+    server_log = Path(re.search(r"read (\S+\.log)", line).group(1))
+    assert server_log.exists() and server_log.parent == tmp_path / "logs", line

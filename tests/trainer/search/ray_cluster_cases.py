@@ -10,6 +10,7 @@ the worker node.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from airline_hpo.data import storage
 from airline_hpo.data.prepare import sample_rows
 from airline_hpo.search.driver import SearchConfig, run_search
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 from ray_cluster import (
     TEST_ENV,
     RayCluster,
@@ -182,6 +184,59 @@ def test_driver_killed_mid_search_is_resumed_without_rerunning_a_finished_trial(
     assert len({r.data.tags["trial"] for r in finished}) == 8
     assert all(r.info.status in {"FINISHED", "KILLED"} for r in after)  # interrupted trials marked, none RUNNING
     assert client.get_run(parent).data.tags["resumed"].startswith(f"{len(before)} finished trials kept")
+
+
+def _parent_and_trials(client: MlflowClient, experiment: str):
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000, run_view_type=ViewType.ALL)
+    return [r for r in runs if "trial" not in r.data.tags], [r for r in runs if "trial" in r.data.tags]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_under_ray_ends_killed_with_the_resume_line(ray_env, small_airline, sig, code):
+    """The signal contract of the in-process executor, under Ray: exit 143, the parent KILLED with its
+    ``stop_reason``, the "resume with" line, no trial left RUNNING, and none of Ray's own SIGTERM handling
+    (``ray.init`` installs a handler that exits 1 and a C++ handler that dumps a stack trace; Tune's SIGINT
+    handler ends the Tune run and let the search go on to refit and register)."""
+    client = MlflowClient()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    command = _search_command(small_airline, 30, ["--executor", "ray", "--parallelism", "2"])
+    process = subprocess.Popen(command, env=env, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        exp = client.get_experiment_by_name(ray_env.experiment)
+        runs = client.search_runs([exp.experiment_id], "tags.trial != ''", max_results=1000) if exp else []
+        if any(r.info.status == "FINISHED" for r in runs):
+            break
+        time.sleep(0.2)
+    process.send_signal(sig)
+    _out, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr[-3000:]
+    assert "Traceback" not in stderr and "SIGTERM received" not in stderr, stderr[-3000:]
+    lines = [ln.strip() for line in stderr.splitlines() for ln in line.split("\r") if ln.startswith("stopped by")]
+    [parent], trials = _parent_and_trials(client, ray_env.experiment)
+    # a trial whose run had just finished on a worker may not have reached Tune yet: at most that many
+    finished = sum(t.info.status == "FINISHED" for t in trials)
+    assert len(lines) == 1, stderr[-3000:]
+    resume = f"resume with -P resume_run_id={parent.info.run_id}"
+    match = re.fullmatch(rf"stopped by {sig.name} after (\d+) of 30 trials; {resume}", lines[0])
+    assert match and 1 <= int(match.group(1)) <= finished < 30, lines
+    assert parent.info.status == "KILLED" and parent.data.tags["stop_reason"] == f"signal {sig.name}"
+    assert trials and not [t for t in trials if t.info.status == "RUNNING"]
+
+
+def test_a_trial_no_node_can_hold_ends_the_search_instead_of_hanging(ray_env, small_airline):
+    """``cpus_per_trial`` above every node's CPUs: Tune would keep the trial pending forever (an autoscaler may add
+    a node, so a cluster gets ``AIRLINE_HPO_RAY_START_TIMEOUT`` seconds, 5 here); one line, the parent FAILED."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "AIRLINE_HPO_RAY_START_TIMEOUT": "5"}
+    command = _search_command(small_airline, 4, ["--executor", "ray", "--cpus-per-trial", "4"])
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stderr[-3000:]
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "no trial could start within 5 s" in lines[0] and "CPU 4" in lines[0], lines
+    [parent], trials = _parent_and_trials(MlflowClient(), ray_env.experiment)
+    assert parent.info.status == "FAILED" and trials == []
 
 
 def test_a_worker_node_killed_mid_search_leaves_a_finished_search(ray_env, medium_airline, cluster):

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from airline_hpo.data import storage
-from airline_hpo.errors import OneLineParser, TrainerError, run_cli
+from airline_hpo.errors import AMOUNT, SEED, OneLineParser, TrainerError, number, run_cli
 from airline_hpo.data.schema import FEATURES, LABEL
 
 _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -128,9 +128,11 @@ def prepare(output: str, rows: int = 0, seed: int = 0, late_after: float = 0.0) 
 def _parser() -> OneLineParser:
     parser = OneLineParser(prog="prepare_data", description=__doc__.splitlines()[0])
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="parquet destination: local path or s3://bucket/key")
-    parser.add_argument("--rows", type=int, default=0, help="random sample of this many rows (0 = all)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the row sample")
-    parser.add_argument("--late-after", type=float, default=0.0, help="minutes of arrival delay counted late")
+    parser.add_argument("--rows", type=AMOUNT, default=0, help="random sample of this many rows (0 = all)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seed of the row sample")
+    parser.add_argument(
+        "--late-after", type=number(float, 0, 24 * 60), default=0.0, help="minutes of arrival delay counted late"
+    )
     return parser
 
 

@@ -23,13 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from airline_hpo.errors import EXIT_FAILED, TrainerError
+from airline_hpo.errors import EXIT_FAILED, TrainerError, number
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 BUDGET_ENV = "AIRLINE_HPO_TRACKING_TIMEOUT"
 DEFAULT_BUDGET_SECONDS = 90.0
+#: ``--tracking-timeout``'s argparse type (the same range as :func:`budget_seconds` checks in the variable).
+BUDGET_TYPE = number(float, 1, 1000)
 #: MLflow refuses more retries than this (``_MLFLOW_HTTP_REQUEST_MAX_RETRIES_LIMIT``).
 _MAX_RETRIES = 10
 #: urllib3's ``DEFAULT_BACKOFF_MAX``: no single backoff sleep is longer.
@@ -230,13 +232,17 @@ def down_error(uri: str, exc: BaseException, journal_note: str = "") -> Tracking
 
 def is_outage(exc: BaseException) -> bool:
     """A failure to reach the stack (after MLflow's own retries), as opposed to a refusal of what was sent:
-    connection errors and timeouts, exhausted retries, 5xx answers; also when one of these caused ``exc``."""
+    connection errors and timeouts, exhausted retries, 5xx answers; also when one of these caused ``exc``.
+    A bare ``BrokenPipeError`` is not one: the HTTP client wraps its socket's errors in its own exceptions
+    (met first in the chain), so a bare one is a write to our output whose reader went away."""
     import requests
     from mlflow.exceptions import MlflowException, RestException
 
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
+        if isinstance(exc, BrokenPipeError):  # our own stdout/stderr whose reader died (`| tee`, Ctrl-C)
+            return False
         if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
             return True
         if isinstance(exc, RestException):

@@ -64,12 +64,31 @@ def check_tracking_uri() -> str:
             f"MLFLOW_TRACKING_URI={uri} is neither an http(s) server nor a local file:/sqlite: store",
             "set it to http://<server>:<port> (or sqlite:////some/dir/mlflow.db for a local store on purpose)",
         )
+    if uri.startswith(("http://", "https://")):
+        check_server_uri(uri)
     if uri.startswith("file:") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() not in {"1", "true"}:
         raise TrainerError(
             f"MLFLOW_TRACKING_URI={uri} is a file store, which MLflow 3.17 refuses (maintenance mode)",
             "use sqlite:////some/dir/mlflow.db instead, or set MLFLOW_ALLOW_FILE_STORE=true as well",
         )
     return uri
+
+
+def check_server_uri(uri: str) -> None:
+    """An http(s) tracking URI must be a URL: a host, a port that is a number, no spaces (``http://not a uri``
+    reached the HTTP client, whose ``InvalidURL`` named nothing)."""
+    from urllib.parse import urlsplit
+
+    fix = "set MLFLOW_TRACKING_URI to http://<host>:<port> (`make env` prints the local stack's)"
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise TrainerError(f"MLFLOW_TRACKING_URI={uri} is not a valid URL ({exc})", fix) from None
+    if any(c.isspace() for c in uri) or not parts.hostname:
+        raise TrainerError(f"MLFLOW_TRACKING_URI={uri!r} is not a valid URL (a host without spaces needed)", fix)
+    if port == 0:
+        raise TrainerError(f"MLFLOW_TRACKING_URI={uri} names port 0", fix)
 
 
 @contextlib.contextmanager

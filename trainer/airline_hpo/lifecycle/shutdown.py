@@ -23,6 +23,7 @@ close a parent the server cannot reach.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -92,12 +93,13 @@ def check() -> None:
 def grace_seconds() -> float:
     raw = os.environ.get(GRACE_ENV, "").strip()
     try:
-        return max(1.0, float(raw)) if raw else DEFAULT_GRACE_SECONDS
+        value = float(raw) if raw else DEFAULT_GRACE_SECONDS
     except ValueError:
         return DEFAULT_GRACE_SECONDS
+    return max(1.0, value) if math.isfinite(value) else DEFAULT_GRACE_SECONDS  # inf would never cut a hung trial
 
 
-def _note(sig: signal.Signals) -> bool:
+def note(sig: signal.Signals) -> bool:
     """Record a signal; True for the first one."""
     global _requested, _requested_at
     with _lock:
@@ -108,7 +110,7 @@ def _note(sig: signal.Signals) -> bool:
 
 
 def _on_signal(signum: int, _frame: Any) -> None:
-    _note(signal.Signals(signum))  # the watchdog (woken through the wakeup fd) keeps the time
+    note(signal.Signals(signum))  # the watchdog (woken through the wakeup fd) keeps the time
 
 
 def _watch(read_fd: int) -> None:
@@ -125,7 +127,7 @@ def _watch(read_fd: int) -> None:
         sig = signal.Signals(data[0])
         if sig not in EXIT_CODES or _closed:
             continue
-        _note(sig)
+        note(sig)
         seen += 1
         if seen == 1:
             threading.Thread(target=_deadline, args=(sig,), name="stop-deadline", daemon=True).start()
@@ -151,6 +153,22 @@ def install() -> None:
         signal.signal(sig, _on_signal)
     threading.Thread(target=_watch, args=(read_fd,), name="stop-watch", daemon=True).start()
     _installed = True
+
+
+def reclaim() -> None:
+    """Take SIGTERM and SIGINT back after a library took them (once :func:`install` has run). ``ray.init`` sets
+    a SIGTERM handler that exits at once (``sys.exit``: the parent ended FAILED, exit status 1) and its C++ core
+    installs a failure handler that dumps a stack trace on SIGTERM; Ray Tune replaces SIGINT during ``fit``
+    unless ``TUNE_DISABLE_SIGINT_HANDLER=1``. Setting a Python handler again replaces both C-level handlers."""
+    if not _installed:
+        return
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    for sig in EXIT_CODES:
+        signal.signal(sig, _on_signal)
+
+
+def installed() -> bool:
+    return _installed
 
 
 def close() -> None:
@@ -213,7 +231,8 @@ def emergency(sig: signal.Signals, why: str) -> None:
             client.set_terminated(STATE.parent_run_id, "KILLED", end_time=_now_ms())
     # on a line of its own: the progress bar's line is still open
     cut = "the running trial" if STATE.max_evals else "the work in progress"
-    print(f"\n{stop_line(sig)} ({why}: {cut} was cut short)", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):  # a reader that is gone must not keep this process alive
+        print(f"\n{stop_line(sig)} ({why}: {cut} was cut short)", file=sys.stderr, flush=True)
     os._exit(EXIT_CODES[sig])
 
 

@@ -36,7 +36,21 @@ from tqdm import tqdm
 
 from airline_hpo.data import loading as data_mod
 from airline_hpo.data import splits
-from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int
+from airline_hpo.errors import (
+    AMOUNT,
+    COUNT,
+    EXIT_FAILED,
+    NO_MODEL,
+    PART,
+    SEED,
+    SHARE,
+    OneLineParser,
+    TrainerError,
+    check_finite,
+    model_name,
+    number,
+    positive_int,
+)
 from airline_hpo.lifecycle import journal, outage, precheck, shutdown
 from airline_hpo.model import plots, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
@@ -45,6 +59,10 @@ from airline_hpo.search.refit import refit_and_test, to_pandas
 from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
 
 ALGOS = ("tpe", "rand")
+#: Option types beyond errors.py's shared ones (a week of search; the GPUs and CPUs a Ray node can offer).
+MINUTES = number(float, 0, 7 * 24 * 60)
+GPUS = number(float, 0, 64)
+CPUS = number(float, 0, 1024, above=True)
 EXECUTORS = ("inprocess", "ray")
 
 
@@ -87,6 +105,7 @@ class SearchConfig:
         return [c.strip() for c in self.criteria.split(",") if c.strip()]
 
     def validate(self) -> SearchConfig:
+        check_finite(asdict(self))  # a config built in code; the CLI's types refuse these at parse time
         positive_int("max_evals", self.max_evals)
         positive_int("trees_max", self.trees_max)
         positive_int("depth_max", self.depth_max)
@@ -348,8 +367,10 @@ def _start_parent(config: SearchConfig, engine: Engine) -> Any:
     """A new parent run, or (``resume_run_id``) the interrupted search's own, after checking it is the same
     search; refuses before any run is created or changed."""
     if not resume_mod.wants_resume(config.resume_run_id):
-        return mlflow.start_run(run_name=f"hyperopt-{config.algo}-{engine.name}")
-    run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id)
+        return mlflow.start_run(run_name=f"{resume_mod.SEARCH_RUN_PREFIX}{config.algo}-{engine.name}")
+    from mlflow.tracking.fluent import _get_experiment_id
+
+    run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id, _get_experiment_id())
     resume_mod.check_same_search(run, {**asdict(config), "engine": config.engine})
     # Trials that finished while the server was down come back first, so resume sees them as finished.
     journal.replay(run.info.run_id, mark_stale=False)
@@ -379,8 +400,8 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
 
     with contextlib.ExitStack() as stack:
         parent = stack.enter_context(_start_parent(config, engine))
+        stack.enter_context(shutdown.guard(config.max_evals))  # before Ray: a signal while it starts is a stop
         cluster = stack.enter_context(ray_executor.connected()) if on_ray else None
-        stack.enter_context(shutdown.guard(config.max_evals))
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
         mlflow.set_tags({"executor": config.executor, "executor.parallelism": str(config.parallelism)})
@@ -411,6 +432,8 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                     config, engine.name, split, experiment_id, parent_id, space, previous, bar
                 )
                 outcomes, reason = ray_search.outcomes, ray_search.stop_reason
+                shutdown.STATE.trials_done = len(outcomes)
+                shutdown.check()  # Tune stopped on SIGTERM/SIGINT: the parent ends KILLED, as in-process
             else:
                 runner = runner_factory(engine, split, config.seed, experiment_id, parent_id)
                 outcomes, reason, trials = _search_in_process(config, runner, space, previous, bar)
@@ -458,35 +481,35 @@ def _parser() -> OneLineParser:
     parser = OneLineParser(prog="hyperopt", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--fpath", required=True, help="airline parquet: local path or s3://bucket/key")
-    add("--max-evals", type=int, default=d.max_evals, help="number of trials")
+    add("--max-evals", type=COUNT, default=d.max_evals, help="number of trials")
     add("--algo", default=d.algo, help=f"search algorithm: {', '.join(ALGOS)}")
-    add("--seed", type=int, default=d.seed, help="seed of split, search and forests")
+    add("--seed", type=SEED, default=d.seed, help="seed of split, search and forests")
     add("--split", default=d.split, help=f"{', '.join(splits.SPLITS)}: whole days per part, later days as test")
-    add("--test-size", type=float, default=d.test_size, help="share of rows in the test part (no trial sees it)")
-    add("--val-size", type=float, default=d.val_size, help="share of rows in the validation part")
+    add("--test-size", type=PART, default=d.test_size, help="share of rows in the test part (no trial sees it)")
+    add("--val-size", type=PART, default=d.val_size, help="share of rows in the validation part")
     add("--features", default=d.features, help=f"{', '.join(splits.FEATURE_SETS)}")
     add("--engine", default=d.engine, help=f"{', '.join(ENGINE_CHOICES)}")
     add("--model-name", type=model_name, default=d.model_name, help=f"registered model ({NO_MODEL} = none)")
     add("--promote", default=d.promote, help=f"{', '.join(promotion.PROMOTE_CHOICES)}")
-    add("--max-rows", type=int, default=d.max_rows, help="random N rows, seeded (0 = all)")
+    add("--max-rows", type=AMOUNT, default=d.max_rows, help="random N rows, seeded (0 = all)")
     add("--nonfinite", default=d.nonfinite, choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
-    add("--trees-max", type=int, default=d.trees_max, help="upper bound of n_estimators")
-    add("--depth-max", type=int, default=d.depth_max, help="upper bound of max_depth")
-    add("--leaf-max", type=int, default=d.leaf_max, help="upper bound of min_samples_leaf")
-    add("--max-samples-min", type=float, default=d.max_samples_min, help="lower bound of max_samples (bootstrap)")
+    add("--trees-max", type=COUNT, default=d.trees_max, help="upper bound of n_estimators")
+    add("--depth-max", type=COUNT, default=d.depth_max, help="upper bound of max_depth")
+    add("--leaf-max", type=COUNT, default=d.leaf_max, help="upper bound of min_samples_leaf")
+    add("--max-samples-min", type=SHARE, default=d.max_samples_min, help="lower bound of max_samples (bootstrap)")
     add("--criteria", default=d.criteria, help=f"split criteria to try, comma-separated: {','.join(CRITERIA)}")
-    add("--n-streams", type=int, default=d.n_streams, help="cuML CUDA streams")
-    add("--max-failed", type=int, default=d.max_failed, help="stop after N failed trials (0 = no limit)")
-    add("--timeout-minutes", type=float, default=d.timeout_minutes, help="stop starting trials after M min (0 = none)")
-    add("--early-stop", type=int, default=d.early_stop, help="stop after N trials without improvement (0 = off)")
+    add("--n-streams", type=COUNT, default=d.n_streams, help="cuML CUDA streams")
+    add("--max-failed", type=AMOUNT, default=d.max_failed, help="stop after N failed trials (0 = no limit)")
+    add("--timeout-minutes", type=MINUTES, default=d.timeout_minutes, help="stop new trials after M min (0: none)")
+    add("--early-stop", type=AMOUNT, default=d.early_stop, help="stop after N trials without improvement (0 = off)")
     add("--executor", default=d.executor, help=f"where trials run: {', '.join(EXECUTORS)} (Ray Tune)")
-    add("--parallelism", type=int, default=d.parallelism, help="trials in flight (executor=ray)")
-    add("--gpus-per-trial", type=float, default=d.gpus_per_trial, help="GPUs a Ray trial reserves (0.5 shares one)")
-    add("--cpus-per-trial", type=float, default=d.cpus_per_trial, help="CPUs a Ray trial reserves")
-    add("--trial-retries", type=int, default=d.trial_retries, help="Ray retries of a failed or lost trial")
+    add("--parallelism", type=COUNT, default=d.parallelism, help="trials in flight (executor=ray)")
+    add("--gpus-per-trial", type=GPUS, default=d.gpus_per_trial, help="GPUs a Ray trial reserves (0.5 shares one)")
+    add("--cpus-per-trial", type=CPUS, default=d.cpus_per_trial, help="CPUs a Ray trial reserves")
+    add("--trial-retries", type=AMOUNT, default=d.trial_retries, help="Ray retries of a failed or lost trial")
     add("--resume-run-id", default=d.resume_run_id, help="parent run of an interrupted search to continue (none)")
     add("--ray-storage", default=d.ray_storage, help="Tune's state: s3://bucket/prefix, auto, none")
-    add("--tracking-timeout", type=float, default=None, help="seconds of tracking outage to ride out (default 90)")
+    add("--tracking-timeout", type=outage.BUDGET_TYPE, default=None, help="seconds of tracking outage to ride out (90)")
     return parser
 
 

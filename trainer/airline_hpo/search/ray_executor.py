@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -42,6 +43,7 @@ from ray.tune.search import Searcher
 
 from airline_hpo.data import splits, storage
 from airline_hpo.errors import EXIT_FAILED, TrainerError
+from airline_hpo.lifecycle import shutdown
 from airline_hpo.model.engines import CumlEngine, Engine, ForestParams, SklearnEngine, make_engine
 from airline_hpo.search import resume
 from airline_hpo.search.refit import refit_and_test
@@ -115,6 +117,12 @@ def connected(cpus: int | None = None) -> Iterator[dict[str, float]]:
             logging_level="WARNING",
             configure_logging=True,
         )
+    except SystemExit as exc:  # SIGTERM while Ray started: its own handler exits; ours records the stop instead
+        if shutdown.installed() and exc.code == signal.SIGTERM:
+            shutdown.reclaim()
+            shutdown.note(signal.SIGTERM)
+            raise shutdown.StopRequested("SIGTERM") from None
+        raise
     except (ConnectionError, RuntimeError) as exc:
         where = f"the Ray cluster at RAY_ADDRESS={address}" if address else "a local Ray"
         raise TrainerError(
@@ -122,6 +130,7 @@ def connected(cpus: int | None = None) -> Iterator[dict[str, float]]:
             "check RAY_ADDRESS (the stack output, e.g. ray://... or host:6379) and the Ray auth token, "
             "or unset RAY_ADDRESS to start a local Ray",
         ) from exc
+    shutdown.reclaim()  # ray.init took SIGTERM: the search's stop contract needs it back (exit 143, KILLED)
     try:
         yield ray.cluster_resources()
     finally:
@@ -246,13 +255,23 @@ class BudgetStopper(Stopper, Callback):
         self.reason: str | None = None
         self.trial_started: dict[str, float] = {}
         self.trial_wall: dict[int, float] = {}
+        #: Seconds the search waits for its first trial to start (None: no limit); why it gave up waiting.
+        self.start_timeout: float | None = None
+        self.starved: str | None = None
+        self.created = time.monotonic()
 
     # Tune stopper
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False  # a trial reports once and ends by itself
 
     def stop_all(self) -> bool:
-        return self.reason is not None
+        """A budget ran out, SIGTERM/SIGINT asked to stop (Tune's loop polls this even while trials wait for
+        resources), or no trial could start within the start timeout."""
+        waited = time.monotonic() - self.created
+        limit = self.start_timeout
+        if self.starved is None and limit is not None and not self.trial_started and waited > limit:
+            self.starved = f"no trial could start within {limit:g} s"
+        return self.reason is not None or self.starved is not None or shutdown.requested() is not None
 
     def _step(self, loss: float | None) -> None:
         if loss is not None and loss < self.best:
@@ -407,6 +426,7 @@ def search(
     )
     budget = BudgetStopper(config.max_failed, config.early_stop, previous, progress)
     resources = {"cpu": config.cpus_per_trial, "gpu": gpus_per_trial(config)}
+    budget.start_timeout = start_timeout(resources)
     trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload), resources)
     local_dir = tempfile.TemporaryDirectory(prefix="ray-tune-")
     tuner = tune.Tuner(
@@ -438,12 +458,56 @@ def search(
             outcomes.append(_outcome_from(result, number))
     outcomes.sort(key=lambda o: o.number)
     client = MlflowClient()
+    stopped = shutdown.requested()
     lost = resume.kill_running(
         client,
         resume.nested_runs(client, experiment_id, parent_run_id),
-        "lost: its Ray worker or node died, or a budget stopped it; the trial was retried or dropped",
+        f"stopped by {stopped.name}: the running trial was cut short"
+        if stopped
+        else "lost: its Ray worker or node died, or a budget stopped it; the trial was retried or dropped",
     )
+    if budget.starved and not stopped:
+        raise TrainerError(
+            f"{budget.starved}: a trial asks for {describe_request(resources)}, the Ray cluster offers "
+            f"{describe(ray_resources())}",
+            "lower cpus_per_trial/gpus_per_trial or add nodes to the cluster "
+            f"({START_TIMEOUT_ENV} sets how long to wait for one, e.g. while an autoscaler adds a GPU node)",
+            exit_code=EXIT_FAILED,
+        )
     return RaySearch(outcomes, budget.reason, budget.trial_wall, lost)
+
+
+#: Seconds a search on a Ray cluster (``RAY_ADDRESS``) waits for its first trial to start: an autoscaler may be
+#: adding the node it needs. A local Ray cannot grow: it gives up at once when a trial cannot fit.
+START_TIMEOUT_ENV = "AIRLINE_HPO_RAY_START_TIMEOUT"
+DEFAULT_START_TIMEOUT = 900.0
+
+
+def ray_resources() -> dict[str, float]:
+    import ray
+
+    return ray.cluster_resources()
+
+
+def describe_request(resources: dict[str, float]) -> str:
+    return f"CPU {resources['cpu']:g}, GPU {resources['gpu']:g}"
+
+
+def start_timeout(resources: dict[str, float]) -> float:
+    """How long to wait for the first trial to start (see :data:`START_TIMEOUT_ENV`): a setting no node can
+    satisfy (``cpus_per_trial`` above every node's CPUs) would otherwise keep Tune's loop pending forever."""
+    if not os.environ.get("RAY_ADDRESS", "").strip():
+        offered = ray_resources()
+        if resources["cpu"] > offered.get("CPU", 0) or resources["gpu"] > offered.get("GPU", 0):
+            return 0.0
+    raw = os.environ.get(START_TIMEOUT_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_START_TIMEOUT
+    except ValueError:
+        raise TrainerError(f"{START_TIMEOUT_ENV}={raw!r} is not a number", "set it to seconds, e.g. 900") from None
+    if not math.isfinite(value) or value <= 0:
+        raise TrainerError(f"{START_TIMEOUT_ENV} must be a positive number of seconds (got {raw})", "e.g. 900")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------- the refit

@@ -10,7 +10,8 @@ that was killed. So a resumed search:
   are given to the search algorithm as done (:func:`hyperopt_trials`), so their losses steer what comes next;
 - marks trials that were still RUNNING when the driver died as KILLED (tag ``interrupted``): they run again,
   within ``max_evals``, under a new trial number;
-- refuses a parent run whose search-defining params differ from this invocation's (one line, exit 2).
+- refuses a parent run whose search-defining params differ from this invocation's, a run of another experiment,
+  and a run that is not a search's parent (one line, exit 2, before anything is written).
 """
 
 from __future__ import annotations
@@ -79,10 +80,26 @@ def parent_run(client: MlflowClient, run_id: str, experiment_id: str | None = No
         )
     if experiment_id is not None and run.info.experiment_id != experiment_id:
         raise TrainerError(
-            f"run {run_id} belongs to experiment {run.info.experiment_id}, not {experiment_id}",
-            "set MLFLOW_EXPERIMENT_NAME/ID to the experiment of the interrupted search",
+            f"resume_run_id {run_id} is a run of experiment {run.info.experiment_id}, not of this search's "
+            f"experiment {experiment_id}",
+            "set MLFLOW_EXPERIMENT_NAME/ID to the experiment of the interrupted search, or pass its parent run id",
+        )
+    if not is_search(run):
+        name = run.data.tags.get("mlflow.runName", "")
+        raise TrainerError(
+            f"resume_run_id {run_id} is not a search's parent run (run {name!r} has no search tags)",
+            "pass the parent run id printed by the interrupted search (or resume_run_id=none to start anew)",
         )
     return run
+
+
+#: Every search's parent run has this tag from its first moment (the run name is set when the run is created).
+SEARCH_RUN_PREFIX = "hyperopt-"
+
+
+def is_search(run: Run) -> bool:
+    """A parent run the ``hyperopt`` entry point created (its run name), or one it already tagged as a search."""
+    return run.data.tags.get("mlflow.runName", "").startswith(SEARCH_RUN_PREFIX) or "search.algo" in run.data.tags
 
 
 def check_same_search(run: Run, params: Mapping[str, Any]) -> None:
