@@ -127,7 +127,7 @@ def test_in_a_read_only_project_copy_the_default_output_works_and_a_relative_one
     """The training image: the project directory is not writable (root-owned there, a read-only mount here, which
     stops root too), the working directory is that project. `prepare_data` with MLproject's defaults, argv as the
     Kubernetes Job runs it, must write; an output inside the project must fail in one line."""
-    from test_kube_argv import TRAINER, job_command
+    from kube_job_argv import TRAINER, job_command
 
     project, out_dir = tmp_path / "project", tmp_path / "private-tmp-airline-hpo"
     shutil.copytree(TRAINER, project, ignore=shutil.ignore_patterns("__pycache__"))
