@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _day_two_commands(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("backup", help="pg_dump the MLflow database into the bucket; prints the backup's key last")
-    sub.add_parser("backups", help="list the backups in the bucket, oldest first")
+    sub.add_parser("backup", help="pg_dump the MLflow database into <state dir>/backups; prints the backup's key last")
+    sub.add_parser("backups", help="list the backups (in <state dir>/backups, apart from the bucket), oldest first")
     restore = sub.add_parser("restore", help="replace the MLflow database's contents by a backup")
     restore.add_argument("key", help="the backup's key, as `backup` printed it (backups/mlflow-...dump)")
     gc = sub.add_parser("gc", help="permanently remove runs deleted longer ago than --older-than, with artifacts")
@@ -79,7 +79,12 @@ def _run_day_two(stack: LocalStack, args: argparse.Namespace) -> None:
     if args.command == "backup":
         print(backup.create_backup(stack, log=_log))
     elif args.command == "backups":
-        for key in backup.list_backups(stack):
+        keys = backup.list_backups(stack)
+        _log(
+            f"{len(keys)} backup(s) in {stack.settings.backup_dir} (apart from the artifact bucket; "
+            "`down --wipe` deletes them too: copy them elsewhere to keep them)"
+        )
+        for key in keys:
             print(key)
     elif args.command == "restore":
         backup.restore(stack, args.key, log=_log)

@@ -75,6 +75,13 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
     if state.pid is not None and creds is not None:
         try:
             probe(settings, creds)
+        except object_store.BucketUnreadable as exc:
+            return ServiceHealth(
+                svc.name,
+                False,
+                f"BUCKET UNREADABLE: pid {state.pid} answers on port {port}, but {exc}; artifacts written before "
+                f"are gone; database backups are kept apart (in {settings.backup_dir}): `make backups` lists them",
+            )
         except Exception as exc:
             return ServiceHealth(
                 svc.name,

@@ -148,6 +148,11 @@ class StackSettings:
         return self.state_dir / "run"
 
     @property
+    def backup_dir(self) -> Path:
+        """Database backups (owner-only): apart from the artifact bucket, so that losing the store loses no backup."""
+        return self.state_dir / "backups"
+
+    @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 
