@@ -23,11 +23,13 @@ import grpc
 import psutil
 import psycopg2
 import pytest
+from mlflow import MlflowClient
+from stack_cli import run_cli
 
-from local_stack import LocalStack, object_store
+from local_stack import LocalStack, object_store, postgres
 from local_stack.smoke_check import run_smoke_check
 from local_stack.stack import SERVICES
-from tests.stack_fixtures import started_stack
+from tests.stack_fixtures import started_stack_cli
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +49,9 @@ GRPC_PROBE = "/master_pb.Seaweed/ListCollectionNames"
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A stack of its own: if a lock is missing, the attack must not wreck the suite's shared stack."""
-    with started_stack(tmp_path_factory.mktemp("attacked-stack")) as stack:
+    """A stack of its own, started as a user does: if a lock is missing, the attack must not wreck the suite's
+    shared stack, and the bucket-loss test below restores into it from another process."""
+    with started_stack_cli(tmp_path_factory.mktemp("attacked-stack")) as stack:
         yield stack
 
 
@@ -225,3 +228,31 @@ def test_every_port_refuses_requests_without_the_stack_credentials(attacked: Loc
     assert _http(master_http, "GET", "/dir/status", _tls_with_stack_cert(stack)) == 200
     code, listed = _weed([*shell_args], tmp_path, stdin="collection.list\n", config_dir=object_store.tls_dir(settings))
     assert code == 0 and settings.bucket in listed, listed
+
+
+def test_a_backup_survives_the_loss_of_the_bucket_and_status_names_it(attacked: LocalStack) -> None:
+    """The issue's disaster, done by a holder of the keys (as a disk failure would): every object of the bucket
+    becomes unreadable. `status` must say so, and the database backup, kept apart, must still restore."""
+    stack = attacked
+    settings = stack.settings
+    client = MlflowClient(settings.tracking_uri)
+    experiment_id = client.create_experiment("kept-by-the-backup")
+    backed_up = run_cli(stack, "backup")
+    assert backed_up.returncode == 0, backed_up.stderr
+    key = backed_up.stdout.strip().splitlines()[-1]
+    assert str(settings.state_dir / key) in backed_up.stderr
+
+    master_http = int(_weed_addresses(stack)["master"].rsplit(":", 1)[1].split(".")[0])
+    wiped = _http(master_http, "POST", f"/col/delete?collection={settings.bucket}", _tls_with_stack_cert(stack))
+    assert wiped in (200, 204), wiped
+    status = run_cli(stack, "status")
+    s3_line = next(line for line in status.stdout.splitlines() if line.startswith(object_store.SERVICE))
+    assert "BUCKET UNREADABLE" in s3_line and "make backups" in s3_line, status.stdout
+
+    listed = run_cli(stack, "backups")
+    assert listed.returncode == 0 and key in listed.stdout.splitlines()
+    assert str(settings.backup_dir) in listed.stderr
+    postgres.drop_database(settings, stack.credentials, postgres.MLFLOW_DATABASE)
+    restored = run_cli(stack, "restore", key)
+    assert restored.returncode == 0, restored.stderr
+    assert MlflowClient(settings.tracking_uri).get_experiment(experiment_id).name == "kept-by-the-backup"
