@@ -89,6 +89,13 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
                 f"NOT ANSWERING: pid {state.pid} runs but port {port} fails ({_short(exc)}); see {log}; "
                 f"fix: `make down`, then `make up`",
             )
+        if state.damaged:
+            return ServiceHealth(
+                svc.name,
+                False,
+                f"DAMAGED PID FILE: {stack.process(svc).pid_file} cannot be read; pid {state.pid} was found by its "
+                f"mark and answers on port {port}; fix: `make up` rewrites the file (or `make down` stops it)",
+            )
         return ServiceHealth(svc.name, True, f"running, pid {state.pid}, port {port}: {promise}")
     if state.orphans:
         pids = ", ".join(map(str, state.orphans))
@@ -107,6 +114,13 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
             False,
             f"STOPPED, and port {port} is held by {_port_holder(port)}: stop that, or choose another port "
             f"with {option} or {env_var}=<port>, then `make up`",
+        )
+    if state.damaged:
+        return ServiceHealth(
+            svc.name,
+            False,
+            f"STOPPED, with a damaged PID file {stack.process(svc).pid_file} and no process of it left; "
+            f"fix: `make up` replaces it",
         )
     if state.stale:
         return ServiceHealth(
