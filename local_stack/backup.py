@@ -156,10 +156,17 @@ def _from_bucket(stack: LocalStack, key: str, dest: Path) -> None:
         raise StackError(f"cannot download s3://{stack.settings.bucket}/{key}: {exc}") from None
 
 
+def check_key(key: str) -> str:
+    """``key`` if it names a file directly in the backup folder; one line otherwise (no ``..``, no other folder)."""
+    name = key.removeprefix(PREFIX)
+    if not key.startswith(PREFIX) or "/" in name or name in ("", ".", ".."):
+        raise StackError(f"{key!r} is not a backup key; name one as `make backups` lists it (backups/mlflow-...dump)")
+    return key
+
+
 def download(stack: LocalStack, key: str, dest: Path) -> None:
     """Fetch backup ``key`` into ``dest`` and check that it is a pg_dump archive."""
-    if not key.startswith(PREFIX) or "/" in key.removeprefix(PREFIX) or key.removeprefix(PREFIX) in ("", ".", ".."):
-        raise StackError(f"{key!r} is not a backup key; name one as `make backups` lists it (backups/mlflow-...dump)")
+    check_key(key)
     local = stack.settings.state_dir / key
     where = str(local)
     if local.is_file():
