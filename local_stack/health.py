@@ -37,7 +37,7 @@ def _mlflow_answers(settings: StackSettings, creds: StackCredentials) -> None:
 
 PROBES: dict[str, tuple[Probe, str]] = {
     postgres.SERVICE: (_postgres_answers, "accepting connections"),
-    object_store.SERVICE: (object_store.bucket_reachable, "bucket reachable with the stack's keys"),
+    object_store.SERVICE: (object_store.bucket_reachable, "bucket readable with the stack's keys (objects read back)"),
     tracking_server.SERVICE: (_mlflow_answers, "API answering from the database"),
 }
 

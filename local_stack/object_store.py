@@ -33,6 +33,7 @@ from botocore.exceptions import ClientError
 from local_stack import store_tls
 from local_stack.credentials import StackCredentials
 from local_stack.errors import StackError
+from local_stack.files import write_atomically
 from local_stack.processes import ServiceProcess, free_ports
 from local_stack.settings import StackSettings
 
@@ -111,13 +112,7 @@ def write_security_config(settings: StackSettings) -> Path:
     """Fresh certificates and the ``security.toml`` naming them; return the directory to pass as ``-config_dir``."""
     directory = tls_dir(settings)
     paths = store_tls.make_certificates(directory, settings.host)
-    config = directory / "security.toml"
-    tmp = config.with_name("security.toml.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(store_tls.security_toml(paths))
-    os.replace(tmp, config)
+    write_atomically(directory / "security.toml", store_tls.security_toml(paths))
     return directory
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from local_stack.errors import StackError
+from local_stack.files import write_atomically
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -67,22 +68,6 @@ def log_tail(path: Path, lines: int = 15) -> str:
 #: Environment variable every process of a service inherits: the path of the service's PID file (unique per state
 #: directory and service), so that its processes can be found without that file.
 MARK = "LOCAL_STACK_PID_FILE"
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace ``path`` by ``text`` through a temporary file in the same folder: readers never see half a file,
-    and a failed write (a full disk) leaves the old one or none."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _alive(proc: psutil.Process) -> bool:

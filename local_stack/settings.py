@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_stack.errors import StackError
+from local_stack.files import write_atomically
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,8 +170,8 @@ class StackSettings:
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "stack.json").write_text(
-            json.dumps({name: getattr(self, name) for name in self.SAVED_FIELDS})
+        write_atomically(
+            self.state_dir / "stack.json", json.dumps({name: getattr(self, name) for name in self.SAVED_FIELDS})
         )
 
     @property

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -23,24 +22,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from local_stack.files import write_atomically
+
 #: Long enough for any local session; a new start makes new certificates anyway.
 VALIDITY = datetime.timedelta(days=30)
 
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Owner-only from the first byte, replaced atomically (a half-written key would stop the store's start)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def make_certificates(directory: Path, host: str) -> dict[str, Path]:
@@ -81,9 +70,9 @@ def make_certificates(directory: Path, host: str) -> dict[str, Path]:
         .sign(ca_key, hashes.SHA256())
     )
     paths = {"ca": directory / "ca.crt", "cert": directory / "store.crt", "key": directory / "store.key"}
-    _write(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
-    _write(paths["cert"], cert.public_bytes(serialization.Encoding.PEM))
-    _write(
+    write_atomically(paths["ca"], ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_atomically(paths["cert"], cert.public_bytes(serialization.Encoding.PEM))
+    write_atomically(
         paths["key"],
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
     )

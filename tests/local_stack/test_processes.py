@@ -146,7 +146,7 @@ def test_pid_files_are_replaced_atomically(tmp_path, monkeypatch):
     import errno
     import os
 
-    from local_stack.processes import write_atomically
+    from local_stack.files import write_atomically
 
     target = tmp_path / "svc.pid"
     write_atomically(target, '{"pid": 1, "started": 2.0}')
