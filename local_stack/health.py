@@ -96,6 +96,13 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
                 f"DAMAGED PID FILE: {stack.process(svc).pid_file} cannot be read; pid {state.pid} was found by its "
                 f"mark and answers on port {port}; fix: `make up` rewrites the file (or `make down` stops it)",
             )
+        if svc.name == object_store.SERVICE and not object_store.is_locked(state.pid):
+            return ServiceHealth(
+                svc.name,
+                False,
+                f"UNLOCKED: pid {state.pid} was started by an older version without client certificates, so its "
+                f"internal ports take requests without credentials; fix: `make down`, then `make up`",
+            )
         return ServiceHealth(svc.name, True, f"running, pid {state.pid}, port {port}: {promise}")
     if state.orphans:
         pids = ", ".join(map(str, state.orphans))

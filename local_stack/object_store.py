@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import psutil
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -114,6 +115,17 @@ def write_security_config(settings: StackSettings) -> Path:
     paths = store_tls.make_certificates(directory, settings.host)
     write_atomically(directory / "security.toml", store_tls.security_toml(paths))
     return directory
+
+
+def is_locked(pid: int) -> bool:
+    """Whether the running ``weed server`` ``pid`` was started with the stack's ``security.toml`` (mutual TLS).
+
+    A store started by an older version keeps running across an upgrade, with its internal ports open.
+    """
+    try:
+        return any(arg.startswith("-config_dir=") for arg in psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return True  # gone meanwhile: nothing unlocked runs
 
 
 def socket_dir(settings: StackSettings) -> Path:

@@ -256,3 +256,17 @@ def test_a_backup_survives_the_loss_of_the_bucket_and_status_names_it(attacked: 
     restored = run_cli(stack, "restore", key)
     assert restored.returncode == 0, restored.stderr
     assert MlflowClient(settings.tracking_uri).get_experiment(experiment_id).name == "kept-by-the-backup"
+
+
+def test_a_store_started_without_the_locks_is_told_apart(attacked: LocalStack) -> None:
+    """After an upgrade, a `weed server` started by the older version keeps running with open ports; `status`
+    tells it by its command line (no ``-config_dir``) and says to restart it."""
+    svc = next(svc for svc in SERVICES if svc.name == object_store.SERVICE)
+    assert object_store.is_locked(attacked.process(svc).inspect().pid)
+    # Any process whose command line lacks -config_dir stands for the old store (no second store is started).
+    unlocked = subprocess.Popen(["sleep", "60"])
+    try:
+        assert not object_store.is_locked(unlocked.pid)
+    finally:
+        unlocked.kill()
+        unlocked.wait(10)
