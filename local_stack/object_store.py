@@ -16,10 +16,12 @@ fails instead of scattering artifacts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -126,6 +128,35 @@ def is_locked(pid: int) -> bool:
         return any(arg.startswith("-config_dir=") for arg in psutil.Process(pid).cmdline())
     except psutil.Error:
         return True  # gone meanwhile: nothing unlocked runs
+
+
+#: ``weed`` names the Unix socket beside each gRPC port ``<tmp>/seaweedfs-<role>-grpc-<port>.sock`` and leaves it
+#: behind when killed; the stack runs it without TMPDIR, so ``<tmp>`` is /tmp.
+_GRPC_PORT_FLAGS = {"master": "-master.port.grpc=", "volume": "-volume.port.grpc=", "filer": "-filer.port.grpc=",
+                    "s3": "-s3.port.grpc="}  # fmt: skip
+
+
+def grpc_sockets(pid: int) -> list[Path]:
+    """The gRPC Unix sockets of the running ``weed server`` ``pid`` (read from its command line)."""
+    try:
+        cmdline = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return []
+    return [
+        Path("/tmp") / f"seaweedfs-{role}-grpc-{arg.removeprefix(flag)}.sock"
+        for role, flag in _GRPC_PORT_FLAGS.items()
+        for arg in cmdline
+        if arg.startswith(flag)
+    ]
+
+
+def remove_sockets(paths: list[Path]) -> None:
+    """Remove sockets a stopped store left in /tmp (ours only: sockets owned by this user)."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            info = path.lstat()
+            if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.geteuid():
+                path.unlink()
 
 
 def socket_dir(settings: StackSettings) -> Path:

@@ -106,7 +106,11 @@ class LocalStack:
                 f"{state_dir} holds no {' or '.join(STATE_MARKERS)}, so it is not a local stack's state directory; "
                 "nothing was stopped or deleted (check --state-dir or LOCAL_STACK_DIR)"
             )
+        store = next(svc for svc in SERVICES if svc.name == object_store.SERVICE)
+        store_pid = self.process(store).inspect().pid
+        leftovers = object_store.grpc_sockets(store_pid) if store_pid else []
         stopped = [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
+        object_store.remove_sockets(leftovers)
         if wipe and state_dir.exists():
             shutil.rmtree(state_dir)
         return stopped

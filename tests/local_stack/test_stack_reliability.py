@@ -155,6 +155,9 @@ def test_a_damaged_pid_file_is_reported_and_down_still_stops_mlflow(fault_stack)
     tree = [leader, *leader.children(recursive=True)]
     pid_file = settings.pid_file("mlflow")
     pid_file.write_text("garbage{")
+    store = next(svc for svc in SERVICES if svc.name == "s3")
+    sockets = object_store.grpc_sockets(fault_stack.process(store).inspect().pid)
+    assert len(sockets) == 4 and all(path.is_socket() for path in sockets)
 
     line = _status(fault_stack)["mlflow"]
     assert line.startswith("DAMAGED PID FILE") and str(pid_file) in line and str(leader.pid) in line, line
@@ -164,6 +167,7 @@ def test_a_damaged_pid_file_is_reported_and_down_still_stops_mlflow(fault_stack)
     assert not alive, f"still running after down: {alive}"
     assert not port_in_use(settings.host, settings.mlflow_port)
     assert not pid_file.exists()
+    assert not any(path.exists() for path in sockets), "down leaves no gRPC socket of the store in /tmp"
     _up_and_healthy(fault_stack)
 
 
