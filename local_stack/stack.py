@@ -11,11 +11,14 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from local_stack import object_store, postgres, tracking_server
+from local_stack import disk, object_store, postgres, tracking_server
 from local_stack.credentials import StackCredentials, load_or_create
 from local_stack.errors import StackError
 from local_stack.processes import ServiceProcess, port_in_use
 from local_stack.settings import PORT_OPTIONS, StackSettings
+
+#: Files only a stack's state directory holds: `down --wipe` deletes nothing else (say `--state-dir ~` by mistake).
+STATE_MARKERS = ("stack.json", "credentials.json")
 
 Starter = Callable[[StackSettings, StackCredentials, ServiceProcess], None]
 
@@ -67,12 +70,14 @@ class LocalStack:
 
         A service whose leader died is restarted: the orphans it left (holding its port) are stopped first.
         """
-        # Owner-only from the start: it holds the credentials, the data and the logs.
-        self.settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         running = {svc.name: self.process(svc).running_pid() for svc in SERVICES}
         self._check_auth_matches(running)
         to_start = [svc for svc in SERVICES if running[svc.name] is None]
+        # Every check before the first write: a refused `up` leaves no state directory behind.
         self._check_ports(to_start)
+        disk.require_room(self.settings.state_dir)
+        # Owner-only from the start: it holds the credentials, the data and the logs.
+        self.settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         creds = self.credentials  # before anything is saved: a damaged or lost credentials file stops `up` here
         if to_start:
             self.settings.save()
@@ -95,9 +100,19 @@ class LocalStack:
 
     def down(self, wipe: bool = False) -> list[str]:
         """Stop the services this stack started (reverse order); with ``wipe``, delete its data too."""
+        state_dir = self.settings.state_dir
+        if wipe and state_dir.is_dir() and not any((state_dir / name).exists() for name in STATE_MARKERS):
+            raise StackError(
+                f"{state_dir} holds no {' or '.join(STATE_MARKERS)}, so it is not a local stack's state directory; "
+                "nothing was stopped or deleted (check --state-dir or LOCAL_STACK_DIR)"
+            )
+        store = next(svc for svc in SERVICES if svc.name == object_store.SERVICE)
+        store_pid = self.process(store).inspect().pid
+        leftovers = object_store.grpc_sockets(store_pid) if store_pid else []
         stopped = [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
-        if wipe and self.settings.state_dir.exists():
-            shutil.rmtree(self.settings.state_dir)
+        object_store.remove_sockets(leftovers)
+        if wipe and state_dir.exists():
+            shutil.rmtree(state_dir)
         return stopped
 
     def client_env(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri as _tracki
 from sklearn.linear_model import LogisticRegression
 from stack_cli import assert_one_line_error, run_cli
 
-from local_stack import LocalStack, StackSettings, object_store, postgres
+from local_stack import LocalStack, StackSettings, postgres
 
 pytestmark = pytest.mark.integration
 
@@ -92,8 +92,9 @@ def test_backup_then_restore_brings_back_everything(day_two_stack: LocalStack, t
     key = backed_up.stdout.strip().splitlines()[-1]
     assert key.startswith("backups/mlflow-") and key.endswith("Z.dump")
     creds = stack.credentials
-    s3 = object_store.s3_client(stack.settings, creds.s3_access_key, creds.s3_secret_key)
-    assert s3.head_object(Bucket=stack.settings.bucket, Key=key)["ContentLength"] > 0
+    saved = stack.settings.state_dir / key  # apart from the bucket, owner-only
+    assert saved.read_bytes().startswith(b"PGDMP")
+    assert saved.stat().st_mode & 0o777 == 0o600 and saved.parent.stat().st_mode & 0o777 == 0o700
 
     # Work after the backup is what a restore gives up: it must be gone afterwards.
     late_run = client.create_run(before["runs"][0]["info"]["experiment_id"], run_name="after-backup").info.run_id
@@ -102,7 +103,7 @@ def test_backup_then_restore_brings_back_everything(day_two_stack: LocalStack, t
 
     restored = run_cli(stack, "restore", key)
     assert restored.returncode == 0, restored.stderr
-    assert f"restored s3://{stack.settings.bucket}/{key}" in restored.stderr
+    assert f"restored {key}" in restored.stderr
 
     client = MlflowClient(uri)
     after = _snapshot(client)
@@ -124,20 +125,24 @@ def test_restore_refuses_bad_backups_and_keeps_the_data(day_two_stack: LocalStac
     stack = day_two_stack
     client = MlflowClient(stack.settings.tracking_uri)
     experiment_id = client.create_experiment("kept-through-bad-restores")
-    creds = stack.credentials
-    s3 = object_store.s3_client(stack.settings, creds.s3_access_key, creds.s3_secret_key)
-    s3.put_object(Bucket=stack.settings.bucket, Key="backups/not-a-dump.dump", Body=b"hello")
+    bad = stack.settings.backup_dir / "not-a-dump.dump"
+    bad.parent.mkdir(mode=0o700, exist_ok=True)
+    bad.write_bytes(b"hello")
 
     assert_one_line_error(run_cli(stack, "restore", "backups/mlflow-19700101T000000.000000Z.dump"), "no backup")
     assert_one_line_error(run_cli(stack, "restore", "backups/not-a-dump.dump"), "not a pg_dump")
     assert client.get_experiment(experiment_id).name == "kept-through-bad-restores"
     listed = run_cli(stack, "backups")
     assert listed.returncode == 0 and "backups/not-a-dump.dump" in listed.stdout.splitlines()
-    s3.delete_object(Bucket=stack.settings.bucket, Key="backups/not-a-dump.dump")
+    assert str(stack.settings.backup_dir) in listed.stderr
+    assert_one_line_error(run_cli(stack, "restore", "backups/../credentials.json"), "not a backup key")
+    bad.unlink()
 
 
 def test_backup_of_a_stopped_stack_says_to_start_it(tmp_path: Path) -> None:
     stopped = LocalStack(StackSettings(state_dir=tmp_path / "never-started"))
-    for command in (["backup"], ["backups"], ["restore", "backups/x.dump"], ["gc"], ["upgrade-check"], ["upgrade-db"]):
+    for command in (["backup"], ["restore", "backups/x.dump"], ["gc"], ["upgrade-check"], ["upgrade-db"]):
         assert_one_line_error(run_cli(stopped, *command), "not running", "make up")
+    listed = run_cli(stopped, "backups")  # backups are files: listing them needs no running service
+    assert listed.returncode == 0 and listed.stdout == "" and "0 backup(s)" in listed.stderr
     assert not stopped.settings.state_dir.exists()  # nothing half-created for a stack that never ran

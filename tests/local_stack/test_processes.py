@@ -98,3 +98,64 @@ def test_inspecting_a_stale_pid_file_changes_nothing(tmp_path):
     state = svc.inspect()
     assert state.stale and state.pid is None and state.recorded_pid == dead.pid
     assert svc.pid_file.exists()
+
+
+def _start_tree(svc: ServiceProcess) -> list[psutil.Process]:
+    """A leader and a child, as MLflow's CLI and its uvicorn workers."""
+    pid = svc.start(
+        [sys.executable, "-c", "import subprocess,time; subprocess.Popen(['sleep','60']); time.sleep(60)"], {}
+    )
+    for _ in range(50):
+        children = psutil.Process(pid).children(recursive=True)
+        if children:
+            return [psutil.Process(pid), *children]
+        psutil.wait_procs([], timeout=0.1)
+    raise AssertionError("the child never started")
+
+
+@pytest.mark.parametrize("damage", ["garbage{", "", '{"pid": "x"}', None])
+def test_a_damaged_or_lost_pid_file_is_reported_and_stop_still_ends_the_tree(tmp_path, damage):
+    svc = _service(tmp_path)
+    tree = _start_tree(svc)
+    if damage is None:
+        svc.pid_file.unlink()
+    else:
+        svc.pid_file.write_text(damage)
+    state = svc.inspect()
+    assert state.pid == tree[0].pid and state.damaged == (damage is not None)
+    assert svc.stop() is True
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert not alive and not svc.pid_file.exists()
+
+
+def test_orphans_of_a_dead_leader_are_found_without_their_pid_file(tmp_path):
+    svc = _service(tmp_path)
+    leader, *children = _start_tree(svc)
+    leader.kill()
+    leader.wait(5)
+    svc.pid_file.write_text("garbage{")
+    state = svc.inspect()
+    assert state.pid is None and state.damaged and set(state.orphans) == {c.pid for c in children}
+    assert svc.stop() is True
+    _, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive
+
+
+def test_pid_files_are_replaced_atomically(tmp_path, monkeypatch):
+    """A failed write (here a full disk at fsync) leaves the previous file whole and no temporary file behind."""
+    import errno
+    import os
+
+    from local_stack.files import write_atomically
+
+    target = tmp_path / "svc.pid"
+    write_atomically(target, '{"pid": 1, "started": 2.0}')
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(target, '{"pid": 3, "started": 4.0}')
+    assert json.loads(target.read_text()) == {"pid": 1, "started": 2.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["svc.pid"]

@@ -117,6 +117,7 @@ def test_busy_port_fails_in_one_line_and_starts_nothing(tmp_path):
         with pytest.raises(StackError, match=rf"^port {busy} for mlflow is already in use; .*--mlflow-port"):
             LocalStack(settings).up(log=lambda _msg: None)
         assert LocalStack(settings).status() == {"postgres": None, "s3": None, "mlflow": None}
+        assert not settings.state_dir.exists(), "a refused `up` must leave no (empty) state directory"
 
         postgres_port, s3_port = free_ports(2)
         ports = ["--postgres-port", str(postgres_port), "--s3-port", str(s3_port), "--mlflow-port", str(busy)]
@@ -125,6 +126,7 @@ def test_busy_port_fails_in_one_line_and_starts_nothing(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert f"port {busy}" in result.stderr and "--mlflow-port" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "cli-stack").exists()
 
 
 def test_failed_service_start_stops_what_was_started(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from local_stack import LocalStack, StackSettings, object_store
-from local_stack.processes import free_ports
+from local_stack.processes import free_ports, port_in_use
 from local_stack.stack import SERVICES
 from tests.local_stack.stack_cli import assert_one_line_error, run_cli
 from tests.stack_fixtures import started_stack_cli
@@ -145,6 +145,30 @@ def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack, monkeypat
     assert settings.bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]
     _up_and_healthy(fault_stack)
     client.put_object(Bucket=settings.bucket, Key="mlartifacts/x.txt", Body=b"x")
+
+
+def test_a_damaged_pid_file_is_reported_and_down_still_stops_mlflow(fault_stack):
+    """The issue's case: `echo 'garbage{' > .stack/run/mlflow.pid; down` said success while MLflow kept its port."""
+    settings = fault_stack.settings
+    mlflow = next(svc for svc in SERVICES if svc.name == "mlflow")
+    leader = psutil.Process(fault_stack.process(mlflow).inspect().pid)
+    tree = [leader, *leader.children(recursive=True)]
+    pid_file = settings.pid_file("mlflow")
+    pid_file.write_text("garbage{")
+    store = next(svc for svc in SERVICES if svc.name == "s3")
+    sockets = object_store.grpc_sockets(fault_stack.process(store).inspect().pid)
+    assert len(sockets) == 4 and all(path.is_socket() for path in sockets)
+
+    line = _status(fault_stack)["mlflow"]
+    assert line.startswith("DAMAGED PID FILE") and str(pid_file) in line and str(leader.pid) in line, line
+    down = run_cli(fault_stack, "down", timeout=120)
+    assert down.returncode == 0 and "mlflow" in down.stdout, down
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive, f"still running after down: {alive}"
+    assert not port_in_use(settings.host, settings.mlflow_port)
+    assert not pid_file.exists()
+    assert not any(path.exists() for path in sockets), "down leaves no gRPC socket of the store in /tmp"
+    _up_and_healthy(fault_stack)
 
 
 def test_foreign_program_on_a_port_is_named(fault_stack):

@@ -1,6 +1,9 @@
 """SeaweedFS's own ports (filer, volume) refuse anyone without the stack's signing key, while S3 with the stack's
 keys, and MLflow's artifact proxy on top of it, work end to end. Without the keys, the filer port used to serve
 reads, writes and deletes of every artifact to anyone on the machine.
+
+These ports also demand the stack's client certificate (test_store_ports_attack.py); here the requests carry it,
+so what is tested is the second lock: even a holder of the certificate needs a token signed with the JWT keys.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import hmac
 import json
 import re
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -44,12 +48,22 @@ def _jwt(key: str, **claims: object) -> str:
     return f"{head}.{body}.{part(sig)}"
 
 
-def _call(method: str, url: str, data: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
+def _with_client_cert(stack) -> ssl.SSLContext:
+    tls = object_store.tls_dir(stack.settings)
+    context = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    context.check_hostname = False
+    context.load_cert_chain(tls / "store.crt", tls / "store.key")
+    return context
+
+
+def _call(
+    context: ssl.SSLContext, method: str, url: str, data: bytes | None = None, token: str | None = None
+) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=data, method=method)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -60,23 +74,24 @@ def test_filer_and_volume_ports_refuse_requests_without_the_stack_key(local_stac
     settings, creds = stack.settings, stack.credentials
     logged = run_smoke_check(stack)  # an artifact logged through MLflow's proxy, stored via S3
     ports = _internal_ports(stack)
-    filer = f"http://{settings.host}:{ports['filer']}"
-    volume = f"http://{settings.host}:{ports['volume']}"
+    cert = _with_client_cert(stack)
+    filer = f"https://{settings.host}:{ports['filer']}"
+    volume = f"https://{settings.host}:{ports['volume']}"
     path = f"/buckets/{settings.bucket}/{logged.object_key}"
 
-    assert _call("GET", filer + path)[0] in (401, 403)
-    assert _call("GET", filer + f"/buckets/{settings.bucket}/")[0] in (401, 403)
-    assert _call("PUT", filer + f"/buckets/{settings.bucket}/intruder.txt", b"x")[0] in (401, 403)
-    assert _call("DELETE", filer + path)[0] in (401, 403)
+    assert _call(cert, "GET", filer + path)[0] in (401, 403)
+    assert _call(cert, "GET", filer + f"/buckets/{settings.bucket}/")[0] in (401, 403)
+    assert _call(cert, "PUT", filer + f"/buckets/{settings.bucket}/intruder.txt", b"x")[0] in (401, 403)
+    assert _call(cert, "DELETE", filer + path)[0] in (401, 403)
 
-    status, meta = _call("GET", filer + path + "?metadata=true", token=_jwt(creds.seaweedfs_filer_read_key))
+    status, meta = _call(cert, "GET", filer + path + "?metadata=true", token=_jwt(creds.seaweedfs_filer_read_key))
     assert status == 200, meta
     chunks = json.loads(meta)["chunks"]
     fid = chunks[0].get("file_id") or chunks[0]["fileId"]
-    assert _call("GET", f"{volume}/{fid}")[0] in (401, 403)
-    assert _call("DELETE", f"{volume}/{fid}")[0] in (401, 403)
-    assert _call("POST", f"{volume}/{fid}", b"overwritten")[0] in (401, 403)
-    status, body = _call("GET", f"{volume}/{fid}", token=_jwt(creds.seaweedfs_volume_read_key, fid=fid))
+    assert _call(cert, "GET", f"{volume}/{fid}")[0] in (401, 403)
+    assert _call(cert, "DELETE", f"{volume}/{fid}")[0] in (401, 403)
+    assert _call(cert, "POST", f"{volume}/{fid}", b"overwritten")[0] in (401, 403)
+    status, body = _call(cert, "GET", f"{volume}/{fid}", token=_jwt(creds.seaweedfs_volume_read_key, fid=fid))
     assert status == 200 and logged.run_id.encode() in body
 
     # Nothing of the above touched the artifact: S3 with the keys and MLflow's proxy still read it.
