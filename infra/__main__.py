@@ -21,6 +21,7 @@ from mlflow_platform.tracking.database import Database
 from mlflow_platform.tracking.server import CHECKSUM_ANNOTATION, TrackingServer
 from mlflow_platform.training.access import TrainingAccess
 from mlflow_platform.training.job_template import build_job_template
+from mlflow_platform.training.orphan_reaper import OrphanReaper
 
 cfg = stack_config.load()
 names = Names(cfg.name_prefix, cfg.namespace)
@@ -70,6 +71,8 @@ TrackingNetworkPolicy(
 )
 training = TrainingAccess(f"{p}-training", cfg, names, namespace, opts=in_namespace)
 TrainingNetworkPolicy(f"{p}-training-network", cfg, names, namespace, opts=in_namespace)
+# A cancelled `mlflow run` orphans its Job's pod (batch/v1's default); this stops it and frees its GPU.
+OrphanReaper(f"{p}-orphan-reaper", cfg, names, namespace, opts=in_namespace)
 if cfg.gpu_device_plugin:
     GpuDevicePlugin(f"{p}-gpu", cfg)
 images = ImageRepository(f"{p}-images", cfg)
@@ -98,6 +101,7 @@ pulumi.export("port_forward_command", tracking.port_forward_command)
 pulumi.export("artifact_root", store.artifact_root)
 pulumi.export("data_root", store.data_root)
 pulumi.export("bucket_name", store.bucket_name)
+pulumi.export("ray_storage", store.ray_storage)
 pulumi.export("aws_region", cfg.aws_region)
 pulumi.export("training_service_account", training.service_account_name)
 pulumi.export("repository_uri", images.uri)

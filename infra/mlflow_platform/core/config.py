@@ -72,6 +72,7 @@ _EXAMPLES: dict[str, str] = {
     "backupSchedule": "'17 3 * * *'",
     "gcSchedule": "'47 3 * * *'",
     "gcOlderThan": "30d",
+    "rayStatePrefix": "ray-tune",
     "rayImageTag": "$(git rev-parse --short=7 HEAD)",
     "rayHeadCpu": "2",
     "rayHeadMemory": "8Gi",
@@ -121,6 +122,8 @@ class StackConfig(BaseModel):
     bucket_name: str | None = None
     artifact_prefix: str = "mlflow"
     data_prefix: str = "datasets"
+    # Where Ray Tune keeps a search's state (`executor=ray`); the identity may read, write and delete only there.
+    ray_state_prefix: str = "ray-tune"
     bucket_force_destroy: bool = False
     noncurrent_version_days: int = Field(30, ge=1, le=3650)
     s3_encryption: Literal["sse-s3", "aws-kms"] = "sse-s3"
@@ -220,7 +223,7 @@ class StackConfig(BaseModel):
             raise ValueError(f"must be a valid S3 bucket name ({problem})")
         return v
 
-    @field_validator("artifact_prefix", "data_prefix")
+    @field_validator("artifact_prefix", "data_prefix", "ray_state_prefix")
     @classmethod
     def _key_prefix(cls, v: str) -> str:
         if not _PREFIX.match(v):
@@ -363,9 +366,19 @@ class StackConfig(BaseModel):
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         self._check_sizes()
         self._check_exposure()
-        for key, prefix in (("artifactPrefix", self.artifact_prefix), ("dataPrefix", self.data_prefix)):
+        prefixes = (
+            ("artifactPrefix", self.artifact_prefix),
+            ("dataPrefix", self.data_prefix),
+            ("rayStatePrefix", self.ray_state_prefix),
+        )
+        for key, prefix in prefixes:
             if self.declares_backups and (prefix + "/").startswith(BACKUP_PREFIX + "/"):
                 raise _KeyProblem(key, f"must not be '{BACKUP_PREFIX}' or below it: database backups live there")
+        for key, other in (("artifactPrefix", self.artifact_prefix), ("dataPrefix", self.data_prefix)):
+            ray, theirs = self.ray_state_prefix + "/", other + "/"
+            if ray.startswith(theirs) or theirs.startswith(ray):
+                # Tune deletes under its prefix: overlapping would let it (and grant it to) delete artifacts or data.
+                raise _KeyProblem("rayStatePrefix", f"must not overlap {key} ({other!r}): Ray Tune deletes under it")
         if self.ray and not self.ray_image_tag:
             raise _KeyProblem(
                 "rayImageTag",

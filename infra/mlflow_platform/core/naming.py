@@ -188,6 +188,10 @@ class Names:
     def ray_operator_namespace(self) -> str:
         return self._n("kuberay")
 
+    @property
+    def orphan_reaper(self) -> str:
+        return self._n("orphan-reaper")
+
     def service_fqdn(self, service: str) -> str:
         """The in-cluster DNS name pods use to reach `service` in this namespace."""
         return f"{service}.{self.namespace}.svc.cluster.local"
