@@ -114,7 +114,6 @@ def test_a_cancelled_run_leaves_no_pod_holding_a_gpu(deployment: Deployment, tmp
 def test_the_stand_in_orphans_like_batch_v1_and_cascades_only_when_asked(tmp_path: Path) -> None:
     """The stand-in's Job DELETE, checked against the API server's documented behaviour (see its docstring)."""
     import kubernetes
-
     from kube_callers import kubeconfig_in_use
 
     with standin_cluster(tmp_path) as api, kubeconfig_in_use(tmp_path / "kubeconfig"):

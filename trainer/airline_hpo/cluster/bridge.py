@@ -23,9 +23,10 @@ Why the printed commands look the way they do:
 
 With the stack's Ray cluster (`pulumi config set ray true`), the bridge also writes `k8s_config_ray.json` and
 `kube_ray_driver_template.yaml` (the stack's driver template: no GPU, `RAY_ADDRESS` and the Ray token by Secret
-reference) and prints a second run line, `-P executor=ray -P parallelism=N -P gpus_per_trial=1 -P ray_storage=...`, N being
-as many trials as the worker group holds GPUs at its maximum size, one GPU a trial (so `engine=auto` picks cuML
-and the GPU workers' GPUs are used), and Tune's state under the prefix the stack's identity may write
+reference) and prints a second run line,
+`-P executor=ray -P parallelism=N -P gpus_per_trial=1 -P ray_storage=...`, N being as many trials as the worker
+group holds GPUs at its maximum size, one GPU a trial (so `engine=auto` picks cuML and the GPU workers' GPUs are
+used), and Tune's state under the prefix the stack's identity may write
 (`ray_storage` output, `rayStatePrefix`). The Ray workers run the image tag the stack was given (`rayImageTag`); when
 that differs from the commit `--build-image` would push from this checkout, a note says so, because the trials
 would run other code than the driver.
