@@ -36,6 +36,11 @@ _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 AWS_REGIONS = frozenset(region.value for region in pulumi_aws.Region)
 # gp3 EBS volumes are 1 GiB to 16 TiB; outside that the EBS CSI driver never provisions and the PVC stays Pending.
 EBS_GP3_MAX = 16 * 1024 * GIBIBYTE
+# Above these no machine or volume exists: the largest EC2 instances have 32 TiB of memory and under 1024 vCPUs,
+# the largest EBS volume (io2 Block Express) is 64 TiB. A pod or claim asking for more stays Pending forever.
+MAX_MEMORY = 32 * 1024 * GIBIBYTE
+MAX_VOLUME = 64 * 1024 * GIBIBYTE
+MAX_CPU = 1024
 # Below this a Ray node's own processes leave nothing for trials (about 1.6 GB measured for a 2-CPU node).
 RAY_MIN_MEMORY = 2 * GIBIBYTE
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
@@ -143,6 +148,8 @@ class StackConfig(BaseModel):
     cluster_kind: Literal["eks", "other"] = "eks"
     # Keep the PostgreSQL volume (and the namespace that holds its claim) on `pulumi destroy`.
     keep_data_on_destroy: bool = True
+    # The EBS CSI driver that provisions the stack's gp3 class: the EBS CSI add-on's, or EKS Auto Mode's.
+    ebs_csi_provisioner: Literal["ebs.csi.aws.com", "ebs.csi.eks.amazonaws.com"] = "ebs.csi.aws.com"
     # Secret: read with get_secret() and carried as an Output; never validated in plain text.
     postgres_external_uri: Any = Field(None, exclude=True)
 
@@ -157,6 +164,9 @@ class StackConfig(BaseModel):
     # Exposure of the tracking server outside the cluster (serviceType LoadBalancer/NodePort).
     tls_certificate_arn: str | None = None
     load_balancer_source_ranges: tuple[str, ...] | None = None
+    # Stated on the Service for both AWS controllers: the AWS Load Balancer Controller defaults to internal, the
+    # in-tree one to internet-facing; unstated, the same program gives a private or a public server.
+    load_balancer_scheme: Literal["internal", "internet-facing"] = "internal"
     allow_insecure_exposure: bool = False
 
     # GPUs.
@@ -183,6 +193,8 @@ class StackConfig(BaseModel):
     gc_schedule: str = "47 3 * * *"
     gc_older_than: str = "30d"
     service_monitor: bool = False
+    # The namespace Prometheus scrapes from; the tracking pods admit it on their port when serviceMonitor is on.
+    prometheus_namespace: str = "monitoring"
     # Scale-out: Ray Tune on a KubeRay RayCluster (see `ray_cluster`). Off by default.
     ray: bool = False
     # Tag of the training image in the training repository that the Ray head and workers run (required with ray).
@@ -204,6 +216,13 @@ class StackConfig(BaseModel):
         problem = bucket_name_problem(AwsNames(v, "stack").bucket_prefix + "0" * 26)
         if problem:
             raise ValueError(f"gives bucket names S3 refuses: {problem}")
+        return v
+
+    @field_validator("prometheus_namespace")
+    @classmethod
+    def _other_namespace(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v) or len(v) > 63:
+            raise ValueError("must be a lowercase DNS label (a-z, 0-9, '-'), at most 63 characters")
         return v
 
     @field_validator("namespace")
@@ -241,27 +260,33 @@ class StackConfig(BaseModel):
     @classmethod
     def _cpu(cls, v: str) -> str:
         try:
-            parse_cpu(v)
+            cores = parse_cpu(v)
         except QuantityError as e:
             raise ValueError(f"must be a CPU amount such as 4, 0.5 or 500m, and is {e}") from None
+        if cores > MAX_CPU:
+            raise ValueError(f"asks for more than {MAX_CPU} cores, more than any node has")
         return v
 
     @field_validator("training_memory", "training_shm_size", "ray_head_memory", "ray_worker_memory")
     @classmethod
     def _memory(cls, v: str) -> str:
         try:
-            parse_bytes(v)
+            size = parse_bytes(v)
         except QuantityError as e:
             raise ValueError(f"must be a memory size such as 24Gi or 512Mi, and is {e}") from None
+        if size > MAX_MEMORY:
+            raise ValueError(f"exceeds {format_bytes(MAX_MEMORY)}, more memory than any node has")
         return v
 
     @field_validator("postgres_storage_size")
     @classmethod
     def _storage(cls, v: str) -> str:
         try:
-            parse_bytes(v, minimum=GIBIBYTE)
+            size = parse_bytes(v, minimum=GIBIBYTE)
         except QuantityError as e:
             raise ValueError(f"must be a volume size such as 10Gi, and is {e}") from None
+        if size > MAX_VOLUME:
+            raise ValueError(f"exceeds {format_bytes(MAX_VOLUME)}, the largest EBS volume")
         return v
 
     @field_validator("gpu_taint")
