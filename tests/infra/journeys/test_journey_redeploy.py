@@ -83,8 +83,9 @@ def kept_database(tmp_path: Path) -> Iterator[tuple[Path, int, str]]:
         while subprocess.run(["pg_isready", "-q", "-h", str(sockets), "-p", str(port)], check=False).returncode:
             assert time.monotonic() < deadline, "PostgreSQL did not start"
             time.sleep(0.5)
+        create = f"CREATE DATABASE {env['POSTGRES_DB']}"  # what the entrypoint does for POSTGRES_DB
         subprocess.run(
-            ["psql", "-h", str(sockets), "-p", str(port), "-U", user, "-d", "postgres", "-c", f"CREATE DATABASE {env['POSTGRES_DB']}"],
+            ["psql", "-h", str(sockets), "-p", str(port), "-U", user, "-d", "postgres", "-c", create],
             check=True, capture_output=True, **privileges,
         )  # fmt: skip
         yield sockets, port, first_password
