@@ -495,6 +495,14 @@ class StackConfig(BaseModel):
                 f"is needed: serviceType {self.service_type} with basicAuth would send passwords without TLS "
                 "(set an ACM certificate for a LoadBalancer, or allowInsecureExposure true to accept the risk)",
             )
+        if self.service_type == "NodePort" and not self.external_url:
+            # MLflow refuses UI POSTs whose Origin is not listed (`--cors-allowed-origins`), and a node's address is
+            # known only to the user: without it the UI loads and then every change gets 403.
+            raise _KeyProblem(
+                "externalUrl",
+                "is needed with serviceType NodePort: the address users open the UI at, such as "
+                "http://<node-address>:30500 (its port, when in 30000-32767, becomes the Service's nodePort)",
+            )
 
     @property
     def exposed(self) -> bool:

@@ -155,9 +155,7 @@ class Database(pulumi.ComponentResource):
                                 security_context=pod_security.container_context(read_only_root=True),
                                 lifecycle=k8s.core.v1.LifecycleArgs(
                                     post_start=k8s.core.v1.LifecycleHandlerArgs(
-                                        exec_=k8s.core.v1.ExecActionArgs(
-                                            command=["bash", "-c", ADOPT_PASSWORD_SCRIPT]
-                                        )
+                                        exec_=k8s.core.v1.ExecActionArgs(command=["bash", "-c", ADOPT_PASSWORD_SCRIPT])
                                     )
                                 ),
                                 readiness_probe=k8s.core.v1.ProbeArgs(

@@ -186,6 +186,18 @@ def load_balancer_service(
     )
 
 
+NODE_PORT_RANGE = range(30000, 32768)  # the API server's default --service-node-port-range
+
+
+def node_port(cfg: StackConfig) -> int | None:
+    """With NodePort, the port of `externalUrl` when it is a node port: the UI's origin (listed for CORS) is then
+    exactly where the Service listens. Otherwise the API server picks one (a proxy in front is the user's)."""
+    if cfg.service_type != "NodePort" or not cfg.external_url:
+        return None
+    port = urlparse(cfg.external_url).port
+    return port if port in NODE_PORT_RANGE else None
+
+
 def _load_balancer_hosts(status: dict | None) -> list[str]:
     ingress = ((status or {}).get("load_balancer") or (status or {}).get("loadBalancer") or {}).get("ingress") or []
     return [entry.get("hostname") or entry.get("ip") for entry in ingress if entry.get("hostname") or entry.get("ip")]
@@ -238,7 +250,11 @@ class TrackingServer(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="NodePort" if cfg.service_type == "NodePort" else "ClusterIP",
                 selector=self.selector,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=cfg.tracking_port, target_port="http")],
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name="http", port=cfg.tracking_port, target_port="http", node_port=node_port(cfg)
+                    )
+                ],
             ),
             opts=child,
         )
