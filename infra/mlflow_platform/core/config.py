@@ -36,10 +36,11 @@ _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 AWS_REGIONS = frozenset(region.value for region in pulumi_aws.Region)
 # gp3 EBS volumes are 1 GiB to 16 TiB; outside that the EBS CSI driver never provisions and the PVC stays Pending.
 EBS_GP3_MAX = 16 * 1024 * GIBIBYTE
-# Above these no machine or volume exists: the largest EC2 instances have 32 TiB of memory and under 1024 vCPUs,
-# the largest EBS volume (io2 Block Express) is 64 TiB. A pod or claim asking for more stays Pending forever.
+# Above these no machine or volume exists: the largest EC2 instances have 32 TiB of memory and under 1024 vCPUs;
+# a database volume of a pebibyte is beyond any provisioner we know (the largest EBS volume is 64 TiB). A pod or
+# claim asking for more stays Pending forever, so `99999Ti` is a typo to name at preview.
 MAX_MEMORY = 32 * 1024 * GIBIBYTE
-MAX_VOLUME = 64 * 1024 * GIBIBYTE
+MAX_VOLUME = 1024 * 1024 * GIBIBYTE
 MAX_CPU = 1024
 # Below this a Ray node's own processes leave nothing for trials (about 1.6 GB measured for a 2-CPU node).
 RAY_MIN_MEMORY = 2 * GIBIBYTE
@@ -286,7 +287,7 @@ class StackConfig(BaseModel):
         except QuantityError as e:
             raise ValueError(f"must be a volume size such as 10Gi, and is {e}") from None
         if size > MAX_VOLUME:
-            raise ValueError(f"exceeds {format_bytes(MAX_VOLUME)}, the largest EBS volume")
+            raise ValueError(f"exceeds {format_bytes(MAX_VOLUME)}, more than any provisioner makes one volume")
         return v
 
     @field_validator("gpu_taint")
