@@ -3,7 +3,7 @@
 Why a stand-in and not a mock: the callers under test (MLflow's `mlflow.projects.kubernetes`, built on the
 official `kubernetes` client, and `kubectl logs`) must run unchanged, load their config from a real kubeconfig
 file and send real HTTP. Only the far end is replaced: this server answers the batch/v1 Job endpoints (create,
-status, get, delete), the pod list/watch and pod log endpoints, and API discovery, with JSON shaped like the
+status, get, delete), the pod list/watch, get, delete and log endpoints, and API discovery, with JSON shaped like the
 API server's, and records every request so tests can check it against the Role the Pulumi program declares.
 
 It serves HTTPS with a throwaway certificate for 127.0.0.1, as a cluster does: client-go (kubectl) sends a
