@@ -10,6 +10,7 @@ delete) then make the S3 requests through pyarrow, signed with the identity's ke
 
 from __future__ import annotations
 
+import pickle
 import shlex
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def test_tunes_every_storage_call_is_allowed_by_the_stacks_identity(
     # creates the experiment directory and writes and reads back a marker file.
     context = StorageContext(storage["storage_path"], "airline-hpo", storage_filesystem=storage["storage_filesystem"])
     fs, experiment = context.storage_filesystem, context.experiment_fs_path
+    # Tune ships the storage context, filesystem included, to every trial's process.
+    assert pickle.loads(pickle.dumps(fs)) == fs
     assert experiment.startswith(f"{stack.applied.bucket}/ray-tune/{PARENT_RUN}/")
 
     # The driver's periodic sync of the experiment state and each trial's results.
