@@ -6,6 +6,7 @@ Each component lives in `mlflow_platform/<concern>.py`.
 
 import pulumi
 from mlflow_platform.aws.artifact_store import ArtifactStore
+from mlflow_platform.aws.identity import service_accounts
 from mlflow_platform.aws.image_repository import ImageRepository
 from mlflow_platform.core import config as stack_config
 from mlflow_platform.core.namespace import PlatformNamespace
@@ -21,6 +22,7 @@ from mlflow_platform.tracking.database import Database
 from mlflow_platform.tracking.server import CHECKSUM_ANNOTATION, TrackingServer
 from mlflow_platform.training.access import TrainingAccess
 from mlflow_platform.training.job_template import build_job_template
+from mlflow_platform.training.orphan_reaper import OrphanReaper
 
 cfg = stack_config.load()
 names = Names(cfg.name_prefix, cfg.namespace)
@@ -67,9 +69,12 @@ TrackingNetworkPolicy(
     tracking.selector,
     database.selector if cfg.in_cluster_postgres else None,
     opts=in_namespace,
+    migration_selector=tracking.migration_selector,
 )
 training = TrainingAccess(f"{p}-training", cfg, names, namespace, opts=in_namespace)
 TrainingNetworkPolicy(f"{p}-training-network", cfg, names, namespace, opts=in_namespace)
+# A cancelled `mlflow run` orphans its Job's pod (batch/v1's default); this stops it and frees its GPU.
+OrphanReaper(f"{p}-orphan-reaper", cfg, names, namespace, opts=in_namespace)
 if cfg.gpu_device_plugin:
     GpuDevicePlugin(f"{p}-gpu", cfg)
 images = ImageRepository(f"{p}-images", cfg)
@@ -87,6 +92,8 @@ if cfg.ray:
         images.uri,
         tracking.in_cluster_uri,
         crd_source=operator.release,
+        # A rotated S3 key or training password rolls the head and the workers, as it rolls the tracking server.
+        pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.s3_secret, names.training_auth_secret)},
         # The Secrets hold what the Ray pods reference.
         opts=pulumi.ResourceOptions(depends_on=[ns, secrets, training]),
     )
@@ -105,12 +112,23 @@ pulumi.export("kube_context", cfg.kube_context or "")
 pulumi.export("kube_job_template", build_job_template(cfg, names))
 if ray is not None:
     pulumi.export("ray_address", ray.address)
+    pulumi.export("ray_storage", store.ray_storage)
     pulumi.export("ray_image", ray.image)
     pulumi.export("ray_max_workers", cfg.ray_max_workers)
     pulumi.export("ray_worker_gpus", cfg.ray_worker_gpus)
     pulumi.export("kube_ray_driver_template", build_ray_driver_template(cfg, names))
 if store.role_arn is not None:
     pulumi.export("s3_role_arn", store.role_arn)
+if cfg.declares_storage_class:
+    pulumi.log.info(
+        f"the PostgreSQL volume's StorageClass uses provisioner {cfg.ebs_csi_provisioner}: install the "
+        "aws-ebs-csi-driver add-on, or on EKS Auto Mode `pulumi config set ebsCsiProvisioner ebs.csi.eks.amazonaws.com`"
+    )
+if cfg.irsa_role_arn:
+    pulumi.log.info(
+        f"the existing role {cfg.irsa_role_arn} must trust these ServiceAccounts' tokens (sub) in its trust policy: "
+        + ", ".join(f"system:serviceaccount:{cfg.namespace}:{a}" for a in service_accounts(cfg))
+    )
 if cfg.service_type != "ClusterIP" and not cfg.basic_auth:
     pulumi.log.warn(
         f"serviceType {cfg.service_type} makes the MLflow server reachable from outside the cluster without "

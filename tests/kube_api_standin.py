@@ -3,12 +3,22 @@
 Why a stand-in and not a mock: the callers under test (MLflow's `mlflow.projects.kubernetes`, built on the
 official `kubernetes` client, and `kubectl logs`) must run unchanged, load their config from a real kubeconfig
 file and send real HTTP. Only the far end is replaced: this server answers the batch/v1 Job endpoints (create,
-status, get, delete), the pod list/watch and pod log endpoints, and API discovery, with JSON shaped like the
+status, get, delete), the pod list/watch, get, delete and log endpoints, and API discovery, with JSON shaped like the
 API server's, and records every request so tests can check it against the Role the Pulumi program declares.
 
 It serves HTTPS with a throwaway certificate for 127.0.0.1, as a cluster does: client-go (kubectl) sends a
 bearer token only over TLS, and the kubeconfig carries the CA as `certificate-authority-data`, so the clients'
 TLS verification runs as it would against EKS.
+
+Deleting a Job follows batch/v1's garbage-collection default, which is not kubectl's: a DELETE without
+`propagationPolicy` (what MLflow's `KubernetesSubmittedRun.cancel()` sends: an empty `V1DeleteOptions`)
+ORPHANS the Job's pods. Upstream: kubernetes/kubernetes `pkg/registry/batch/job/strategy.go`
+(`DefaultGarbageCollectionPolicy` returns `rest.OrphanDependents` for batch/v1 "for backwards compatibility")
+and `pkg/registry/batch/job/storage/storage.go` (`deleteOptionWarnings`, sent as a `Warning` header: "child pods
+are preserved by default when jobs are deleted; ..."). The garbage collector then removes the Job's
+ownerReference from each pod (`pkg/controller/garbagecollector/garbagecollector.go`, `orphanDependents`) and the
+pod keeps running. `Background` and `Foreground` delete the pods (docs: "Garbage Collection", cascading deletion).
+The stand-in answers with the end state at once: the Job gone, its pods either gone or ownerless and Running.
 
 Optionally it authorizes each request the way the API server would with RBAC (`authorize`), answering 403
 with the API server's message when a request is not allowed, so a missing rule shows as the error a user
@@ -100,8 +110,32 @@ class StandInState:
     watched: bool = False
     requests: list[ApiRequest] = field(default_factory=list)
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: The pods the Job controller made, by (namespace, name); they outlive an orphaning Job DELETE.
+    pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     polls: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: What the API server answers in a `Warning` header to a batch/v1 Job DELETE without a propagation policy
+#: (kubernetes/kubernetes pkg/registry/batch/job/storage/storage.go, `deleteOptionWarnings`).
+ORPHAN_WARNING = (
+    "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background to remove them "
+    "or set propagationPolicy=Orphan to suppress this warning"
+)
+
+
+def propagation_policy(request: ApiRequest) -> str:
+    """The DELETE's propagation policy, from the query or the `DeleteOptions` body; batch/v1's default is Orphan
+    (`jobStrategy.DefaultGarbageCollectionPolicy`). The deprecated `orphanDependents` flag is honoured as the
+    generic store does (k8s.io/apiserver `pkg/registry/generic/registry/store.go`, `shouldOrphanDependents`)."""
+    body = request.body if isinstance(request.body, dict) else {}
+    policy = (request.query.get("propagationPolicy") or [None])[0] or body.get("propagationPolicy")
+    if policy:
+        return str(policy)
+    orphan = body.get("orphanDependents")
+    if orphan is False:
+        return "Background"
+    return "Orphan"
 
 
 def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -230,9 +264,13 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         return json.loads(raw) if raw else None
 
-    def _send(self, code: int, body: Any, content_type: str = "application/json") -> None:
+    def _send(
+        self, code: int, body: Any, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
+        for header, value in (headers or {}).items():
+            self.send_header(header, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -290,8 +328,10 @@ class _Handler(BaseHTTPRequestHandler):
                 template={**template, "metadata": template_metadata},
             )
             job.update(metadata=metadata, spec=spec, status={})
+            pod = _pod_for(job)
             with state.lock:
                 state.jobs[(namespace, metadata["name"])] = job
+                state.pods[(namespace, pod["metadata"]["name"])] = pod
             self._send(201, job)
             return
         key = (namespace, rest[0]) if rest else None
@@ -309,16 +349,34 @@ class _Handler(BaseHTTPRequestHandler):
         elif request.method == "GET" and len(rest) == 1:
             self._send(200, job)
         elif request.method == "DELETE" and len(rest) == 1:
+            policy = propagation_policy(request)
+            uid = job["metadata"]["uid"]
             with state.lock:
                 del state.jobs[key]
-            details = {"name": rest[0], "group": "batch", "kind": "jobs", "uid": job["metadata"]["uid"]}
-            self._send(200, _status(200, "", "", details))
+                for pod_key, pod in list(state.pods.items()):
+                    owners = pod["metadata"].get("ownerReferences") or []
+                    if not any(o["uid"] == uid for o in owners):
+                        continue
+                    if policy == "Orphan":
+                        # The garbage collector strips the owner reference; the pod runs on.
+                        remaining = [o for o in owners if o["uid"] != uid]
+                        pod["metadata"] = {**pod["metadata"], "ownerReferences": remaining}
+                        if not remaining:
+                            del pod["metadata"]["ownerReferences"]
+                    else:
+                        del state.pods[pod_key]
+            details = {"name": rest[0], "group": "batch", "kind": "jobs", "uid": uid}
+            body = request.body if isinstance(request.body, dict) else {}
+            defaulted = "propagationPolicy" not in request.query and not body.get("propagationPolicy")
+            warning = {"Warning": f'299 - "{ORPHAN_WARNING}"'} if defaulted else {}
+            self._send(200, _status(200, "", "", details), headers=warning)
         else:
             self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method"))
 
     def _pods(self, request: ApiRequest, namespace: str, rest: list[str]) -> None:
         state = self.server.state
-        pods = [_pod_for(job) for (ns, _), job in state.jobs.items() if ns == namespace]
+        with state.lock:
+            pods = [pod for (ns, _), pod in state.pods.items() if ns == namespace]
         if request.method == "GET" and not rest:
             selector = (request.query.get("labelSelector") or [""])[0]
             wanted = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
@@ -345,6 +403,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, found[0])
             else:
                 self._send(404, _status(404, "NotFound", f'pods "{rest[0]}" not found'))
+        elif request.method == "DELETE" and len(rest) == 1:
+            with state.lock:
+                pod = state.pods.pop((namespace, rest[0]), None)
+            if pod is None:
+                self._send(404, _status(404, "NotFound", f'pods "{rest[0]}" not found'))
+            else:
+                # A pod DELETE answers with the pod (now terminating), as the API server's pod storage does.
+                self._send(200, {**pod, "metadata": {**pod["metadata"], "deletionTimestamp": FINISHED_AT}})
         else:
             self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method"))
 

@@ -78,6 +78,15 @@ class Deployment:
         return {r.type for r in self.resources}
 
 
+def s3_accounts(deployment: Deployment) -> list[Recorded]:
+    """The ServiceAccounts whose pods reach S3 (all but the orphan reaper's, which only calls the Kubernetes API)."""
+    return [
+        r
+        for r in deployment.of_type("kubernetes:core/v1:ServiceAccount")
+        if not r.inputs["metadata"]["name"].endswith("orphan-reaper")
+    ]
+
+
 def unwrap_secrets(value: Any) -> Any:
     """Replace Pulumi's wire-format secret wrappers by their plain values."""
     if isinstance(value, dict):

@@ -27,23 +27,26 @@ def identity_policy(
     data_prefix: str,
     kms_key_arn: str | None,
     backup_prefix: str | None = None,
+    ray_state_prefix: str | None = None,
 ) -> str:
     """The IAM policy document for the MLflow/training identity, limited to this bucket and its prefixes.
 
     ListBucket is conditioned on `s3:prefix` because it is a bucket-level action: without the condition the
     identity could enumerate every key in the bucket. Under `backup_prefix` (database dumps) the identity may
     only write: the training Jobs share it and must not read the database; operators restore with their own
-    credentials, and the lifecycle rule, not the identity, removes old dumps.
+    credentials, and the lifecycle rule, not the identity, removes old dumps. Under `ray_state_prefix` Ray Tune
+    keeps a search's experiment state (`executor=ray`): it writes, reads back (resume), lists and deletes there.
     """
+    listed = [artifact_prefix, f"{artifact_prefix}/*", data_prefix, f"{data_prefix}/*"]
+    if ray_state_prefix:
+        listed += [ray_state_prefix, f"{ray_state_prefix}/*"]
     statements: list[dict[str, Any]] = [
         {
             "Sid": "ListOwnPrefixes",
             "Effect": "Allow",
             "Action": ["s3:ListBucket"],
             "Resource": [bucket_arn],
-            "Condition": {
-                "StringLike": {"s3:prefix": [artifact_prefix, f"{artifact_prefix}/*", data_prefix, f"{data_prefix}/*"]}
-            },
+            "Condition": {"StringLike": {"s3:prefix": listed}},
         },
         {"Sid": "LocateBucket", "Effect": "Allow", "Action": ["s3:GetBucketLocation"], "Resource": [bucket_arn]},
         {
@@ -65,6 +68,15 @@ def identity_policy(
             "Resource": [f"{bucket_arn}/{data_prefix}/*"],
         },
     ]
+    if ray_state_prefix:
+        statements.append(
+            {
+                "Sid": "RayTuneState",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                "Resource": [f"{bucket_arn}/{ray_state_prefix}/*"],
+            }
+        )
     if backup_prefix:
         statements.append(
             {
@@ -236,7 +248,9 @@ class ArtifactStore(pulumi.ComponentResource):
         )
 
         policy_document = pulumi.Output.all(bucket.arn, self.kms_key_arn).apply(
-            lambda args: identity_policy(args[0], cfg.artifact_prefix, cfg.data_prefix, args[1], backup_prefix)
+            lambda args: identity_policy(
+                args[0], cfg.artifact_prefix, cfg.data_prefix, args[1], backup_prefix, cfg.ray_state_prefix
+            )
         )
         self.access_key_id = None
         self.secret_access_key = None
@@ -272,6 +286,8 @@ class ArtifactStore(pulumi.ComponentResource):
         self.bucket_arn = bucket.arn
         self.artifact_root = bucket.bucket.apply(lambda b: f"s3://{b}/{cfg.artifact_prefix}")
         self.data_root = bucket.bucket.apply(lambda b: f"s3://{b}/{cfg.data_prefix}")
+        #: Where `executor=ray` keeps Tune's state (`-P ray_storage=...`, which the bridge passes).
+        self.ray_storage = bucket.bucket.apply(lambda b: f"s3://{b}/{cfg.ray_state_prefix}")
         self.register_outputs(
             {
                 "bucket_name": self.bucket_name,

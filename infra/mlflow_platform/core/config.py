@@ -36,6 +36,12 @@ _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
 AWS_REGIONS = frozenset(region.value for region in pulumi_aws.Region)
 # gp3 EBS volumes are 1 GiB to 16 TiB; outside that the EBS CSI driver never provisions and the PVC stays Pending.
 EBS_GP3_MAX = 16 * 1024 * GIBIBYTE
+# Above these no machine or volume exists: the largest EC2 instances have 32 TiB of memory and under 1024 vCPUs;
+# a database volume of a pebibyte is beyond any provisioner we know (the largest EBS volume is 64 TiB). A pod or
+# claim asking for more stays Pending forever, so `99999Ti` is a typo to name at preview.
+MAX_MEMORY = 32 * 1024 * GIBIBYTE
+MAX_VOLUME = 1024 * 1024 * GIBIBYTE
+MAX_CPU = 1024
 # Below this a Ray node's own processes leave nothing for trials (about 1.6 GB measured for a 2-CPU node).
 RAY_MIN_MEMORY = 2 * GIBIBYTE
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
@@ -72,6 +78,7 @@ _EXAMPLES: dict[str, str] = {
     "backupSchedule": "'17 3 * * *'",
     "gcSchedule": "'47 3 * * *'",
     "gcOlderThan": "30d",
+    "rayStatePrefix": "ray-tune",
     "rayImageTag": "$(git rev-parse --short=7 HEAD)",
     "rayHeadCpu": "2",
     "rayHeadMemory": "8Gi",
@@ -121,6 +128,8 @@ class StackConfig(BaseModel):
     bucket_name: str | None = None
     artifact_prefix: str = "mlflow"
     data_prefix: str = "datasets"
+    # Where Ray Tune keeps a search's state (`executor=ray`); the identity may read, write and delete only there.
+    ray_state_prefix: str = "ray-tune"
     bucket_force_destroy: bool = False
     noncurrent_version_days: int = Field(30, ge=1, le=3650)
     s3_encryption: Literal["sse-s3", "aws-kms"] = "sse-s3"
@@ -140,6 +149,8 @@ class StackConfig(BaseModel):
     cluster_kind: Literal["eks", "other"] = "eks"
     # Keep the PostgreSQL volume (and the namespace that holds its claim) on `pulumi destroy`.
     keep_data_on_destroy: bool = True
+    # The EBS CSI driver that provisions the stack's gp3 class: the EBS CSI add-on's, or EKS Auto Mode's.
+    ebs_csi_provisioner: Literal["ebs.csi.aws.com", "ebs.csi.eks.amazonaws.com"] = "ebs.csi.aws.com"
     # Secret: read with get_secret() and carried as an Output; never validated in plain text.
     postgres_external_uri: Any = Field(None, exclude=True)
 
@@ -154,6 +165,9 @@ class StackConfig(BaseModel):
     # Exposure of the tracking server outside the cluster (serviceType LoadBalancer/NodePort).
     tls_certificate_arn: str | None = None
     load_balancer_source_ranges: tuple[str, ...] | None = None
+    # Stated on the Service for both AWS controllers: the AWS Load Balancer Controller defaults to internal, the
+    # in-tree one to internet-facing; unstated, the same program gives a private or a public server.
+    load_balancer_scheme: Literal["internal", "internet-facing"] = "internal"
     allow_insecure_exposure: bool = False
 
     # GPUs.
@@ -180,6 +194,8 @@ class StackConfig(BaseModel):
     gc_schedule: str = "47 3 * * *"
     gc_older_than: str = "30d"
     service_monitor: bool = False
+    # The namespace Prometheus scrapes from; the tracking pods admit it on their port when serviceMonitor is on.
+    prometheus_namespace: str = "monitoring"
     # Scale-out: Ray Tune on a KubeRay RayCluster (see `ray_cluster`). Off by default.
     ray: bool = False
     # Tag of the training image in the training repository that the Ray head and workers run (required with ray).
@@ -203,6 +219,13 @@ class StackConfig(BaseModel):
             raise ValueError(f"gives bucket names S3 refuses: {problem}")
         return v
 
+    @field_validator("prometheus_namespace")
+    @classmethod
+    def _other_namespace(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v) or len(v) > 63:
+            raise ValueError("must be a lowercase DNS label (a-z, 0-9, '-'), at most 63 characters")
+        return v
+
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, v: str) -> str:
@@ -220,7 +243,7 @@ class StackConfig(BaseModel):
             raise ValueError(f"must be a valid S3 bucket name ({problem})")
         return v
 
-    @field_validator("artifact_prefix", "data_prefix")
+    @field_validator("artifact_prefix", "data_prefix", "ray_state_prefix")
     @classmethod
     def _key_prefix(cls, v: str) -> str:
         if not _PREFIX.match(v):
@@ -238,27 +261,33 @@ class StackConfig(BaseModel):
     @classmethod
     def _cpu(cls, v: str) -> str:
         try:
-            parse_cpu(v)
+            cores = parse_cpu(v)
         except QuantityError as e:
             raise ValueError(f"must be a CPU amount such as 4, 0.5 or 500m, and is {e}") from None
+        if cores > MAX_CPU:
+            raise ValueError(f"asks for more than {MAX_CPU} cores, more than any node has")
         return v
 
     @field_validator("training_memory", "training_shm_size", "ray_head_memory", "ray_worker_memory")
     @classmethod
     def _memory(cls, v: str) -> str:
         try:
-            parse_bytes(v)
+            size = parse_bytes(v)
         except QuantityError as e:
             raise ValueError(f"must be a memory size such as 24Gi or 512Mi, and is {e}") from None
+        if size > MAX_MEMORY:
+            raise ValueError(f"exceeds {format_bytes(MAX_MEMORY)}, more memory than any node has")
         return v
 
     @field_validator("postgres_storage_size")
     @classmethod
     def _storage(cls, v: str) -> str:
         try:
-            parse_bytes(v, minimum=GIBIBYTE)
+            size = parse_bytes(v, minimum=GIBIBYTE)
         except QuantityError as e:
             raise ValueError(f"must be a volume size such as 10Gi, and is {e}") from None
+        if size > MAX_VOLUME:
+            raise ValueError(f"exceeds {format_bytes(MAX_VOLUME)}, more than any provisioner makes one volume")
         return v
 
     @field_validator("gpu_taint")
@@ -363,9 +392,19 @@ class StackConfig(BaseModel):
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         self._check_sizes()
         self._check_exposure()
-        for key, prefix in (("artifactPrefix", self.artifact_prefix), ("dataPrefix", self.data_prefix)):
+        prefixes = (
+            ("artifactPrefix", self.artifact_prefix),
+            ("dataPrefix", self.data_prefix),
+            ("rayStatePrefix", self.ray_state_prefix),
+        )
+        for key, prefix in prefixes:
             if self.declares_backups and (prefix + "/").startswith(BACKUP_PREFIX + "/"):
                 raise _KeyProblem(key, f"must not be '{BACKUP_PREFIX}' or below it: database backups live there")
+        for key, other in (("artifactPrefix", self.artifact_prefix), ("dataPrefix", self.data_prefix)):
+            ray, theirs = self.ray_state_prefix + "/", other + "/"
+            if ray.startswith(theirs) or theirs.startswith(ray):
+                # Tune deletes under its prefix: overlapping would let it (and grant it to) delete artifacts or data.
+                raise _KeyProblem("rayStatePrefix", f"must not overlap {key} ({other!r}): Ray Tune deletes under it")
         if self.ray and not self.ray_image_tag:
             raise _KeyProblem(
                 "rayImageTag",
@@ -456,6 +495,14 @@ class StackConfig(BaseModel):
                 key,
                 f"is needed: serviceType {self.service_type} with basicAuth would send passwords without TLS "
                 "(set an ACM certificate for a LoadBalancer, or allowInsecureExposure true to accept the risk)",
+            )
+        if self.service_type == "NodePort" and not self.external_url:
+            # MLflow refuses UI POSTs whose Origin is not listed (`--cors-allowed-origins`), and a node's address is
+            # known only to the user: without it the UI loads and then every change gets 403.
+            raise _KeyProblem(
+                "externalUrl",
+                "is needed with serviceType NodePort: the address users open the UI at, such as "
+                "http://<node-address>:30500 (its port, when in 30000-32767, becomes the Service's nodePort)",
             )
 
     @property

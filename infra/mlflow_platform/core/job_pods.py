@@ -63,11 +63,13 @@ def job_pod_spec(
     init_containers: list[k8s.core.v1.ContainerArgs] | None = None,
     volumes: list[k8s.core.v1.VolumeArgs] | None = None,
     service_account: str | None = None,
+    api_token: bool = False,
 ) -> k8s.core.v1.PodSpecArgs:
     """A run-to-completion pod running as `uid`, with `volumes` and then the `/tmp` scratch volume."""
     return k8s.core.v1.PodSpecArgs(
         service_account_name=service_account,
-        automount_service_account_token=False,
+        # Only a pod that calls the Kubernetes API itself (the orphan reaper) gets its ServiceAccount's token.
+        automount_service_account_token=api_token,
         restart_policy="Never",
         security_context=pod_security.pod_context(uid),
         init_containers=init_containers,

@@ -186,7 +186,28 @@ class Names:
 
     @property
     def ray_operator_namespace(self) -> str:
-        return self._n("kuberay")
+        return self.cluster_unique("kuberay", 63)
+
+    @property
+    def ray_operator_release(self) -> str:
+        """The KubeRay operator's Helm release (Helm allows 53 characters)."""
+        return self.cluster_unique("kuberay", 53)
+
+    @property
+    def postgres_storage_class(self) -> str:
+        return self.cluster_unique("postgres-gp3", 63)
+
+    def cluster_unique(self, suffix: str, limit: int) -> str:
+        """A name for an object outside the namespace (cluster-scoped, or another namespace, or a Helm release):
+        prefix and namespace, plus a digest of the pair, because two stacks in one cluster share the prefix by
+        default and `a-b` + `c` reads like `a` + `b-c`. At most `limit` characters."""
+        digest = hashlib.sha256(f"{self.prefix}\0{self.namespace}".encode()).hexdigest()[:_HASH_LEN]
+        head = f"{self.prefix}-{self.namespace}"[: limit - len(suffix) - _HASH_LEN - 2].rstrip("-._")
+        return f"{head}-{digest}-{suffix}"
+
+    @property
+    def orphan_reaper(self) -> str:
+        return self._n("orphan-reaper")
 
     def service_fqdn(self, service: str) -> str:
         """The in-cluster DNS name pods use to reach `service` in this namespace."""

@@ -61,7 +61,44 @@ def cron_problem(schedule: str) -> str | None:
             step = match.group("step")
             if step is not None and int(step) == 0:
                 return f"has a zero step in the {name} field"
-    return None
+    return _never_fires(fields)
+
+
+# The most days each month can have (February in a leap year), for schedules that name impossible dates.
+_MONTH_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+
+
+def _expand(text_field: str, low: int, high: int, names: list[str]) -> set[int]:
+    """The values a (valid) field selects: robfig/cron's `getRange` for each comma-separated part."""
+    values: set[int] = set()
+    for part in text_field.split(","):
+        match = _PART.match(part)
+        assert match is not None  # checked by the caller
+        bounds, step = match.group("range"), int(match.group("step") or 1)
+        if bounds in ("*", "?"):
+            start, end = low, high
+        else:
+            ends = [_value(t, low, high, names) for t in bounds.split("-")]
+            start = ends[0]  # type: ignore[assignment]
+            end = ends[-1] if len(ends) == 2 or match.group("step") is None else high  # type: ignore[assignment]
+        values.update(range(start, end + 1, step))  # type: ignore[arg-type]
+    return values
+
+
+def _never_fires(fields: list[str]) -> str | None:
+    """A schedule that parses yet names no real date (`0 0 31 2 *`): the controller accepts it and never runs it.
+
+    Only a restricted day of month with an unrestricted day of week can do that: when both are restricted,
+    cron runs on either (robfig/cron `dayMatches`), and some weekday always comes.
+    """
+    dom, month, dow = fields[2], fields[3], fields[4]
+    if dom in ("*", "?") or dow not in ("*", "?"):
+        return None
+    days = _expand(dom, 1, 31, [])
+    months = _expand(month, 1, 12, _MONTHS)
+    if any(day <= _MONTH_DAYS[m - 1] for m in months for day in days):
+        return None
+    return f"never fires: day of month {dom!r} does not occur in month {month!r}"
 
 
 def age_seconds(age: str) -> float | None:

@@ -3,8 +3,10 @@
 The server always exposes `/metrics` (`--expose-prometheus`, request counters and latencies by endpoint and
 status); the ServiceMonitor is declared only with `serviceMonitor: true`, because without the operator's CRD
 the API server refuses the object and `pulumi up` fails. With basic auth, `/metrics` needs credentials like
-every other route, so the ServiceMonitor points Prometheus at the admin pair in the auth Secret (Prometheus
-reads Secrets of the ServiceMonitor's namespace).
+every other route, so the ServiceMonitor points Prometheus at the non-admin `training` user's pair (Prometheus
+reads Secrets of the ServiceMonitor's namespace): never at the admin's, which would give whoever reads Prometheus'
+configuration every experiment, user and permission. The tracking pods admit Prometheus' namespace
+(`prometheusNamespace`) on their port (`network/platform.py`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def service_monitor_spec(
     endpoint: dict[str, Any] = {"port": port_name, "path": METRICS_PATH, "interval": "30s", "scheme": "http"}
     if cfg.basic_auth:
         endpoint["basicAuth"] = {
-            "username": {"name": names.auth_secret, "key": "MLFLOW_AUTH_ADMIN_USERNAME"},
-            "password": {"name": names.auth_secret, "key": "MLFLOW_AUTH_ADMIN_PASSWORD"},
+            "username": {"name": names.training_auth_secret, "key": "MLFLOW_TRACKING_USERNAME"},
+            "password": {"name": names.training_auth_secret, "key": "MLFLOW_TRACKING_PASSWORD"},
         }
     return {
         "selector": {"matchLabels": service_selector},

@@ -165,13 +165,26 @@ def _start_params(ports: dict[str, int], **extra: str) -> dict[str, str]:
     return dict(sorted(params.items()))
 
 
-def ray_cluster_manifest(cfg: StackConfig, names: Names, image: pulumi.Input[str], tracking_uri: str) -> dict[str, Any]:
+def ray_cluster_manifest(
+    cfg: StackConfig,
+    names: Names,
+    image: pulumi.Input[str],
+    tracking_uri: str,
+    pod_annotations: dict[str, pulumi.Input[str]] | None = None,
+) -> dict[str, Any]:
     """The RayCluster as a Kubernetes manifest (what the CRD's schema and the pod checks validate).
 
     `image` may be an Output (the ECR repository's URL is known only after it exists): it is the only value that
     is, so a first preview shows everything else of the cluster and the policies check it.
     """
     pod_labels = labels(cfg.name_prefix, COMPONENT, name="ray", version=RAY_VERSION)
+    # `pod_annotations` carries the digest of the Secrets the pods read (`checksum/secrets`); with
+    # `upgradeStrategy: Recreate` (KubeRay >= 1.5, in the v1.7.0 CRD) KubeRay recreates the pods when a template
+    # changes, so a rotated S3 key or MLflow password reaches the long-lived head. KubeRay's default (None) never
+    # replaces a running pod.
+    pod_metadata: dict[str, Any] = {"labels": pod_labels}
+    if pod_annotations:
+        pod_metadata["annotations"] = dict(pod_annotations)
     env = _ray_env(cfg, names, tracking_uri)
 
     head_pod: dict[str, Any] = {
@@ -239,6 +252,7 @@ def ray_cluster_manifest(cfg: StackConfig, names: Names, image: pulumi.Input[str
         },
         "spec": {
             "rayVersion": RAY_VERSION,
+            "upgradeStrategy": {"type": "Recreate"},
             "enableInTreeAutoscaling": True,
             "authOptions": {"mode": "token", "secretName": names.ray_auth_secret},
             "autoscalerOptions": {
@@ -252,7 +266,7 @@ def ray_cluster_manifest(cfg: StackConfig, names: Names, image: pulumi.Input[str
             "headGroupSpec": {
                 # The head runs no trials: GPU-less, and its CPUs belong to the GCS and the Ray Client server.
                 "rayStartParams": _start_params(HEAD_PORTS, **{"num-cpus": "0"}),
-                "template": {"metadata": {"labels": pod_labels}, "spec": head_pod},
+                "template": {"metadata": dict(pod_metadata), "spec": head_pod},
             },
             "workerGroupSpecs": [
                 {
@@ -261,7 +275,7 @@ def ray_cluster_manifest(cfg: StackConfig, names: Names, image: pulumi.Input[str
                     "minReplicas": 0,
                     "maxReplicas": cfg.ray_max_workers,
                     "rayStartParams": _start_params({}),
-                    "template": {"metadata": {"labels": pod_labels}, "spec": worker_pod},
+                    "template": {"metadata": dict(pod_metadata), "spec": worker_pod},
                 }
             ],
         },
@@ -299,6 +313,7 @@ class RayCluster(pulumi.ComponentResource):
         tracking_uri: str,
         crd_source: pulumi.Resource,
         opts: pulumi.ResourceOptions | None = None,
+        pod_annotations: dict[str, pulumi.Input[str]] | None = None,
     ) -> None:
         """`crd_source` installs the RayCluster CRD (the operator's release): the object is created after it, as a
         child does not wait for what its parent component depends on."""
@@ -318,7 +333,7 @@ class RayCluster(pulumi.ComponentResource):
             f"{name}-service-account", cfg, names.ray_service_account, namespace, object_labels, child
         )
         image = pulumi.Output.concat(repository_uri, ":", cfg.ray_image_tag or "")
-        manifest = ray_cluster_manifest(cfg, names, image, tracking_uri)
+        manifest = ray_cluster_manifest(cfg, names, image, tracking_uri, pod_annotations)
         k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version=API_VERSION,

@@ -67,7 +67,7 @@ class RayOperator(pulumi.ComponentResource):
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
-            name=f"{cfg.name_prefix}-kuberay",
+            name=names.ray_operator_release,
             chart=CHART,
             version=CHART_VERSION,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPO),

@@ -20,11 +20,9 @@ import pulumi_kubernetes as k8s
 from mlflow_platform.core.config import StackConfig
 from mlflow_platform.core.labels import labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
+from mlflow_platform.network.platform import POD_IDENTITY_AGENT, POD_IDENTITY_AGENT_PORT
 from mlflow_platform.tracking.database import POSTGRES_PORT
 
-#: Where EKS Pod Identity's agent serves credentials on every node (IPv4).
-POD_IDENTITY_AGENT = "169.254.170.23/32"
-POD_IDENTITY_AGENT_PORT = 80
 KUBE_DNS_SELECTOR = {"k8s-app": "kube-dns"}
 SYSTEM_NAMESPACE_SELECTOR = {"kubernetes.io/metadata.name": "kube-system"}
 

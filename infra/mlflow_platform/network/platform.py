@@ -24,6 +24,11 @@ from mlflow_platform.core.labels import labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
 from mlflow_platform.tracking.database import POSTGRES_PORT
 
+#: Where EKS Pod Identity's agent hands a pod its role's credentials (link-local, on every node; EKS user guide,
+#: "pod-id-how-it-works": 169.254.170.23 port 80, and [fd00:ec2::23] on IPv6 clusters).
+POD_IDENTITY_AGENT = "169.254.170.23/32"
+POD_IDENTITY_AGENT_PORT = 80
+
 
 class DatabaseNetworkPolicy(pulumi.ComponentResource):
     """Ingress to the PostgreSQL pods only from the given client pods (the tracking server and its schema
@@ -90,6 +95,7 @@ class TrackingNetworkPolicy(pulumi.ComponentResource):
         tracking_selector: dict[str, str],
         database_selector: dict[str, str] | None,
         opts: pulumi.ResourceOptions | None = None,
+        migration_selector: dict[str, str] | None = None,
     ) -> None:
         """`database_selector` is None for an external database, whose address is not known here (port 5432
         is then allowed to any address)."""
@@ -99,6 +105,15 @@ class TrackingNetworkPolicy(pulumi.ComponentResource):
             # LoadBalancer: `externalTrafficPolicy: Local` keeps client addresses, so the source ranges apply here
             # too; NodePort (or a load balancer without ranges) is open to any address by the user's choice.
             peers += _peer_ips(cfg.load_balancer_source_ranges or ANYWHERE)
+        if cfg.service_monitor:
+            # Prometheus runs in its own namespace: without this its scrapes of /metrics are refused.
+            peers.append(
+                k8s.networking.v1.NetworkPolicyPeerArgs(
+                    namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                        match_labels={"kubernetes.io/metadata.name": cfg.prometheus_namespace}
+                    )
+                )
+            )
         ingress = [k8s.networking.v1.NetworkPolicyIngressRuleArgs(from_=peers, ports=_tcp(cfg.tracking_port))]
 
         database = (
@@ -123,6 +138,13 @@ class TrackingNetworkPolicy(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=[kube_system], ports=dns_ports),
             k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=_peer_ips(ANYWHERE), ports=_tcp(HTTPS_PORT)),
         ]
+        if cfg.s3_identity == "pod-identity":
+            # The artifact proxy's S3 credentials come from the node-local Pod Identity agent, on port 80.
+            egress.append(
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=_peer_ips([POD_IDENTITY_AGENT]), ports=_tcp(POD_IDENTITY_AGENT_PORT)
+                )
+            )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-tracking",
             metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -136,4 +158,21 @@ class TrackingNetworkPolicy(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if migration_selector is not None:
+            # The schema migration Job (`mlflow db upgrade`) needs only DNS and the database; it accepts nothing.
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-migration",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"{names.tracking}-db-upgrade-traffic",
+                    namespace=namespace,
+                    labels=labels(cfg.name_prefix, "schema-migration"),
+                ),
+                spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                    pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=migration_selector),
+                    policy_types=["Ingress", "Egress"],
+                    ingress=[],
+                    egress=egress[:2],
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.register_outputs({})

@@ -173,7 +173,8 @@ class ClusterSecrets(pulumi.ComponentResource):
         running pods with the old (deleted) one. Annotating the pod template with this digest makes every change
         of the data a template change, and the workload rolls out. Names of Secrets this stack does not create
         (for example the S3 Secret under IRSA) are ignored. (PostgreSQL applies `POSTGRES_PASSWORD` only when it
-        initialises an empty volume: a new database password also needs `ALTER ROLE` on the running server.)
+        initialises an empty volume: the database container's postStart hook, `database.ADOPT_PASSWORD_SCRIPT`,
+        sets the Secret's password on the running server at every start.)
         """
         present = {n: self._data[n] for n in secret_names if n in self._data}
         keyed = [(n, k, v) for n, d in present.items() for k, v in d.items()]

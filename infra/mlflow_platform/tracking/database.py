@@ -32,12 +32,27 @@ POSTGRES_PORT = 5432
 POSTGRES_UID = 999  # the `postgres` user of the official Debian-based image
 DATA_DIR = "/var/lib/postgresql/data"
 SECRETS_DIR = "/run/secrets/postgres"
-EBS_CSI_PROVISIONER = "ebs.csi.aws.com"
+
+#: Run as the container's postStart hook: make the role's password the one in the Secret *now*.
+#: Why: the image applies POSTGRES_PASSWORD only when it initialises an empty data directory. After `pulumi destroy`
+#: (the volume kept) and `pulumi up`, or after a rotation, the Secret holds a new password while the kept data has
+#: the old one, and the migration Job and the server fail to sign in until `up` times out. Over the local socket,
+#: which the image's initdb leaves at `trust` for local connections, the hook sets the Secret's password on every
+#: start. The password travels in a psql variable read from the mounted file, never on a command line.
+ADOPT_PASSWORD_SCRIPT = """\
+export PGHOST="${PGHOST:-/var/run/postgresql}"
+for _ in $(seq 300); do pg_isready -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" && break; sleep 1; done
+psql -v ON_ERROR_STOP=1 --no-psqlrc -q -U "$POSTGRES_USER" -d "$POSTGRES_DB" <<'SQL'
+\\set pw `cat "$POSTGRES_PASSWORD_FILE"`
+ALTER ROLE CURRENT_USER PASSWORD :'pw';
+SQL
+"""
 
 
 def storage_class_name(cfg: StackConfig) -> str:
-    """The class the PostgreSQL claim names: the user's, or the one `Database` declares."""
-    return cfg.postgres_storage_class or f"{cfg.name_prefix}-postgres-gp3"
+    """The class the PostgreSQL claim names: the user's, or the one `Database` declares (named for this stack's
+    prefix and namespace: StorageClasses are cluster-wide, and a second stack must not collide with the first)."""
+    return cfg.postgres_storage_class or Names(cfg.name_prefix, cfg.namespace).postgres_storage_class
 
 
 def _image_version(image: str) -> str:
@@ -77,7 +92,7 @@ class Database(pulumi.ComponentResource):
                 k8s.storage.v1.StorageClass(
                     f"{name}-storage-class",
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=storage_class_name(cfg), labels=object_labels),
-                    provisioner=EBS_CSI_PROVISIONER,
+                    provisioner=cfg.ebs_csi_provisioner,
                     parameters={"type": "gp3", "encrypted": "true", "csi.storage.k8s.io/fstype": "ext4"},
                     # Bind where the pod is scheduled: an EBS volume lives in one availability zone.
                     volume_binding_mode="WaitForFirstConsumer",
@@ -138,6 +153,11 @@ class Database(pulumi.ComponentResource):
                                     limits={"cpu": "2", "memory": "1Gi"},
                                 ),
                                 security_context=pod_security.container_context(read_only_root=True),
+                                lifecycle=k8s.core.v1.LifecycleArgs(
+                                    post_start=k8s.core.v1.LifecycleHandlerArgs(
+                                        exec_=k8s.core.v1.ExecActionArgs(command=["bash", "-c", ADOPT_PASSWORD_SCRIPT])
+                                    )
+                                ),
                                 readiness_probe=k8s.core.v1.ProbeArgs(
                                     exec_=ready_check, period_seconds=5, timeout_seconds=3, failure_threshold=3
                                 ),

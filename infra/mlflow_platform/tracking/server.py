@@ -128,8 +128,18 @@ _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
 
 def load_balancer_annotations(cfg: StackConfig) -> dict[str, str]:
-    """An NLB; with `tlsCertificateArn` it terminates TLS on 443 with the ACM certificate and forwards TCP."""
-    annotations = {f"{_LB}type": "nlb"}
+    """An NLB of the configured scheme; with `tlsCertificateArn` it terminates TLS on 443 and forwards TCP.
+
+    The scheme is stated for both controllers: the AWS Load Balancer Controller reads `aws-load-balancer-scheme`
+    (its default is internal: aws-load-balancer-controller `pkg/service/model_build_load_balancer.go`,
+    `buildLoadBalancerScheme`), the in-tree controller only `aws-load-balancer-internal` (cloud-provider-aws
+    `pkg/providers/v1/aws.go`, `ServiceAnnotationLoadBalancerInternal`; its default is internet-facing).
+    `pulumi.com/skipAwait`: Pulumi does not wait for the load balancer's address, so a load balancer that never
+    provisions (no controller, no subnets tagged for it) cannot hold up the tracking server (see `user_uris`).
+    """
+    annotations = {f"{_LB}type": "nlb", f"{_LB}scheme": cfg.load_balancer_scheme, "pulumi.com/skipAwait": "true"}
+    if cfg.load_balancer_scheme == "internal":
+        annotations[f"{_LB}internal"] = "true"
     if cfg.tls_certificate_arn:
         annotations |= {
             f"{_LB}ssl-cert": cfg.tls_certificate_arn,
@@ -174,6 +184,18 @@ def load_balancer_service(
         ),
         opts=opts,
     )
+
+
+NODE_PORT_RANGE = range(30000, 32768)  # the API server's default --service-node-port-range
+
+
+def node_port(cfg: StackConfig) -> int | None:
+    """With NodePort, the port of `externalUrl` when it is a node port: the UI's origin (listed for CORS) is then
+    exactly where the Service listens. Otherwise the API server picks one (a proxy in front is the user's)."""
+    if cfg.service_type != "NodePort" or not cfg.external_url:
+        return None
+    port = urlparse(cfg.external_url).port
+    return port if port in NODE_PORT_RANGE else None
 
 
 def _load_balancer_hosts(status: dict | None) -> list[str]:
@@ -228,7 +250,11 @@ class TrackingServer(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="NodePort" if cfg.service_type == "NodePort" else "ClusterIP",
                 selector=self.selector,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=cfg.tracking_port, target_port="http")],
+                ports=[
+                    k8s.core.v1.ServicePortArgs(
+                        name="http", port=cfg.tracking_port, target_port="http", node_port=node_port(cfg)
+                    )
+                ],
             ),
             opts=child,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from mock_harness import Deployment, is_wire_secret
+from mock_harness import Deployment, is_wire_secret, s3_accounts
 
 
 def _policy(resource) -> dict:
@@ -65,7 +65,7 @@ def test_irsa_replaces_the_iam_user_with_a_role_policy(deploy) -> None:
     assert not d.of_type("aws:iam/user:User") and not d.of_type("aws:iam/accessKey:AccessKey")
     assert d.one("aws:iam/rolePolicy:RolePolicy").inputs["role"] == "mlflow-s3"
     assert not [s for s in d.of_type("kubernetes:core/v1:Secret") if "s3" in s.inputs["metadata"]["name"]]
-    accounts = d.of_type("kubernetes:core/v1:ServiceAccount")
+    accounts = s3_accounts(d)
     assert {a.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] for a in accounts} == {arn}
     env_names = {e["name"] for e in d.exports["kube_job_template"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "AWS_SECRET_ACCESS_KEY" not in env_names

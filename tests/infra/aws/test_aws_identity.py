@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from mlflow_platform.core.config import ConfigError
-from mock_harness import Deployment
+from mock_harness import Deployment, s3_accounts
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto_stack import MotoStack, running_stack
 
@@ -28,7 +28,7 @@ POD_IDENTITY = {"s3Identity": "pod-identity", "eksClusterName": "ml-gpu"}
 
 
 def _service_account_subjects(d: Deployment) -> set[str]:
-    accounts = d.of_type("kubernetes:core/v1:ServiceAccount")
+    accounts = s3_accounts(d)
     return {
         f"system:serviceaccount:{a.inputs['metadata']['namespace']}:{a.inputs['metadata']['name']}" for a in accounts
     }
@@ -68,10 +68,7 @@ def test_irsa_role_trusts_exactly_the_platforms_service_accounts(stack: MotoStac
 def test_irsa_service_accounts_carry_the_created_roles_arn(stack: MotoStack) -> None:
     d = stack.deployment
     role = d.one("aws:iam/role:Role")
-    annotations = {
-        a.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-        for a in d.of_type("kubernetes:core/v1:ServiceAccount")
-    }
+    annotations = {a.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] for a in s3_accounts(d)}
     # The annotation is computed before the role exists, from the provider's account and the role's path and
     # name; it must be the ARN IAM gives the role (moto builds it from the same parts, in its own account).
     (annotation,) = annotations
@@ -118,7 +115,7 @@ def test_pod_identity_associates_the_role_with_both_service_accounts(stack: Moto
     assert {(a.inputs["clusterName"], a.inputs["roleArn"]) for a in associations} == {("ml-gpu", role.outputs["arn"])}
     assert d.exports["s3_role_arn"] == role.outputs["arn"]
     # No annotation and no key: EKS finds the role through the association.
-    for account in d.of_type("kubernetes:core/v1:ServiceAccount"):
+    for account in s3_accounts(d):
         assert not account.inputs["metadata"].get("annotations")
     assert not d.of_type("aws:iam/accessKey:AccessKey")
     assert stack.applied.skipped  # moto has no Pod Identity API: the associations are not applied

@@ -58,7 +58,12 @@ def test_the_bridge_writes_the_driver_template_and_prints_the_ray_run_line(ray_o
         f"fpath={ray_outputs['data_root']}/airline_small.parquet",
         "executor=ray",
         "parallelism=8",  # 4 workers at most, 2 GPUs each, one trial per GPU
+        # One GPU a trial, so engine=auto picks cuML and the GPU workers' GPUs do the work (issue 14, item 2).
+        "gpus_per_trial=1",
+        # Tune's state where the stack's identity may write it (issue 14, item 1).
+        f"ray_storage={ray_outputs['ray_storage']}",
     ]
+    assert ray_outputs["ray_storage"].endswith("/ray-tune")
 
 
 def test_a_parallelism_given_by_the_user_wins(ray_outputs: dict, tmp_path: Path) -> None:
@@ -130,7 +135,7 @@ def test_the_cli_prints_the_ray_line_and_warns_when_the_workers_run_other_code(
     monkeypatch.setattr(bridge, "_git_commit", lambda _: "feedbee" + "0" * 33)
     assert bridge.main(["--stack-output", str(source), "--out-dir", str(tmp_path / "k8s")]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines()[-1].endswith("-P executor=ray -P parallelism=8")
+    assert "-P executor=ray -P parallelism=8 -P gpus_per_trial=1 -P ray_storage=s3://" in out.splitlines()[-1]
     assert f"the Ray workers run {ray_outputs['repository_uri']}:0a1b2c3" in err
     assert "pulumi config set rayImageTag feedbee && pulumi up" in err
     assert bridge.ray_image_note(ray_outputs, "0a1b2c3" + "9" * 33) is None  # same commit: nothing to say

@@ -19,6 +19,7 @@ import yaml
 from crd_schema import problems, validator
 from mlflow_platform.core.config import ConfigError, parse
 from mlflow_platform.core.gpu_taint import parse_taint
+from mlflow_platform.core.naming import Names
 from mlflow_platform.kuberay.cluster import RAY_VERSION
 from mlflow_platform.policies import check_pod_spec
 from mock_harness import KUBERNETES_VERSION, REPO, Deployment, manifests, run_policies
@@ -437,8 +438,10 @@ def test_the_operator_watches_only_the_platform_namespace_under_the_restricted_p
     }
     assert check_pod_spec(pod) == []
     assert values["securityContext"]["readOnlyRootFilesystem"] is True
-    namespace = d.k8s_named("kubernetes:core/v1:Namespace", "rapids-mlflow-kuberay")
-    assert release.inputs["namespace"] == "rapids-mlflow-kuberay"
+    operator_namespace = Names("rapids-mlflow", "mlflow").ray_operator_namespace
+    assert operator_namespace.startswith("rapids-mlflow-mlflow-") and operator_namespace.endswith("-kuberay")
+    namespace = d.k8s_named("kubernetes:core/v1:Namespace", operator_namespace)
+    assert release.inputs["namespace"] == operator_namespace
     assert namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert namespace.urn in release.dependencies
 

@@ -67,7 +67,7 @@ def test_an_exposed_server_admits_the_load_balancer_sources_only(deploy) -> None
     d = deploy({"serviceType": "LoadBalancer", "loadBalancerSourceRanges": "203.0.113.0/24"})
     (rule,) = _tracking_policy(d)["ingress"]
     assert rule["from"] == [{"podSelector": {}}, {"ipBlock": {"cidr": "203.0.113.0/24"}}]
-    d = deploy({"serviceType": "NodePort"})
+    d = deploy({"serviceType": "NodePort", "externalUrl": "http://10.0.0.5:30500"})
     (rule,) = _tracking_policy(d)["ingress"]
     assert {"ipBlock": {"cidr": "0.0.0.0/0"}} in rule["from"]
 

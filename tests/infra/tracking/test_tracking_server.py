@@ -123,7 +123,14 @@ def test_an_exposed_server_with_basic_auth_and_no_tls_is_refused_at_preview(depl
     assert "\n" not in str(e.value) and "pulumi config set tlsCertificateArn arn:aws:acm:" in str(e.value)
     with pytest.raises(ConfigError, match=r"pulumi config set allowInsecureExposure true$"):
         deploy({"serviceType": "NodePort", "basicAuth": "true"})
-    d = deploy({"serviceType": "NodePort", "basicAuth": "true", "allowInsecureExposure": "true"})
+    d = deploy(
+        {
+            "serviceType": "NodePort",
+            "basicAuth": "true",
+            "allowInsecureExposure": "true",
+            "externalUrl": "http://10.0.0.5:30500",
+        }
+    )
     assert d.k8s_named("kubernetes:core/v1:Service", "rapids-mlflow-tracking").inputs["spec"]["type"] == "NodePort"
 
 

@@ -120,11 +120,11 @@ class Recording:
 
 
 def _role_rules(deployment: Deployment) -> list[dict[str, Any]]:
-    return deployment.one(ROLE).inputs["rules"]
+    return deployment.one(ROLE, "-training-").inputs["rules"]
 
 
 def _subject(deployment: Deployment) -> str:
-    (subject,) = deployment.one(BINDING).inputs["subjects"]
+    (subject,) = deployment.one(BINDING, "-training-").inputs["subjects"]
     return f"system:serviceaccount:{subject['namespace']}:{subject['name']}"
 
 
@@ -205,12 +205,12 @@ def test_role_grants_no_secrets_exec_or_wildcards_and_binds_the_training_account
     for rule in _role_rules(default_deployment):
         assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"]
         assert not {"secrets", "pods/exec", "pods/attach", "pods/portforward"} & set(rule["resources"])
-    binding = default_deployment.one(BINDING).inputs
+    binding = default_deployment.one(BINDING, "-training-").inputs
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rapids-mlflow-training", "namespace": "mlflow"}]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "Role",
-        "name": default_deployment.one(ROLE).inputs["metadata"]["name"],
+        "name": default_deployment.one(ROLE, "-training-").inputs["metadata"]["name"],
     }
 
 

@@ -23,8 +23,11 @@ Why the printed commands look the way they do:
 
 With the stack's Ray cluster (`pulumi config set ray true`), the bridge also writes `k8s_config_ray.json` and
 `kube_ray_driver_template.yaml` (the stack's driver template: no GPU, `RAY_ADDRESS` and the Ray token by Secret
-reference) and prints a second run line, `-P executor=ray -P parallelism=N`, N being as many trials as the worker
-group holds GPUs at its maximum size. The Ray workers run the image tag the stack was given (`rayImageTag`); when
+reference) and prints a second run line,
+`-P executor=ray -P parallelism=N -P gpus_per_trial=1 -P ray_storage=...`, N being as many trials as the worker
+group holds GPUs at its maximum size, one GPU a trial (so `engine=auto` picks cuML and the GPU workers' GPUs are
+used), and Tune's state under the prefix the stack's identity may write
+(`ray_storage` output, `rayStatePrefix`). The Ray workers run the image tag the stack was given (`rayImageTag`); when
 that differs from the commit `--build-image` would push from this checkout, a note says so, because the trials
 would run other code than the driver.
 """
@@ -271,7 +274,14 @@ def _ray_files(
     config_path = out_dir / RAY_CONFIG_FILE
     config = {**backend_config, "kube-job-template-path": str((out_dir / RAY_TEMPLATE_FILE).resolve())}
     ray_params = [*params]
-    for name, value in (("executor", "ray"), ("parallelism", str(ray_parallelism(outputs)))):
+    defaults = [("executor", "ray"), ("parallelism", str(ray_parallelism(outputs)))]
+    # One GPU a trial on GPU workers: without it `engine=auto` picks scikit-learn with 0 GPUs, and the workers the
+    # autoscaler starts for the queued trials (the head offers no CPUs) hold GPUs no trial uses.
+    defaults.append(("gpus_per_trial", "1" if int(outputs["ray_worker_gpus"]) > 0 else "0"))
+    if _optional(outputs, "ray_storage"):
+        # Tune's state goes where the stack's identity may write it (`rayStatePrefix`), not to the trainer's default.
+        defaults.append(("ray_storage", str(outputs["ray_storage"])))
+    for name, value in defaults:
         if not any(p.startswith(f"{name}=") for p in ray_params):
             ray_params.append(f"{name}={value}")
     line = mlflow_run_commands(outputs, config_path, entry_point=entry_point, params=ray_params)[-1]

@@ -327,7 +327,7 @@ def _storage(uri: str | None, parent_run_id: str, local_dir: str) -> dict[str, A
     and Ray's default ``~/ray_results`` would keep every search's state forever)."""
     if uri is None:
         return {"storage_path": local_dir}
-    from pyarrow.fs import S3FileSystem
+    from airline_hpo.search.tune_storage import tune_filesystem
 
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     endpoint = storage.s3_endpoint()
@@ -339,7 +339,8 @@ def _storage(uri: str | None, parent_run_id: str, local_dir: str) -> dict[str, A
     if region:
         kwargs["region"] = region
     path = "/".join(p for p in (bucket, prefix.strip("/"), parent_run_id) if p)
-    return {"storage_path": path, "storage_filesystem": S3FileSystem(**kwargs)}
+    # Without directory markers: Arrow's would need ListBucket on the whole bucket (see tune_storage).
+    return {"storage_path": path, "storage_filesystem": tune_filesystem(**kwargs)}
 
 
 @dataclass
