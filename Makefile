@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench load up down status env venv clean backup backups restore gc upgrade-check upgrade-db
+.PHONY: demo test lint bench load up down serve status env venv clean backup backups restore gc upgrade-check upgrade-db
 
 venv: $(STAMP)
 
@@ -43,6 +43,10 @@ load: $(STAMP)
 # `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
 up: $(STAMP)
 	@$(PY) -m local_stack up $(if $(filter-out 0,$(AUTH)),--auth)
+
+# The champion on http://127.0.0.1:$(SERVE_PORT) (default 5050), following its alias; Ctrl-C stops it.
+serve: $(STAMP)
+	@$(PY) -m local_stack serve
 
 down: $(STAMP)
 	@$(PY) -m local_stack down

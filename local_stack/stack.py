@@ -94,8 +94,13 @@ class LocalStack:
                     object_store.wait_until_usable(self.settings, creds, self.process(svc))
 
     def down(self, wipe: bool = False) -> list[str]:
-        """Stop the services this stack started (reverse order); with ``wipe``, delete its data too."""
-        stopped = [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
+        """Stop the services this stack started (reverse order); with ``wipe``, delete its data too.
+
+        The model endpoint (``make serve``) goes first: it is the stack's client."""
+        from local_stack import model_serving
+
+        stopped = [model_serving.SERVICE] if model_serving.stop(self.settings) else []
+        stopped += [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
         if wipe and self.settings.state_dir.exists():
             shutil.rmtree(self.settings.state_dir)
         return stopped
