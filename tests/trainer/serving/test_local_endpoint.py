@@ -19,9 +19,10 @@ import pytest
 import requests
 from airline_hpo import serve_check, train
 from airline_hpo.errors import run_cli
+from mlflow import MlflowClient
+
 from local_stack.processes import free_ports
 from local_stack.settings import REPO_ROOT
-from mlflow import MlflowClient
 
 #: The issue's bound for an alias move to reach the endpoint.
 SWITCH_BOUND_S = 120.0
