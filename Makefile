@@ -31,6 +31,7 @@ bench: $(STAMP)
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.search_overhead
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.load_memory
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.ray_overhead
+	@PYTHONPATH=trainer:. $(PY) -m benchmarks.serving
 
 # LOAD_LOGGERS concurrent MlflowClient loggers for LOAD_SECONDS against the running local stack (`make up` first):
 # calls/s, p50/p95/p99 per call type, errors, the MLflow server's RSS. Exits 1 on any error.
