@@ -6,6 +6,7 @@ version within the bound, while a request loop sees no failed request. Real MLfl
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -147,3 +148,35 @@ def test_a_busy_port_and_a_missing_champion_are_one_line(local_stack, stack_env)
         "(or the hyperopt entry point) to register and promote one first"
     )
     assert _serve(state_dir, port, "--stop").stdout.strip() == "no model endpoint was running"
+
+
+@pytest.mark.integration
+def test_make_down_stops_the_endpoint_and_its_model_servers(small_airline, tmp_path, monkeypatch):
+    """`make down` is `python -m local_stack down`: the endpoint goes first, with every model server it ran."""
+    import psutil
+    from stack_fixtures import started_stack_cli
+
+    with started_stack_cli(tmp_path / "stack") as stack:
+        for name, value in stack.client_env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "down-test")
+        _train(small_airline, "down-test", seed=1)
+        (port,) = free_ports(1)
+        started = _serve(stack.settings.state_dir, port, "--model-name", "down-test", "--detach")
+        assert started.returncode == 0, started.stderr
+        supervisor = psutil.Process(json.loads(stack.settings.pid_file("serving").read_text())["pid"])
+        tree = [supervisor, *supervisor.children(recursive=True)]
+        assert any("models" in " ".join(p.cmdline()) for p in tree)  # `mlflow models serve` runs under it
+        down = subprocess.run(
+            [sys.executable, "-m", "local_stack", "--state-dir", str(stack.settings.state_dir), "down"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert down.returncode == 0 and down.stdout.strip() == "stopped: serving, mlflow, s3, postgres"
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        assert alive == []
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/ping", timeout=5)
