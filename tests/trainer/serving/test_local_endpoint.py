@@ -107,6 +107,12 @@ def test_the_endpoint_follows_the_alias_with_no_failed_request(local_stack, stac
         rows = serve_check.sample_flights()[serve_check.model_inputs(f"models:/{name}@champion")]
         assert requests.get(f"{url}/ping", timeout=5).headers["X-Model-Version"] == "1"
         _assert_same(_answers(url, rows), _own_predict(name, "1", rows))
+        out = io.StringIO()
+        with redirect_stdout(out):  # what `make demo` ends with: serve_check asking this endpoint
+            assert run_cli(serve_check.main, ["--model-name", name, "--url", url, "--timeout", "30"]) == 0
+        lines = out.getvalue().splitlines()
+        assert lines[0] == f"asking the endpoint {url} (serving {name} version 1; champion is 1)"
+        assert len(lines) == 1 + len(serve_check.SAMPLE_FLIGHTS) and all("P(late) = " in line for line in lines[1:])
 
         loop = RequestLoop(url, rows)
         loop.start()
