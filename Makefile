@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench load up down status env venv clean backup backups restore gc upgrade-check upgrade-db
+.PHONY: demo test lint bench load up down serve status env venv clean backup backups restore gc upgrade-check upgrade-db
 
 venv: $(STAMP)
 
@@ -31,6 +31,7 @@ bench: $(STAMP)
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.search_overhead
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.load_memory
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.ray_overhead
+	@PYTHONPATH=trainer:. $(PY) -m benchmarks.serving
 
 # LOAD_LOGGERS concurrent MlflowClient loggers for LOAD_SECONDS against the running local stack (`make up` first):
 # calls/s, p50/p95/p99 per call type, errors, the MLflow server's RSS. Exits 1 on any error.
@@ -43,6 +44,10 @@ load: $(STAMP)
 # `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
 up: $(STAMP)
 	@$(PY) -m local_stack up $(if $(filter-out 0,$(AUTH)),--auth)
+
+# The champion on http://127.0.0.1:$(SERVE_PORT) (default 5050), following its alias; Ctrl-C stops it.
+serve: $(STAMP)
+	@$(PY) -m local_stack serve
 
 down: $(STAMP)
 	@$(PY) -m local_stack down

@@ -109,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     # Parsed by us, not argparse: `--loggers abc` must be our one line, not a usage dump.
     load.add_argument("--loggers", default="16", help=f"concurrent loggers (threads), 1-{MAX_LOGGERS}, default 16")
     load.add_argument("--seconds", default="60", help=f"duration in seconds, above 0 and at most {MAX_SECONDS}")
+    serve = sub.add_parser("serve", help="serve the champion on 127.0.0.1:$SERVE_PORT (5050), following its alias")
+    serve.add_argument("--model-name", default="airline-delay")
+    serve.add_argument("--alias", default="champion")
+    serve.add_argument("--poll-seconds", type=float, default=30.0, help="how often the alias is checked")
+    serve.add_argument("--detach", action="store_true", help="return once it answers; it keeps running")
+    serve.add_argument("--stop", action="store_true", help="stop the endpoint (make down stops it too)")
     _day_two_commands(sub)
     return parser
 
@@ -183,6 +189,30 @@ def _print_env(stack: LocalStack, mask: bool) -> None:
         print(f"export {name}={shown}")
 
 
+def _serve(stack: LocalStack, args: argparse.Namespace) -> int:
+    from local_stack import model_serving
+
+    if args.stop:
+        print("model endpoint stopped" if model_serving.stop(stack.settings) else "no model endpoint was running")
+        return 0
+    if args.poll_seconds <= 0:
+        raise StackError("--poll-seconds must be above 0 (e.g. 30)")
+    config = model_serving.ServingConfig(
+        args.model_name, args.alias, model_serving.serve_port(), args.poll_seconds, stack.settings.host
+    )
+    _require_healthy(stack)
+    started = model_serving.start(stack.settings, stack.client_env(), config)
+    state = "serving" if started else "already serving"
+    detail = f"(POST /invocations; the alias is checked every {config.poll_seconds:g}s)"
+    if args.detach:
+        _log(f"{state} {config.model_uri} at {config.url} {detail}")
+        _log("it keeps running: `python -m local_stack serve --stop` or `make down` stops it")
+        print(config.url)  # last and alone on stdout, for scripts (make demo)
+        return 0
+    print(f"{state} {config.model_uri} at {config.url} {detail}; Ctrl-C stops it", flush=True)
+    return model_serving.follow_log(stack.settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -235,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(report.lines()))
             if report.error_count:
                 return 1
+        elif args.command == "serve":
+            return _serve(stack, args)
         else:
             _run_day_two(stack, args)
     except StackError as exc:

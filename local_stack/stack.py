@@ -99,7 +99,11 @@ class LocalStack:
                     object_store.wait_until_usable(self.settings, creds, self.process(svc))
 
     def down(self, wipe: bool = False) -> list[str]:
-        """Stop the services this stack started (reverse order); with ``wipe``, delete its data too."""
+        """Stop the services this stack started (reverse order); with ``wipe``, delete its data too.
+
+        The model endpoint (``make serve``) goes first: it is the stack's client."""
+        from local_stack import model_serving
+
         state_dir = self.settings.state_dir
         if wipe and state_dir.is_dir() and not any((state_dir / name).exists() for name in STATE_MARKERS):
             raise StackError(
@@ -109,7 +113,8 @@ class LocalStack:
         store = next(svc for svc in SERVICES if svc.name == object_store.SERVICE)
         store_pid = self.process(store).inspect().pid
         leftovers = object_store.grpc_sockets(store_pid) if store_pid else []
-        stopped = [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
+        stopped = [model_serving.SERVICE] if model_serving.stop(self.settings) else []
+        stopped += [svc.name for svc in reversed(SERVICES) if self.process(svc).stop()]
         object_store.remove_sockets(leftovers)
         if wipe and state_dir.exists():
             shutil.rmtree(state_dir)

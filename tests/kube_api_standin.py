@@ -3,7 +3,8 @@
 Why a stand-in and not a mock: the callers under test (MLflow's `mlflow.projects.kubernetes`, built on the
 official `kubernetes` client, and `kubectl logs`) must run unchanged, load their config from a real kubeconfig
 file and send real HTTP. Only the far end is replaced: this server answers the batch/v1 Job endpoints (create,
-status, get, delete), the pod list/watch, get, delete and log endpoints, and API discovery, with JSON shaped like the
+status, get, delete), the pod list/watch, get, delete and log endpoints, apps/v1 Deployment get and patch (for
+the serving alias follower), and API discovery, with JSON shaped like the
 API server's, and records every request so tests can check it against the Role the Pulumi program declares.
 
 It serves HTTPS with a throwaway certificate for 127.0.0.1, as a cluster does: client-go (kubectl) sends a
@@ -94,6 +95,7 @@ class ApiRequest:
     query: dict[str, list[str]]
     authorization: str | None
     body: Any = None
+    content_type: str | None = None
 
     @property
     def call(self) -> tuple[str, str]:
@@ -112,6 +114,7 @@ class StandInState:
     jobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     #: The pods the Job controller made, by (namespace, name); they outlive an orphaning Job DELETE.
     pods: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    deployments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     polls: dict[tuple[str, str], int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -284,6 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(url.query),
             authorization=self.headers.get("Authorization"),
             body=self._read_body(),
+            content_type=self.headers.get("Content-Type"),
         )
         state = self.server.state
         with state.lock:
@@ -304,6 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._jobs(request, parts[4], parts[6:])
         elif parts[:2] == ["api", "v1"] and parts[2:3] == ["namespaces"] and parts[4:5] == ["pods"]:
             self._pods(request, parts[3], parts[5:])
+        elif parts[:3] == ["apis", "apps", "v1"] and parts[3:4] == ["namespaces"] and parts[5:6] == ["deployments"]:
+            self._deployments(request, parts[4], parts[6:])
         else:
             self._send(404, _status(404, "NotFound", f"the server could not find the requested resource {url.path}"))
 
@@ -414,6 +420,62 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method"))
 
+    def _deployments(self, request: ApiRequest, namespace: str, rest: list[str]) -> None:
+        """GET and PATCH of one Deployment, as the API server answers them.
+
+        - PATCH content types (k8s.io/apiserver/pkg/endpoints/handlers/patch.go): json-patch, merge-patch,
+          strategic-merge-patch and apply-patch; any other type is 415 UnsupportedMediaType. A JSON patch must be
+          an array of operations: an object is 400 BadRequest (what kubernetes client 36 sends for a dict body
+          unless the caller names another content type). Merge patches follow RFC 7386 (null deletes a key);
+          a strategic merge patch merges maps the same way and is refused here when it holds a list (its list
+          merge keys are not implemented: failing is stricter than the real server, never kinder); JSON and
+          apply patches are refused with 501 for the same reason.
+        - Every write bumps `metadata.resourceVersion`; a change of `spec` bumps `metadata.generation`
+          (pkg/registry/apps/deployment/strategy.go PrepareForUpdate), which is what starts a rollout.
+        """
+        state = self.server.state
+        key = (namespace, rest[0]) if len(rest) == 1 else None
+        deployment = state.deployments.get(key) if key else None
+        if deployment is None:
+            self._send(404, _status(404, "NotFound", f'deployments.apps "{rest[0] if rest else ""}" not found'))
+            return
+        if request.method == "GET":
+            self._send(200, deployment)
+            return
+        if request.method != "PATCH":
+            self._send(405, _status(405, "MethodNotAllowed", "the server does not allow this method"))
+            return
+        kind = (request.content_type or "").split(";")[0].strip()
+        if kind not in PATCH_TYPES:
+            self._send(
+                415,
+                _status(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    + ", ".join(PATCH_TYPES),
+                ),
+            )
+            return
+        if kind == "application/json-patch+json" and not isinstance(request.body, list):
+            self._send(
+                400, _status(400, "BadRequest", "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+            )
+            return
+        if kind not in ("application/merge-patch+json", "application/strategic-merge-patch+json") or (
+            kind == "application/strategic-merge-patch+json" and _holds_list(request.body)
+        ):
+            self._send(501, _status(501, "NotImplemented", f"the stand-in does not implement this {kind} patch"))
+            return
+        with state.lock:
+            patched = _merge_patch(deployment, request.body)
+            metadata = patched["metadata"]
+            metadata["resourceVersion"] = str(int(deployment["metadata"].get("resourceVersion", "1")) + 1)
+            if patched.get("spec") != deployment.get("spec"):
+                metadata["generation"] = int(deployment["metadata"].get("generation", 1)) + 1
+            state.deployments[key] = patched
+        self._send(200, patched)
+
     def _send_watch(self, events: list[dict[str, Any]]) -> None:
         """A watch stream (one JSON event per chunk) that ends after `events`, as when the server closes it."""
         self.send_response(200)
@@ -426,6 +488,33 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _handle
+
+
+PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge key by key, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = _merge_patch(merged.get(name), value)
+    return merged
+
+
+def _holds_list(value: Any) -> bool:
+    if isinstance(value, list):
+        return True
+    return isinstance(value, dict) and any(_holds_list(v) for v in value.values())
 
 
 class _Server(ThreadingHTTPServer):
@@ -485,14 +574,22 @@ def kube_api_standin(
     job_phases: Sequence[str] = ("active", "succeeded"),
     authorize: Callable[[ApiRequest], str | None] | None = None,
     pods_appear_on_watch: bool = False,
+    deployments: Sequence[dict[str, Any]] = (),
 ) -> Iterator[KubeApiStandIn]:
     """Serve the stand-in on a free 127.0.0.1 port.
 
     `job_phases`: what successive status reads of a Job answer (the last one repeats). `authorize` returns a
     403 message, or None to allow. `pods_appear_on_watch`: a Job's pod is not listed until someone watches
-    for it (a client that asks right after submitting, before the Job controller made the pod).
+    for it (a client that asks right after submitting, before the Job controller made the pod). `deployments`:
+    Deployments that exist already (as `pulumi up` left them).
     """
     state = StandInState(job_phases=job_phases, authorize=authorize, pods_appear_on_watch=pods_appear_on_watch)
+    for deployment in deployments:
+        meta = deployment["metadata"]
+        state.deployments[(meta["namespace"], meta["name"])] = {
+            **deployment,
+            "metadata": {"resourceVersion": "1", "generation": 1, "uid": str(uuid.uuid4()), **meta},
+        }
     certificate_pem, key_pem = _self_signed_certificate()
     server = _Server(state, certificate_pem, key_pem)
     thread = threading.Thread(target=server.serve_forever, name="kube-api-standin", daemon=True)

@@ -7,8 +7,8 @@ stack's client environment. The commands are therefore exactly the ones a Kubern
 
 Steps: start the stack, prepare the data, upload it to the bucket, search (reading ``s3://``; whole days held out
 as the test part), register the refitted best model (``champion`` when it beats the current one on the same test
-rows, else ``challenger``), serve the champion and ask it for labels and probabilities, then print a summary read
-back from MLflow.
+rows, else ``challenger``), start the long-running local endpoint (``make serve``: it follows the champion alias
+and keeps running) and ask it for labels and probabilities, then print a summary read back from MLflow.
 """
 
 from __future__ import annotations
@@ -78,6 +78,17 @@ def stack_up_and_env() -> dict[str, str]:
             name, _, value = line[len("export ") :].partition("=")
             env[name] = shlex.split(value)[0] if value else ""
     return env
+
+
+def start_endpoint(model_name: str) -> str:
+    """``python -m local_stack serve --detach``: the long-running endpoint that follows the champion (``make
+    serve``), left running after the demo; returns its URL."""
+    command = [sys.executable, "-m", "local_stack", "serve", "--detach", "--model-name", model_name]
+    print(f"\n[serve] $ {' '.join(command[1:])}", flush=True)
+    result = subprocess.run(command, cwd=REPO_ROOT, check=False, stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise TrainerError("the model endpoint did not start", "see its error above (SERVE_PORT=<port>: another port)")
+    return result.stdout.strip().splitlines()[-1]  # `serve --detach` prints its URL last, alone
 
 
 def _short(value: str) -> str:
@@ -164,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     timings["hyperopt"] = run_entry_point("hyperopt", search_params, env)
     if not args.skip_serve:
-        timings["serve_check"] = run_entry_point("serve_check", {"model_name": args.model_name}, env)
+        url = start_endpoint(args.model_name)
+        timings["serve_check"] = run_entry_point("serve_check", {"model_name": args.model_name, "url": url}, env)
 
     rows = summary(args.model_name, env["MLFLOW_TRACKING_URI"])
     rows.append(("time", ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())))

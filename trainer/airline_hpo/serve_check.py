@@ -4,19 +4,15 @@ Starts ``mlflow models serve -m models:/<name>@<alias> --env-manager local`` on 
 ``/ping``, POSTs sample flights to ``/invocations`` asking for both the label and the probability of a late
 arrival (``"params": {"output": "both"}``), prints ON-TIME or LATE and the probability for each, then stops the
 server (its whole process group). This is the seed's ``test_query.py``, done against the registry instead of a file.
+With ``--url`` it asks an endpoint that is already serving (``make serve``) instead, as ``make demo`` does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import pandas as pd
 import requests
@@ -27,6 +23,10 @@ from airline_hpo.data.schema import FEATURES, LABEL_NAMES
 from airline_hpo.errors import EXIT_FAILED, PORT, OneLineParser, TrainerError, child_log, run_cli
 from airline_hpo.lifecycle import precheck
 from airline_hpo.model import registry
+from airline_hpo.serving.server import ModelServer, free_port, predict
+
+#: The header the local endpoint (``make serve``) adds to every answer: the model version that answered.
+VERSION_HEADER = "X-Model-Version"
 
 #: Readable sample flights (carrier, number, origin, dest, date, scheduled dep/arr hhmm, minutes, miles).
 SAMPLE_FLIGHTS = (
@@ -69,82 +69,6 @@ def describe(row: pd.Series) -> str:
     return f"{carrier}{int(row['FlightNum']):<5} {origin}->{dest} {date} dep {int(row['CRSDepTime']):04d}"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class ModelServer:
-    """``mlflow models serve`` as a child process group, started and always stopped by ``with``."""
-
-    def __init__(self, model_uri: str, host: str, port: int, log_path: Path) -> None:
-        self.model_uri, self.host, self.port, self.log_path = model_uri, host, port, log_path
-        self.url = f"http://{host}:{port}"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> ModelServer:
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri]
-        command += ["--env-manager", "local", "-h", self.host, "-p", str(self.port)]
-        # MLflow execs `uvicorn` by name: put this interpreter's scripts first on PATH (a venv need not be active).
-        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def log_tail(self, lines: int = 5) -> str:
-        text = self.log_path.read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:])
-
-    def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise TrainerError(
-                    f"the model server exited with status {self.process.returncode}: {self.log_tail()}",
-                    f"read {self.log_path} and check that the model loads",
-                    exit_code=EXIT_FAILED,
-                )
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
-        raise TrainerError(
-            f"the model server did not answer /ping within {timeout:.0f}s",
-            f"read {self.log_path}; raise --timeout on a slow machine",
-            exit_code=EXIT_FAILED,
-        )
-
-    def predict(self, flights: pd.DataFrame, output: str = "both") -> list:
-        """POST the flights as a user would, asking for ``output`` (label, probability or both)."""
-        payload = {"dataframe_split": flights.to_dict(orient="split", index=False), "params": {"output": output}}
-        response = requests.post(f"{self.url}/invocations", json=payload, timeout=60)
-        if response.status_code != 200:
-            raise TrainerError(
-                f"the model server answered HTTP {response.status_code}: {response.text[:200]}",
-                "check that the model's signature matches the airline schema",
-                exit_code=EXIT_FAILED,
-            )
-        return response.json()["predictions"]
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-
-
 def check_alias(model_name: str, alias: str) -> str:
     """The version the alias points to; a one-line error when there is none (nothing was registered yet)."""
     from mlflow import MlflowClient
@@ -166,6 +90,9 @@ def _parser() -> OneLineParser:
     parser.add_argument("--port", type=PORT, default=0, help="port for the model server (0 = a free one)")
     parser.add_argument(
         "--timeout", type=errors.number(float, 0, 3600, above=True), default=180.0, help="seconds to wait for it"
+    )
+    parser.add_argument(
+        "--url", default="none", help="ask the endpoint already serving there (make serve) instead of starting one"
     )
     return parser
 
@@ -200,6 +127,30 @@ def check_answers(answers: list) -> list[tuple[int, float]]:
     return checked
 
 
+def wait_for_endpoint(url: str, timeout: float) -> str:
+    """Wait until a running endpoint answers ``/ping``; returns the model version it names ("?" if none)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = requests.get(f"{url}/ping", timeout=5)
+            if response.status_code == 200:
+                return response.headers.get(VERSION_HEADER, "?")
+        except requests.RequestException:
+            response = None
+        if time.monotonic() >= deadline:
+            seen = f"HTTP {response.status_code}" if response is not None else "no answer"
+            raise TrainerError(
+                f"the endpoint {url} did not answer /ping within {timeout:.0f}s ({seen})",
+                "start it with `make serve` (or pass url=none to start a throwaway server)",
+            )
+        time.sleep(1)
+
+
+def _print_answers(flights: pd.DataFrame, answers: list[tuple[int, float]]) -> None:
+    for (_, row), (label, probability) in zip(flights.iterrows(), answers, strict=True):
+        print(f"  {describe(row):40} {LABEL_NAMES[label]:8} P(late) = {probability:.2f}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     precheck.check_tracking_uri()
@@ -208,6 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_uri = f"models:/{args.model_name}@{args.alias}"
     flights = sample_flights()
     inputs = flights[model_inputs(model_uri)]
+    if args.url not in ("", "none"):
+        url = args.url.rstrip("/")
+        served = wait_for_endpoint(url, args.timeout)
+        print(f"asking the endpoint {url} (serving {args.model_name} version {served}; {args.alias} is {version})")
+        _print_answers(flights, check_answers(predict(url, inputs, output="both")))
+        return 0
     port = args.port or free_port()
     print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)
     server_log = child_log("serve_check-model-server")  # kept on failure: the error line points to it
@@ -220,8 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         answers = check_answers(server.predict(inputs, output="both"))
     server_log.unlink(missing_ok=True)  # a clean run leaves no log file
-    for (_, row), (label, probability) in zip(flights.iterrows(), answers, strict=True):
-        print(f"  {describe(row):40} {LABEL_NAMES[label]:8} P(late) = {probability:.2f}")
+    _print_answers(flights, answers)
     print("model server stopped")
     return 0
 

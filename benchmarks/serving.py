@@ -1,0 +1,192 @@
+"""``make bench``: what serving the champion costs: one-row latency, 10,000-row throughput against in-process
+``predict``, and batch ``score`` rows/s.
+
+A forest is trained and registered under its own name (``airline-delay-bench``, so the real champion is left
+alone) on the prepared benchmark file, then:
+
+- one-row requests (a user asking about one flight): p50/p99 over ``--requests``, straight to MLflow's scoring
+  server (what a cluster pod runs) and through the local endpoint's proxy (``make serve``);
+- 10,000-row requests: rows/s over HTTP against the same pyfunc's ``predict`` in this process on the same rows;
+  the ratio is the HTTP overhead (JSON encoding, transfer, decoding). Goal of issue 17: at most 25% over;
+- ``score``: rows/s of the batch entry point on the whole file (read, predict, write, publish), as a run.
+
+Timings are wall-clock on this machine (2 shared cores here): compare rows, not machines.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import requests
+from airline_hpo import train
+from airline_hpo.data import prepare
+from airline_hpo.errors import OneLineParser, run_cli
+from airline_hpo.model import registry
+from airline_hpo.serving import score
+from airline_hpo.serving.server import ModelServer, free_port
+
+from local_stack.model_proxy import Backend, ModelProxy
+
+EXPERIMENT = "airline-hpo-benchmark-serving"
+MODEL_NAME = "airline-delay-bench"
+#: Issue 17's goal: a 10,000-row request over HTTP takes at most 25% longer than predict in process.
+GOAL_OVERHEAD = 0.25
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def latencies(url: str, row: pd.DataFrame, count: int) -> list[float]:
+    """Seconds per one-row request over a kept-alive connection, as an application would call."""
+    session = requests.Session()
+    payload = {"dataframe_split": row.to_dict(orient="split", index=False), "params": {"output": "both"}}
+    times = []
+    for _ in range(count + 5):
+        started = time.perf_counter()
+        response = session.post(f"{url}/invocations", json=payload, timeout=60)
+        times.append(time.perf_counter() - started)
+        response.raise_for_status()
+    return times[5:]  # the first requests warm the connection and the model
+
+
+def http_seconds(url: str, rows: pd.DataFrame, repeats: int) -> float:
+    """Median seconds of one ``len(rows)``-row request, payload built as a client would (included)."""
+    session = requests.Session()
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        payload = {"dataframe_split": rows.to_dict(orient="split", index=False), "params": {"output": "both"}}
+        response = session.post(f"{url}/invocations", json=payload, timeout=120)
+        response.raise_for_status()
+        assert len(response.json()["predictions"]) == len(rows)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def inprocess_seconds(model, rows: pd.DataFrame, repeats: int) -> float:
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        model.predict(rows, params={"output": "both"})
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[1:])
+
+
+def register(fpath: str, trees: int, depth: int) -> str:
+    argv = ["--fpath", fpath, "--engine", "sklearn", "--model-name", MODEL_NAME, "--promote", "always"]
+    with redirect_stdout(io.StringIO()):
+        code = run_cli(train.main, [*argv, "--n-estimators", str(trees), "--max-depth", str(depth)])
+    if code:
+        raise SystemExit(code)
+    return registry_version()
+
+
+def registry_version() -> str:
+    return mlflow.MlflowClient().get_model_version_by_alias(MODEL_NAME, "champion").version
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="bench-serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--fpath", default="", help="prepared airline parquet (default: prepare one)")
+    parser.add_argument("--rows", type=int, default=100_000, help="flights to prepare when no --fpath is given")
+    parser.add_argument("--trees", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=12)
+    parser.add_argument("--requests", type=int, default=200, help="one-row requests per path")
+    parser.add_argument("--repeats", type=int, default=5, help="10,000-row requests (median)")
+    parser.add_argument("--use-env", action="store_true", help="use MLFLOW_TRACKING_URI as set, not the local stack")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from airline_hpo.demo import REPO_ROOT, stack_up_and_env
+
+    args = _parser().parse_args(argv)
+    if not args.use_env:
+        os.environ.update(stack_up_and_env())
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = EXPERIMENT
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    registry.check_tracking_server()
+    fpath = args.fpath or str(REPO_ROOT / "data" / f"bench-{args.rows}.parquet")
+    if not Path(fpath).exists():
+        prepare.prepare(fpath, rows=args.rows, seed=0)
+    print(f"registering a {args.trees}-tree forest as {MODEL_NAME} on {fpath} ...", flush=True)
+    version = register(fpath, args.trees, args.depth)
+    uri = f"models:/{MODEL_NAME}/{version}"
+    model = mlflow.pyfunc.load_model(uri)
+    columns = model.metadata.get_input_schema().input_names()
+    table = pd.read_parquet(fpath, columns=columns)
+    big = table.head(10_000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ModelServer(uri, "127.0.0.1", free_port(), Path(tmp) / "serve.log").start()
+        proxy = ModelProxy("127.0.0.1", free_port()).start()
+        try:
+            server.wait_ready(300)
+            proxy.switch(Backend(server.url, version))
+            direct = latencies(server.url, table.head(1), args.requests)
+            proxied = latencies(proxy.url, table.head(1), args.requests)
+            over_http = http_seconds(server.url, big, args.repeats)
+            over_proxy = http_seconds(proxy.url, big, args.repeats)
+        finally:
+            proxy.shutdown()
+            server.stop()
+        local = inprocess_seconds(model, big, args.repeats)
+        output = Path(tmp) / "scores.parquet"
+        with redirect_stdout(io.StringIO()):
+            code = run_cli(score.main, ["--input", fpath, "--output", str(output), "--model", uri])
+        if code:
+            return code
+        run = mlflow.MlflowClient().search_runs(
+            [mlflow.get_experiment_by_name(EXPERIMENT).experiment_id],
+            f"tags.`score.model_uri` = '{uri}'",
+            order_by=["start_time DESC"],
+            max_results=1,
+        )[0]
+    print()
+    print(report(args.requests, direct, proxied, len(big), local, over_http, over_proxy, run.data.metrics))
+    return 0
+
+
+def report(count, direct, proxied, rows, local, over_http, over_proxy, metrics) -> str:
+    ms = 1000.0
+    overhead = over_http / local - 1.0
+    lines = [
+        f"serving benchmark: {MODEL_NAME}, scikit-learn forest, MLflow scoring server (--env-manager local)",
+        "",
+        f"{'one-row request, ' + str(count) + ' requests':44}{'p50':>10}{'p99':>10}",
+        f"{'  scoring server (what a cluster pod runs)':44}{_percentile(direct, 0.5) * ms:>8.1f}ms"
+        f"{_percentile(direct, 0.99) * ms:>8.1f}ms",
+        f"{'  local endpoint (make serve: proxy + server)':44}{_percentile(proxied, 0.5) * ms:>8.1f}ms"
+        f"{_percentile(proxied, 0.99) * ms:>8.1f}ms",
+        "",
+        f"{f'{rows:,}-row request (median)':44}{'seconds':>10}{'rows/s':>12}{'vs predict':>12}",
+        f"{'  in-process model.predict':44}{local:>10.3f}{rows / local:>12,.0f}{'1.00x':>12}",
+        f"{'  HTTP, scoring server':44}{over_http:>10.3f}{rows / over_http:>12,.0f}{over_http / local:>11.2f}x",
+        f"{'  HTTP, local endpoint':44}{over_proxy:>10.3f}{rows / over_proxy:>12,.0f}{over_proxy / local:>11.2f}x",
+        "",
+        f"{'score (batch entry point)':44}{'seconds':>10}{'rows/s':>12}",
+        f"{'  ' + format(int(metrics['rows_in']), ',') + ' rows, ' + str(int(metrics['batches'])) + ' batch(es)':44}"
+        f"{metrics['seconds_total']:>10.2f}{metrics['rows_per_second']:>12,.0f}",
+        f"{'    of which read / predict / write':44}{metrics['seconds_read']:>6.2f} / "
+        f"{metrics['seconds_predict']:.2f} / {metrics['seconds_write']:.2f}",
+        "",
+        f"HTTP overhead on a {rows:,}-row request: {overhead:+.0%} over in-process predict; goal <= "
+        f"{GOAL_OVERHEAD:.0%}: {'met' if overhead <= GOAL_OVERHEAD else 'NOT met'}",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
