@@ -14,7 +14,7 @@ from dataclasses import fields
 
 from local_stack import health
 from local_stack.errors import StackError
-from local_stack.settings import PORT_OPTIONS, StackSettings, parse_port
+from local_stack.settings import PORT_OPTIONS, REPO_ROOT, StackSettings, parse_port
 from local_stack.stack import LocalStack
 
 SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
@@ -114,6 +114,17 @@ def _print_env(stack: LocalStack, mask: bool) -> None:
         print(f"export {name}={shown}")
 
 
+def _ui_links():
+    """The trainer's ``ui_links`` (every UI link the project prints is built there); ``python -m local_stack``
+    runs from the repository root, where ``trainer/`` is not on the import path."""
+    trainer = str(REPO_ROOT / "trainer")
+    if trainer not in sys.path:
+        sys.path.append(trainer)
+    from airline_hpo import ui_links
+
+    return ui_links
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -143,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {result.run_id} in experiment {result.experiment_id}: metric answer={result.metric}")
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
             print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
-            print(f"see it in the UI: {stack.settings.tracking_uri}/#/experiments/{result.experiment_id}")
+            print(
+                f"see it in the UI: {_ui_links().run_url(stack.settings.tracking_uri, result.experiment_id, result.run_id)}"
+            )
         elif args.command == "load":
             from local_stack.load import run_load
 
