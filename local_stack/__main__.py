@@ -154,9 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {result.run_id} in experiment {result.experiment_id}: metric answer={result.metric}")
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
             print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
-            print(
-                f"see it in the UI: {_ui_links().run_url(stack.settings.tracking_uri, result.experiment_id, result.run_id)}"
-            )
+            link = _ui_links().run_url(stack.settings.tracking_uri, result.experiment_id, result.run_id)
+            print(f"see it in the UI: {link}")
         elif args.command == "load":
             from local_stack.load import run_load
 
