@@ -14,8 +14,10 @@ from airline_hpo.data.prepare import load_flights, sample_rows, to_airline_schem
 from airline_hpo.demo import summary
 from airline_hpo.model.engines import SklearnEngine
 from airline_hpo.search.driver import SearchConfig, SearchResult, run_search
+from ui_browser import missing
 
-pytestmark = pytest.mark.integration
+# Skipped before the module's server or search starts when the browser is not installed (one line: what to install).
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 
 
 @dataclass(frozen=True)
