@@ -62,19 +62,12 @@ def site(local_stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site
         yield Site(server, url, admins, trainings, names)
 
 
-def _document(b, url: str) -> dict:
-    """The HTTP response the browser got for the page itself (the URL without its `#` fragment)."""
-    page = url.split("#")[0]
-    return b.wait(f"the response for {page}", lambda: next(r for r in b.responses() if r["url"] == page))
-
-
 def test_without_credentials_the_browser_gets_the_login_challenge(site: Site, browser) -> None:
     b = browser(hosts=TO_LOOPBACK)
     experiment_id, _ = site.admins
     b.open(ui_links.runs_url(site.url, experiment_id))
-    response = _document(b, f"{site.url}/")
-    headers = {k.lower(): v for k, v in response["headers"].items()}
-    assert response["status"] == 401 and headers.get("www-authenticate", "").startswith("Basic"), response
+    response = b.page_response(f"{site.url}/")
+    assert response["status"] == 401 and response["headers"].get("www-authenticate", "").startswith("Basic"), response
     assert site.names[experiment_id] not in b.text()
 
 
@@ -123,7 +116,7 @@ def test_the_same_page_from_a_foreign_host_name_is_refused(site: Site, browser) 
     experiment_id, run_id = site.admins
     foreign = site.url.replace(EXTERNAL_HOST, FOREIGN_HOST)
     b.open(ui_links.runs_url(foreign, experiment_id))
-    response = _document(b, f"{foreign}/")
+    response = b.page_response(f"{foreign}/")
     assert response["status"] == 403, response
     assert site.names[run_id] not in b.text()
 

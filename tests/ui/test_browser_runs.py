@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from airline_hpo import ui_links
 from airline_hpo.data.prepare import load_flights, sample_rows, to_airline_schema
 from airline_hpo.demo import summary
 from airline_hpo.model.engines import SklearnEngine
@@ -57,6 +58,8 @@ def test_the_runs_link_lists_the_parent_with_its_trials_nested(searched: Searche
     b.open(searched.links["trials in the UI"])
     parent = mlflow.MlflowClient().get_run(searched.result.parent_run_id).info.run_name
     b.wait_text(parent)
+    kind = mlflow.MlflowClient().get_experiment(searched.result.experiment_id).tags.get(ui_links.EXPERIMENT_KIND_TAG)
+    assert kind == ui_links.EXPERIMENT_KIND_TAGS[ui_links.EXPERIMENT_KIND_TAG]  # marked as a training experiment
     assert "Traces" not in b.driver.title and "Runs" in b.driver.title  # the runs view, not the GenAI overview
     shown = b.text()
     assert not any(t in shown for t in searched.trial_names), "trials must be folded under their parent"

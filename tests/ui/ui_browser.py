@@ -97,6 +97,13 @@ class Browser:
                 self.network.append(message["params"]["response"])
         return self.network
 
+    def page_response(self, url: str) -> dict[str, Any]:
+        """The HTTP response the browser got for the page itself (`url` without its `#` fragment), with its
+        `status` and its `headers` (names lower-cased)."""
+        page = url.split("#")[0]
+        found = self.wait(f"the response for {page}", lambda: next(r for r in self.responses() if r["url"] == page))
+        return {**found, "headers": {k.lower(): v for k, v in found["headers"].items()}}
+
     def save(self, folder: Path) -> list[Path]:
         """A screenshot, the console log and the HTTP responses seen: what a failed test leaves to look at."""
         folder.mkdir(parents=True, exist_ok=True)
