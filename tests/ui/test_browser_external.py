@@ -80,21 +80,16 @@ def test_the_admin_sees_the_runs_and_renames_one_from_the_external_origin(site: 
     b.wait_text(site.names[run_id])
     b.open(ui_links.run_url(site.url, experiment_id, run_id))
     b.wait_text(site.names[run_id])
-    b.driver.find_element("css selector", "[data-testid=overflow-menu-trigger]").click()
-    b.wait(
-        "the Rename item",
-        lambda: next(
-            m for m in b.driver.find_elements("css selector", "[role=menuitem]") if m.text.strip() == "Rename"
-        ),
-    ).click()
+    menu = "[data-testid=overflow-menu-trigger]"
+    b.wait("the run's menu to open", lambda: b.driver.find_element("css selector", menu).click() or True)
+    b.click_text("Rename")
     field = b.wait(
         "the rename field", lambda: b.driver.find_element("css selector", "[data-testid=rename-modal-input]")
     )
     new_name = f"renamed-{uuid.uuid4().hex[:6]}"
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(new_name)
-    dialog = b.driver.find_element("css selector", "[role=dialog]")
-    next(x for x in dialog.find_elements("css selector", "button") if x.text.strip() == "Save").click()
+    b.click_text("Save")
     b.wait_text(new_name)
 
     def stored_name() -> str:

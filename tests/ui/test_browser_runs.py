@@ -80,9 +80,7 @@ def test_the_parent_run_link_shows_its_plots_as_images(searched: Searched, brows
     base, _, query = searched.links["parent run (plots)"].partition("?")
     b.open(f"{base}/artifacts/plots?{query}")  # the run's Artifacts tab, as "-> Artifacts: plots/" says
     for plot in ("search.png", "feature_importances.png"):
-        b.wait(
-            f"{plot} in the artifact tree", lambda plot=plot: b.driver.find_element("xpath", f"//*[text()='{plot}']")
-        ).click()
+        b.click_text(plot)
         b.wait_text(f"plots/{plot}")
         widths = b.wait(
             f"{plot} rendered",

@@ -83,6 +83,17 @@ class Browser:
                 raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} at {self.driver.current_url}")
             time.sleep(0.5)
 
+    def click_text(self, text: str, timeout: float = 45) -> None:
+        """Click the visible element whose own text is `text`, once the page lets it be clicked (React may
+        render it before it takes clicks: retried until then)."""
+
+        def click() -> bool:
+            found = self.driver.find_elements("xpath", f"//*[normalize-space(text())='{text}']")
+            next(e for e in found if e.is_displayed()).click()
+            return True
+
+        self.wait(f"{text!r} to click", click, timeout)
+
     def text(self) -> str:
         return self.driver.find_element("tag name", "body").text
 
