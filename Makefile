@@ -9,12 +9,13 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip >&2
 	@echo "Installing pinned requirements into $(VENV) (about 2-3 minutes the first time)..." >&2
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2  # test-only (selenium)
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,7 +17,14 @@ from typing import NoReturn
 
 from local_stack import disk, health
 from local_stack.errors import StackError
-from local_stack.settings import PORT_OPTIONS, StackSettings, default_state_dir, parse_port, state_dir_problem
+from local_stack.settings import (
+    PORT_OPTIONS,
+    REPO_ROOT,
+    StackSettings,
+    default_state_dir,
+    parse_port,
+    state_dir_problem,
+)
 from local_stack.stack import LocalStack
 
 SECRET_VARS = {"AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD"}
@@ -213,6 +220,17 @@ def _serve(stack: LocalStack, args: argparse.Namespace) -> int:
     return model_serving.follow_log(stack.settings)
 
 
+def _ui_links():
+    """The trainer's ``ui_links`` (every UI link the project prints is built there); ``python -m local_stack``
+    runs from the repository root, where ``trainer/`` is not on the import path."""
+    trainer = str(REPO_ROOT / "trainer")
+    if trainer not in sys.path:
+        sys.path.append(trainer)
+    from airline_hpo import ui_links
+
+    return ui_links
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -255,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {result.run_id} in experiment {result.experiment_id}: metric answer={result.metric}")
             print(f"artifact read back through MLflow: {result.artifact_text.strip()!r}")
             print(f"artifact object in the bucket: s3://{stack.settings.bucket}/{result.object_key}")
-            print(f"see it in the UI: {stack.settings.tracking_uri}/#/experiments/{result.experiment_id}")
+            link = _ui_links().run_url(stack.settings.tracking_uri, result.experiment_id, result.run_id)
+            print(f"see it in the UI: {link}")
         elif args.command == "load":
             from local_stack.load import run_load
 

@@ -19,10 +19,12 @@ from local_stack.settings import REPO_ROOT
 
 
 @contextmanager
-def started_stack(state_dir: Path) -> Iterator[LocalStack]:
-    """A stack started from this process (its servers are children of pytest)."""
+def started_stack(state_dir: Path, auth: bool = False) -> Iterator[LocalStack]:
+    """A stack started from this process (its servers are children of pytest); `auth`: as `make up AUTH=1`."""
     postgres_port, s3_port, mlflow_port = free_ports(3)
-    settings = StackSettings(state_dir=state_dir, postgres_port=postgres_port, s3_port=s3_port, mlflow_port=mlflow_port)
+    settings = StackSettings(
+        state_dir=state_dir, postgres_port=postgres_port, s3_port=s3_port, mlflow_port=mlflow_port, auth=auth
+    )
     stack = LocalStack(settings)
     try:
         stack.up(log=lambda _msg: None)

@@ -4,6 +4,7 @@ Subpackages, one concern each, imported only downward (``errors`` <- ``data`` <-
 ``search`` <- the entry points):
 
 - ``errors``     one-line, user-fixable errors and the CLI wrapper that prints them instead of tracebacks.
+- ``ui_links``   the MLflow UI links every entry point prints (bottom layer, no imports, like ``errors``).
 - ``data``       the table: storage, loading and checks, splits, the demo's data (``prepare``).
 - ``model``      engines (scikit-learn / cuML), the served pyfunc, registry, promotion, plots.
 - ``lifecycle``  pre-check, outage budget, trial journal, signal handling: a run ends in a known state.

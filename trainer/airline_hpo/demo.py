@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from airline_hpo import ui_links
 from airline_hpo.errors import COUNT, EXIT_FAILED, SEED, OneLineParser, TrainerError, run_cli
 
 TRAINER_DIR = Path(__file__).resolve().parent.parent
@@ -117,7 +118,8 @@ def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None
     metrics, tags = parent.data.metrics, parent.data.tags
     val_base = metrics["val_baseline_accuracy"]
     best = {k[len("best_") :]: v for k, v in parent.data.params.items() if k.startswith("best_")}
-    experiment_url = f"{tracking_uri}/#/experiments/{parent.info.experiment_id}"
+    experiment_id = parent.info.experiment_id
+    parent_url = ui_links.run_url(tracking_uri, experiment_id, parent.info.run_id)
     split = f"{tags.get('split.kind', '?')} split, {int(metrics.get('test_rows', 0)):,} rows no trial saw"
     champion_score = metrics.get("champion_test_accuracy")
     previous = "" if champion_score is None else f"; previous champion {champion_score:.4f} on the same rows"
@@ -132,9 +134,9 @@ def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None
         ("best parameters", ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.items()))),
         ("promotion", f"-> {tags.get('promotion.alias', '?')}: {tags.get('promotion.reason', '?')}{previous}"),
         ("champion", f"{model_name} version {champion.version}"),
-        ("parent run (plots)", f"{experiment_url}/runs/{parent.info.run_id}  -> Artifacts: plots/"),
-        ("trials in the UI", f"{experiment_url}  (expand the parent run)"),
-        ("model in the UI", f"{tracking_uri}/#/models/{model_name}"),
+        ("parent run (plots)", f"{parent_url}  -> Artifacts: plots/"),
+        ("trials in the UI", f"{ui_links.runs_url(tracking_uri, experiment_id)}  (expand the parent run)"),
+        ("model in the UI", ui_links.model_url(tracking_uri, model_name)),
     ]
 
 

@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     split = splits.make_split(dataset, args.split, args.test_size, args.val_size, args.seed, args.features)
     with mlflow.start_run(run_name=f"train-{engine.name}") as run, shutdown.guard(0):
+        registry.mark_training_experiment(run.info.experiment_id)
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})
         settings = {k: getattr(args, k) for k in (*promotion.SPLIT_PARAMS, "features")}
         registry.log_params_once({**engine.logged_params(params), **settings})

@@ -15,6 +15,7 @@ import mlflow
 import pandas as pd
 
 from airline_hpo.errors import EXIT_FAILED, NO_MODEL, TrainerError
+from airline_hpo.ui_links import EXPERIMENT_KIND_TAGS
 
 CHAMPION_ALIAS = "champion"
 CHALLENGER_ALIAS = "challenger"
@@ -42,6 +43,21 @@ def check_tracking_server(uri: str | None = None, timeout: float = 5.0) -> str:
     if response.status_code != 200:
         raise TrainerError(f"the MLflow tracking server at {uri} answered HTTP {response.status_code}", fix)
     return uri
+
+
+def mark_training_experiment(experiment_id: str) -> None:
+    """Tag the experiment as a model-training one (``mlflow.experimentKind``, the tag MLflow's UI reads and
+    writes for an experiment's type; see :mod:`airline_hpo.ui_links`), once. A label, not a result: a user who
+    may log runs but not edit the experiment (a shared experiment with EDIT on runs only) loses nothing, so a
+    refusal is one printed line, never a failed run."""
+    client = mlflow.MlflowClient()
+    try:
+        tags = client.get_experiment(experiment_id).tags
+        for key, value in EXPERIMENT_KIND_TAGS.items():
+            if key not in tags:  # a kind chosen in the UI stays
+                client.set_experiment_tag(experiment_id, key, value)
+    except mlflow.MlflowException as exc:
+        print(f"note: experiment {experiment_id} not tagged as model training ({exc.error_code})")
 
 
 def log_params_once(params: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import scope
 from tqdm import tqdm
 
+from airline_hpo import ui_links
 from airline_hpo.data import loading as data_mod
 from airline_hpo.data import splits
 from airline_hpo.errors import (
@@ -403,6 +404,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         stack.enter_context(shutdown.guard(config.max_evals))  # before Ray: a signal while it starts is a stop
         cluster = stack.enter_context(ray_executor.connected()) if on_ray else None
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
+        registry.mark_training_experiment(experiment_id)
         mlflow.set_tags({**engine.tags(), "search.algo": config.algo, "data.source": config.fpath})
         mlflow.set_tags({"executor": config.executor, "executor.parallelism": str(config.parallelism)})
         if cluster is not None:
@@ -531,8 +533,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(promotion.summary_line(result.decision, result.registered))
     uri = mlflow.get_tracking_uri()
-    where = (
-        f": {uri}/#/experiments/{result.experiment_id}/runs/{result.parent_run_id}" if uri.startswith("http") else ""
-    )
+    where = f": {ui_links.run_url(uri, result.experiment_id, result.parent_run_id)}" if uri.startswith("http") else ""
     print(f"parent run {result.parent_run_id} in experiment {result.experiment_id}{where}")
     return 0
