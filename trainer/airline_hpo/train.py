@@ -17,10 +17,10 @@ from airline_hpo.data import loading as data_mod
 from airline_hpo.data import splits
 from airline_hpo.errors import NO_MODEL, OneLineParser, TrainerError, model_name, run_cli
 from airline_hpo.lifecycle import outage, precheck, shutdown
-from airline_hpo.model import promotion, registry
+from airline_hpo.model import objectives, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.search import driver
-from airline_hpo.search.refit import refit_and_test, to_pandas
+from airline_hpo.search.refit import question, refit_and_test, to_pandas
 
 
 def _parser() -> OneLineParser:
@@ -46,6 +46,8 @@ def _parser() -> OneLineParser:
     add("--nonfinite", default="fail", choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
     add("--model-name", type=model_name, default=NO_MODEL, help=f"register as ({NO_MODEL} = do not)")
     add("--promote", default="if_better", help=", ".join(promotion.PROMOTE_CHOICES))
+    add("--promote-margin", type=float, default=promotion.DEFAULT_MARGIN, help="improvement's lower bound to clear")
+    add("--objective", default=objectives.DEFAULT, help=", ".join(objectives.OBJECTIVES))
     add("--tracking-timeout", type=float, default=None, help="seconds of tracking outage to ride out (default 90)")
     return parser
 
@@ -54,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = ForestParams.from_mapping(vars(args)).validate()
     promotion.check_mode(args.promote)
+    promotion.check_margin(args.promote_margin)
+    objectives.get(args.objective)
     if args.max_rows < 0:
         raise TrainerError(f"max_rows must be 0 (all) or positive (got {args.max_rows})", "pass 0 or more")
     engine = make_engine(args.engine)
@@ -65,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     split = splits.make_split(dataset, args.split, args.test_size, args.val_size, args.seed, args.features)
     with mlflow.start_run(run_name=f"train-{engine.name}") as run, shutdown.guard(0):
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})
-        settings = {k: getattr(args, k) for k in (*promotion.SPLIT_PARAMS, "features")}
+        settings = {k: getattr(args, k) for k in ("fpath", "max_rows", "split", "seed", "test_size", "val_size")}
+        settings["features"] = args.features
         registry.log_params_once({**engine.logged_params(params), **settings})
         driver.log_split(split)
         _model, sk_model, test, fit_seconds = refit_and_test(engine, params, split, args.seed)
@@ -76,13 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model_name,
             sk_model,
             to_pandas(split.x_test.head(5)),
-            test,
             to_pandas(dataset.features).iloc[split.test_index],
             split.y_test,
-            {k: getattr(args, k) for k in promotion.SPLIT_PARAMS},
+            question(dataset, split, args.seed, args.test_size, args.val_size),
+            args.objective,
+            args.promote_margin,
         )
     print(
-        f"run {run.info.run_id}: test accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
+        f"run {run.info.run_id}: test {args.objective} {test.value(args.objective):.4f}, "
+        f"accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
         f"(majority baseline {split.test_baseline_accuracy:.4f}; {split.kind} split, {len(split.y_test):,} rows)"
     )
     print(promotion.summary_line(decision, registered))

@@ -247,7 +247,9 @@ def test_first_becomes_champion_and_an_equal_score_does_not_move_it(two_searches
     assert client.get_model_version_by_alias(name, "champion").version == "1"
     parent = client.get_run(second.parent_run_id)
     assert parent.data.metrics["champion_test_accuracy"] == pytest.approx(parent.data.metrics["test_accuracy"])
-    assert parent.data.tags["promotion.alias"] == "challenger" and "<=" in parent.data.tags["promotion.reason"]
+    reason = parent.data.tags["promotion.reason"]
+    assert parent.data.tags["promotion.alias"] == "challenger" and "improvement +0.0000" in reason, reason
+    assert reason.endswith("its lower bound does not clear the margin 0")
     assert parent.data.params["promote"] == "if_better"
 
 
@@ -292,11 +294,11 @@ def test_champion_moves_only_for_a_better_model(stack_env, small_airline):
 
     assert _train(small_airline, name, *STUMP).endswith("version 1 -> champion (no champion yet)")
     line = _train(small_airline, name, *FOREST)
-    assert line.startswith(f"promotion: {name} version 2 -> champion (test accuracy") and " > " in line
+    assert line.startswith(f"promotion: {name} version 2 -> champion (log_loss") and " clears the margin 0" in line
     assert champion() == "2"
 
     line = _train(small_airline, name, *STUMP)
-    assert line.startswith(f"promotion: {name} version 3 -> challenger") and "<=" in line, line
+    assert line.startswith(f"promotion: {name} version 3 -> challenger") and "does not clear" in line, line
     assert champion() == "2" and client.get_model_version_by_alias(name, "challenger").version == "3"
     run = client.get_run(client.get_model_version(name, "3").run_id).data
     forest_run = client.get_run(client.get_model_version(name, "2").run_id).data
@@ -307,16 +309,17 @@ def test_champion_moves_only_for_a_better_model(stack_env, small_airline):
 
     # always and never decide without the comparison, and still log it
     line = _train(small_airline, name, *STUMP, "--promote", "always")
-    assert "version 4 -> champion (promote=always; test accuracy" in line and "<=" in line
+    assert "version 4 -> champion (promote=always; log_loss" in line and "does not clear" in line
     assert champion() == "4"
     line = _train(small_airline, name, *FOREST, "--promote", "never")
-    assert "version 5 -> challenger (promote=never; test accuracy" in line and " > " in line
+    assert "version 5 -> challenger (promote=never; log_loss" in line and " clears the margin" in line
     assert champion() == "4" and client.get_model_version_by_alias(name, "challenger").version == "5"
     assert "champion_test_accuracy" in client.get_run(client.get_model_version(name, "5").run_id).data.metrics
 
-    # another split: the reason warns that the champion may have trained on these rows
-    line = _train(small_airline, name, *STUMP, "--seed", "4")
-    assert "the champion was trained under another split (seed 3 vs 4)" in line
+    # another split: other test rows, not comparable (the champion may have trained on these rows)
+    line = _train(small_airline, name, *FOREST, "--seed", "4")
+    assert "-> challenger (not comparable with champion version 4: other test rows (date" in line, line
+    assert "seed=3 vs date test_size=0.2 val_size=0.2 seed=4)" in line
 
 
 @pytest.mark.integration

@@ -17,6 +17,7 @@ so either engine would see different data. They are caught at load, counted per 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -50,6 +51,8 @@ class Dataset:
     load_seconds: float
     dropped_rows: int = 0
     bytes_fetched: int = 0
+    #: What the label means (a column name, or a column with a threshold): models are compared only on the same.
+    target: str = LABEL
 
     @property
     def rows(self) -> int:
@@ -261,7 +264,7 @@ def sample(data: Dataset, max_rows: int, seed: int) -> Dataset:
     rows = np.sort(np.random.default_rng(seed).choice(data.rows, size=max_rows, replace=False))
     features = data.features.iloc[rows].reset_index(drop=True)
     label = check_label(pd.Series(data.label[rows]), f"the {max_rows} sampled rows of {data.source}")
-    return Dataset(features, label, data.source, data.load_seconds, data.dropped_rows, data.bytes_fetched)
+    return dataclasses.replace(data, features=features, label=label)
 
 
 def load_dataset(

@@ -54,6 +54,8 @@ class Split:
     kind: str
     features: tuple[str, ...]
     dropped_constant: tuple[str, ...] = ()
+    #: Features used that are known only after the event (``features=all``): such a model is never champion.
+    unknown_at_decision: tuple[str, ...] = ()
 
     @property
     def x_fit(self) -> pd.DataFrame:
@@ -200,4 +202,5 @@ def make_split(
         kind,
         tuple(columns),
         tuple(constant),
+        tuple(c for c in columns if c in POST_LANDING),
     )

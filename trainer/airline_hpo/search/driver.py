@@ -38,10 +38,10 @@ from airline_hpo.data import loading as data_mod
 from airline_hpo.data import splits
 from airline_hpo.errors import EXIT_FAILED, NO_MODEL, OneLineParser, TrainerError, model_name, positive_int
 from airline_hpo.lifecycle import journal, outage, precheck, shutdown
-from airline_hpo.model import plots, promotion, registry
+from airline_hpo.model import objectives, plots, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.search import resume as resume_mod
-from airline_hpo.search.refit import refit_and_test, to_pandas
+from airline_hpo.search.refit import question, refit_and_test, to_pandas
 from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
 
 ALGOS = ("tpe", "rand")
@@ -63,6 +63,8 @@ class SearchConfig:
     engine: str = "auto"
     model_name: str = "airline-delay"
     promote: str = "if_better"
+    promote_margin: float = promotion.DEFAULT_MARGIN
+    objective: str = objectives.DEFAULT
     max_rows: int = 0
     nonfinite: str = "fail"
     trees_max: int = 300
@@ -100,6 +102,8 @@ class SearchConfig:
         if self.features not in splits.FEATURE_SETS:
             raise TrainerError(f"unknown features {self.features!r}", f"use one of {', '.join(splits.FEATURE_SETS)}")
         promotion.check_mode(self.promote)
+        promotion.check_margin(self.promote_margin)
+        objectives.get(self.objective)
         for name in ("test_size", "val_size"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise TrainerError(f"{name} must be between 0 and 1 (got {getattr(self, name)})", "pass e.g. 0.2")
@@ -301,13 +305,9 @@ def log_split(split: splits.Split) -> None:
 
 
 def log_test(test: promotion.Score, split: splits.Split) -> None:
-    mlflow.log_metrics(
-        {
-            "test_accuracy": test.accuracy,
-            "test_roc_auc": test.roc_auc,
-            "test_baseline_accuracy": split.test_baseline_accuracy,
-        }
-    )
+    """Every objective on the test rows (``test_log_loss``, ``test_roc_auc``, ``test_pr_auc``, ``test_accuracy``)
+    and the majority baseline's accuracy on them."""
+    mlflow.log_metrics({**test.metrics("test_"), "test_baseline_accuracy": split.test_baseline_accuracy})
 
 
 def _stop_reason(reason: str | None, outcomes: list[TrialOutcome], config: SearchConfig) -> str:
@@ -439,16 +439,16 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         figure = plots.importance_plot(list(split.features), list(importances))
         mlflow.log_figure(figure, "plots/feature_importances.png")
         plots.close(figure)
-        test_rows = to_pandas(dataset.features).iloc[split.test_index]
         result.decision, result.registered = promotion.register_and_promote(
             config.promote,
             config.model_name,
             sk_model,
             to_pandas(split.x_test.head(5)),
-            result.test,
-            test_rows,
+            to_pandas(dataset.features).iloc[split.test_index],
             split.y_test,
-            {k: getattr(config, k) for k in promotion.SPLIT_PARAMS},
+            question(dataset, split, config.seed, config.test_size, config.val_size),
+            config.objective,
+            config.promote_margin,
         )
     return result
 
@@ -468,6 +468,8 @@ def _parser() -> OneLineParser:
     add("--engine", default=d.engine, help=f"{', '.join(ENGINE_CHOICES)}")
     add("--model-name", type=model_name, default=d.model_name, help=f"registered model ({NO_MODEL} = none)")
     add("--promote", default=d.promote, help=f"{', '.join(promotion.PROMOTE_CHOICES)}")
+    add("--promote-margin", type=float, default=d.promote_margin, help="improvement's lower bound to clear")
+    add("--objective", default=d.objective, help=f"{', '.join(objectives.OBJECTIVES)}")
     add("--max-rows", type=int, default=d.max_rows, help="random N rows, seeded (0 = all)")
     add("--nonfinite", default=d.nonfinite, choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
     add("--trees-max", type=int, default=d.trees_max, help="upper bound of n_estimators")
@@ -503,8 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(
         f"test ({split.kind} split, {len(split.y_test):,} rows no trial saw), refitted on train+validation: "
-        f"accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
-        f"(majority baseline {split.test_baseline_accuracy:.4f})"
+        f"{config.objective} {test.value(config.objective):.4f}, accuracy {test.accuracy:.4f}, "
+        f"ROC AUC {test.roc_auc:.4f} (majority baseline {split.test_baseline_accuracy:.4f})"
     )
     print(promotion.summary_line(result.decision, result.registered))
     uri = mlflow.get_tracking_uri()
