@@ -58,7 +58,8 @@ def test_a_post_landing_model_never_takes_champion(stack_env, small_airline):
         line = _train(small_airline, name, *FOREST, "--features", "all", "--promote", promote)
         assert "-> challenger (never champion" in line, line
     assert _champion(name) == "2"
-    assert _run(name, "1").tags["question.unknown_at_decision"] == "ActualElapsedTime"  # Diverted is constant here: dropped
+    # Diverted is constant in this sample, so it was dropped
+    assert _run(name, "1").tags["question.unknown_at_decision"] == "ActualElapsedTime"
 
 
 @pytest.mark.integration
