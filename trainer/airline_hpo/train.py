@@ -80,12 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.promote,
             args.model_name,
             sk_model,
-            to_pandas(split.x_test.head(5)),
-            to_pandas(dataset.features).iloc[split.test_index],
+            to_pandas(split.x_test),
+            to_pandas(dataset.raw_features).iloc[split.test_index],
             split.y_test,
             question(dataset, split, args.seed, args.test_size, args.val_size),
             args.objective,
             args.promote_margin,
+            dataset.encoding,
         )
     print(
         f"run {run.info.run_id}: test {args.objective} {test.value(args.objective):.4f}, "

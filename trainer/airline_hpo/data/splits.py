@@ -27,16 +27,16 @@ import pandas as pd
 
 from airline_hpo.data.loading import Dataset
 from airline_hpo.errors import TrainerError
-from airline_hpo.data.schema import FEATURES
+from airline_hpo.data.table import AIRLINE_DATE, AIRLINE_POST_LANDING
 
 SPLITS = ("date", "time", "random")
 FEATURE_SETS = ("pre_departure", "all")
 
 #: Known only once the flight has landed: a model that is to predict a delay before departure must not see them.
-POST_LANDING = ("ActualElapsedTime", "Diverted")
+POST_LANDING = AIRLINE_POST_LANDING
 
 #: The columns that make a flight's date (present in every airline file: the schema requires them).
-DATE_COLUMNS = ("Year", "Month", "DayofMonth")
+DATE_COLUMNS = AIRLINE_DATE
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,14 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def select_features(features: pd.DataFrame, feature_set: str) -> tuple[list[str], list[str]]:
-    """The columns a model gets, and the constant ones dropped (with a one-line warning)."""
+def select_features(
+    features: pd.DataFrame, feature_set: str, exclude: tuple[str, ...] = POST_LANDING
+) -> tuple[list[str], list[str]]:
+    """The columns a model gets (``pre_departure``: all but ``exclude``, the ones not known at decision time),
+    and the constant ones dropped (with a one-line warning)."""
     if feature_set not in FEATURE_SETS:
         raise TrainerError(f"unknown features {feature_set!r}", f"use one of {', '.join(FEATURE_SETS)}")
-    wanted = [c for c in FEATURES if feature_set == "all" or c not in POST_LANDING]
+    wanted = [c for c in features.columns if feature_set == "all" or c not in exclude]
     constant = [c for c in wanted if features[c].nunique(dropna=False) <= 1]
     if constant:
         _warn(f"dropped constant column(s) {', '.join(constant)}: a single value carries nothing to learn")
@@ -176,11 +179,16 @@ def make_split(
     if kind not in SPLITS:
         raise TrainerError(f"unknown split {kind!r}", f"use one of {', '.join(SPLITS)}")
     _check_sizes(test_size, val_size)
-    columns, constant = select_features(data.features, feature_set)
+    columns, constant = select_features(data.features, feature_set, data.exclude)
     if kind == "random":
         train, val, test = _random_rows(data.label, test_size, val_size, seed)
+    elif not data.time_columns:
+        raise TrainerError(
+            f"split={kind} needs the order of the rows in time, and the spec names no data.time_column",
+            "add data.time_column to the spec, or use split=random",
+        )
     else:
-        days = day_keys(data.features)
+        days = data.order if data.order is not None else day_keys(data.features)
         unique = np.unique(days)
         ordered = unique if kind == "time" else np.random.default_rng(seed).permutation(unique)
         train, val, test = _by_days(days, ordered, test_size, val_size)
@@ -202,5 +210,5 @@ def make_split(
         kind,
         tuple(columns),
         tuple(constant),
-        tuple(c for c in columns if c in POST_LANDING),
+        tuple(c for c in columns if c in data.exclude),
     )

@@ -40,6 +40,10 @@ class Objective:
         """What hyperopt minimizes: the value itself, or its negation when higher is better."""
         return -value if self.higher_is_better else value
 
+    def from_loss(self, loss: float) -> float:
+        """The objective's value behind a loss (:meth:`loss` undone)."""
+        return -loss if self.higher_is_better else loss
+
     def improvement(self, new: Any, old: Any) -> Any:
         """How much better ``new`` is than ``old`` (positive = better), whatever the direction."""
         return new - old if self.higher_is_better else old - new

@@ -284,23 +284,33 @@ def register_and_promote(
     mode: str,
     model_name: str,
     sk_model: Any,
-    example: pd.DataFrame,
+    x_test: pd.DataFrame,
     rows: pd.DataFrame,
     y: np.ndarray,
     question: Question,
     objective: str = objectives.DEFAULT,
     margin: float = DEFAULT_MARGIN,
+    encoding: dict[str, Any] | None = None,
 ) -> tuple[Decision | None, registry.RegisteredModel | None]:
     """Log the model in the active run with its question's tags; when ``model_name`` names one, decide (before
     registering, while ``champion`` still names the old version), register, point the decided alias at the new
-    version and log the decision. ``rows``/``y``: the test rows, all columns, and their labels."""
+    version and log the decision. ``x_test``: the test rows as the model was fitted (encoded features);
+    ``rows``/``y``: the same rows as a caller sends them (every raw column) and their labels; ``encoding``: how
+    raw columns become features, when they differ (:mod:`airline_hpo.data.table_encoding`)."""
     mlflow.set_tags(question.tags())
+    features = list(x_test.columns)
+    if encoding is None:
+        example = x_test.head(5)
+    else:
+        from airline_hpo.data import table_encoding
+
+        example = rows[table_encoding.sources(features, encoding)].head(5)
     if model_name in registry.NO_MODEL_NAMES:
-        registry.log_model(sk_model, example, model_name)
+        registry.log_model(sk_model, example, model_name, encoding, features)
         return None, None
-    p_new = np.asarray(sk_model.predict_proba(rows[list(example.columns)].astype(np.float32))[:, 1])
+    p_new = np.asarray(sk_model.predict_proba(x_test.astype(np.float32))[:, 1])
     decision = decide(mode, model_name, question, p_new, rows, y, objective, margin)
-    logged = registry.log_model(sk_model, example, model_name)
+    logged = registry.log_model(sk_model, example, model_name, encoding, features)
     registered = registry.set_alias(model_name, decision.alias, logged.version)
     log_decision(decision, mode, margin, objective)
     return decision, registered
