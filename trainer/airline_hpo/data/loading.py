@@ -318,7 +318,8 @@ def _time_order(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray | None:
     if len(spec.time_columns) == 1:
         column = frame[spec.time_columns[0]]
         if pd.api.types.is_datetime64_any_dtype(column):
-            return (pd.to_datetime(column).dt.normalize() - pd.Timestamp(0)).dt.days.to_numpy(dtype=np.int64)
+            stamps = column.dt.tz_convert(None) if column.dt.tz is not None else column  # UTC, naive
+            return stamps.to_numpy().astype("datetime64[D]").astype(np.int64)
         if pd.api.types.is_numeric_dtype(column) and not column.isna().any():
             return np.round(column.to_numpy(dtype=np.float64)).astype(np.int64)
         raise TrainerError(

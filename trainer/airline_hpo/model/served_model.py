@@ -57,7 +57,7 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
             import table_encoding
 
             x = table_encoding.apply(x, self.encoding)[self.features]
-        non_numeric = [c for c in self.columns if not pd.api.types.is_numeric_dtype(x[c])]
+        non_numeric = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
         if non_numeric:
             raise ValueError(f"column(s) {', '.join(non_numeric)} are not numeric; send numbers (codes encoded)")
         x = x.astype(np.float32)  # what the forest was fitted on
