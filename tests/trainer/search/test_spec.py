@@ -41,7 +41,7 @@ def _with(path: str, value) -> dict:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("colour", "red", "spec s.yaml: colour is not a known key; use data, model, objective, split"),
+        ("colour", "red", "spec s.yaml: colour is not a known key; use data, gap, model, objective, split"),
         ("data.uri", None, "spec s.yaml: data.uri is missing or empty; e.g. uri: s3://bucket/table.parquet"),
         ("data.target", "ArrDelay >> 15", "spec s.yaml: data.target 'ArrDelay >> 15' is neither a column nor a"),
         ("data.tagret", "y", "spec s.yaml: data.tagret is not a known key; use exclude, target, time_column, uri"),
@@ -52,6 +52,8 @@ def _with(path: str, value) -> dict:
         ("model.space.n_estimators", [300, 10], "spec s.yaml: model.space.n_estimators must have 0 < low <= high"),
         ("model.space.max_depth", [2.5, 8], "spec s.yaml: model.space.max_depth takes whole numbers"),
         ("model.space.gamma", [0, 1], "spec s.yaml: model.space.gamma is not a known key; use criterion,"),
+        ("gap", -1, "spec s.yaml: gap must be a whole number of days, 0 or more (got -1); e.g. gap: 1"),
+        ("gap", 2, "spec s.yaml: gap applies to split: time only (split is random); remove gap, or split: time"),
         ("objective", "f1", "spec s.yaml: objective is 'f1'; use one of log_loss, roc_auc, pr_auc, accuracy"),
     ],
 )

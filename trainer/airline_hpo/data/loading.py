@@ -308,8 +308,8 @@ def _zero_one(column: pd.Series, spec: TableSpec) -> np.ndarray:
 
 
 def _time_order(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray | None:
-    """One sortable int64 per row: the day of a datetime column, a number column as is (rounded), or the
-    date that several columns (year, month, day) make together."""
+    """One sortable int64 per row: the day (yyyymmdd) of a datetime column, a number column as is (rounded),
+    or the date that several columns (year, month, day) make together."""
     if not spec.time_columns:
         return None
     missing = [c for c in spec.time_columns if c not in frame.columns]
@@ -319,7 +319,7 @@ def _time_order(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray | None:
         column = frame[spec.time_columns[0]]
         if pd.api.types.is_datetime64_any_dtype(column):
             stamps = column.dt.tz_convert(None) if column.dt.tz is not None else column  # UTC, naive
-            return stamps.to_numpy().astype("datetime64[D]").astype(np.int64)
+            return (stamps.dt.year * 10_000 + stamps.dt.month * 100 + stamps.dt.day).to_numpy(dtype=np.int64)
         if pd.api.types.is_numeric_dtype(column) and not column.isna().any():
             return np.round(column.to_numpy(dtype=np.float64)).astype(np.int64)
         raise TrainerError(

@@ -54,6 +54,8 @@ class Split:
     kind: str
     features: tuple[str, ...]
     dropped_constant: tuple[str, ...] = ()
+    #: First and last day of train, validation and test (empty for a random split)
+    windows: tuple[str, ...] = ()
     #: Features used that are known only after the event (``features=all``): such a model is never champion.
     unknown_at_decision: tuple[str, ...] = ()
 
@@ -116,6 +118,14 @@ def day_keys(features: pd.DataFrame) -> np.ndarray:
     return parts[0] * 10_000 + parts[1] * 100 + parts[2]
 
 
+def _day(key: int) -> str:
+    """A time key as people read it: ``yyyymmdd`` keys as dates, other numbers as they are."""
+    key = int(key)
+    if 1_000_01_01 <= key <= 9999_12_31:
+        return f"{key // 10_000:04d}-{key // 100 % 100:02d}-{key % 100:02d}"
+    return str(key)
+
+
 def _host(column: Any) -> Any:
     """A column as a host array (cuDF columns, where the loader returns them, copy to the host here)."""
     return column.to_numpy() if hasattr(column, "to_numpy") else column
@@ -132,9 +142,12 @@ def _check_sizes(test_size: float, val_size: float) -> None:
         )
 
 
-def _by_days(days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: float) -> tuple[np.ndarray, ...]:
+def _by_days(
+    days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: float, gap: int = 0
+) -> tuple[np.ndarray, ...]:
     """Row positions of train, validation and test when whole days are assigned in the order ``ordered``: the
-    last days (by row count) go to test, the ones before them to validation."""
+    last days (by row count) go to test, the ones before them to validation. ``gap`` days before validation and
+    before test belong to no part (time order only: what is known when a prediction is made lags behind)."""
     if len(ordered) < 3:
         raise TrainerError(
             f"the data covers {len(ordered)} day(s); a split by date needs at least 3",
@@ -148,6 +161,15 @@ def _by_days(days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: 
         part[-2] = 1
     if not (part == 0).any():
         part[0] = 0
+    if gap:
+        for boundary, earlier in ((int(np.argmax(part == 1)), 0), (int(np.argmax(part == 2)), 1)):
+            before = part[max(0, boundary - gap) : boundary]  # a view: the days just before the later part
+            before[before == earlier] = -1
+        if not ((part == 0).any() and (part == 1).any()):
+            raise TrainerError(
+                f"a gap of {gap} day(s) leaves no days to train or validate on ({len(ordered)} days in all)",
+                "use a smaller gap or more days",
+            )
     by_day = np.argsort(ordered)  # each row's day -> its place in ``ordered`` -> its part, without a Python loop
     row_part = part[by_day][np.searchsorted(ordered[by_day], days)]
     return tuple(np.flatnonzero(row_part == p) for p in (0, 1, 2))
@@ -174,12 +196,14 @@ def make_split(
     val_size: float = 0.2,
     seed: int = 42,
     feature_set: str = "pre_departure",
+    gap: int = 0,
 ) -> Split:
     """Split ``data`` into train/validation/test once per process, so every trial is scored on the same rows."""
     if kind not in SPLITS:
         raise TrainerError(f"unknown split {kind!r}", f"use one of {', '.join(SPLITS)}")
     _check_sizes(test_size, val_size)
     columns, constant = select_features(data.features, feature_set, data.exclude)
+    windows: tuple[str, ...] = ()
     if kind == "random":
         train, val, test = _random_rows(data.label, test_size, val_size, seed)
     elif not data.time_columns:
@@ -191,7 +215,9 @@ def make_split(
         days = data.order if data.order is not None else day_keys(data.features)
         unique = np.unique(days)
         ordered = unique if kind == "time" else np.random.default_rng(seed).permutation(unique)
-        train, val, test = _by_days(days, ordered, test_size, val_size)
+        train, val, test = _by_days(days, ordered, test_size, val_size, gap if kind == "time" else 0)
+        if kind == "time":  # the date split draws days at random: no windows to speak of
+            windows = tuple(f"{_day(days[rows].min())}..{_day(days[rows].max())}" for rows in (train, val, test))
     for name, rows in (("validation", val), ("test", test)):
         if len(np.unique(data.label[rows])) < 2:
             raise TrainerError(
@@ -210,5 +236,6 @@ def make_split(
         kind,
         tuple(columns),
         tuple(constant),
+        windows,
         tuple(c for c in columns if c in data.exclude),
     )

@@ -39,6 +39,8 @@ from airline_hpo.model import evidence, objectives, registry
 
 PROMOTE_CHOICES = ("if_better", "always", "never")
 DEFAULT_MARGIN = 0.0
+#: Below this an improvement is floating-point noise (the same forest summed in another order), not a gain.
+NEGLIGIBLE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -249,7 +251,7 @@ def decide(
     text = f"{comparison.describe()}: its lower bound {verdict} the margin {margin:g}".replace(
         "champion's", f"champion version {champion}'s"
     )
-    if not better and comparison.improvement > margin:
+    if not better and comparison.improvement > margin + NEGLIGIBLE:
         text += " (better, but within the noise)"
     old = score(p_old, y)
     if mode == "if_better":

@@ -102,12 +102,15 @@ class SearchConfig:
 
     @property
     def criteria_list(self) -> list[str]:
+        """The criteria to try (the family's default ones while the spec has not been applied)."""
+        if self.criteria == spec_mod.FROM_SPEC:
+            return list(spec_mod.DEFAULT_SPACES["random_forest"]["criterion"])
         return [c.strip() for c in self.criteria.split(",") if c.strip()]
 
     def validate(self) -> SearchConfig:
         positive_int("max_evals", self.max_evals)
         for name in ("trees_max", "depth_max", "leaf_max"):
-            if getattr(self, name):  # 0: the spec's bound
+            if getattr(self, name) != 0:  # 0: the spec's bound
                 positive_int(name, getattr(self, name))
         if self.algo not in ALGOS:
             raise TrainerError(f"unknown algo {self.algo!r}", f"use one of {', '.join(ALGOS)}")
@@ -131,8 +134,8 @@ class SearchConfig:
             raise TrainerError(
                 f"max_samples_min must be a fraction in (0, 1] (got {self.max_samples_min})", "pass e.g. 0.5"
             )
-        criteria = [] if self.criteria == spec_mod.FROM_SPEC else self.criteria_list
-        unknown = [c for c in criteria if c not in CRITERIA] or ([] if criteria or self.criteria else ["(none)"])
+        criteria = self.criteria_list
+        unknown = [c for c in criteria if c not in CRITERIA] or ([] if criteria else ["(none)"])
         if unknown:
             raise TrainerError(
                 f"unknown criteria {', '.join(unknown)}", f"pass a comma-separated subset of {','.join(CRITERIA)}"
@@ -237,7 +240,7 @@ def search_space(config: SearchConfig, engine_name: str) -> dict[str, Any]:
     features_low = config.max_features_min or default["max_features"][0]
     features_high = config.max_features_max or default["max_features"][1]
     samples_min = config.max_samples_min or default["max_samples"][0]
-    criteria = default["criterion"] if config.criteria == spec_mod.FROM_SPEC else config.criteria_list
+    criteria = config.criteria_list
     space: dict[str, Any] = {
         "n_estimators": _int_range("n_estimators", trees_low, trees_max, trees_step),
         "max_depth": _int_range("max_depth", min(config.depth_min or default["max_depth"][0], depth_max), depth_max),
@@ -374,6 +377,9 @@ def log_split(split: splits.Split) -> None:
             "features.dropped_constant": ",".join(split.dropped_constant) or "-",
         }
     )
+    if split.windows:
+        parts = zip(("train", "validation", "test"), split.windows, strict=True)
+        mlflow.set_tag("split.windows", ", ".join(f"{name} {window}" for name, window in parts))
 
 
 def log_test(test: promotion.Score, split: splits.Split) -> None:
@@ -454,7 +460,9 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         engine="sklearn" if on_ray else engine.name,
         table=replace(spec.table, uri=config.fpath),
     )
-    split = splits.make_split(dataset, config.split, config.test_size, config.val_size, config.seed, config.features)
+    split = splits.make_split(
+        dataset, config.split, config.test_size, config.val_size, config.seed, config.features, spec.gap
+    )
     runner_factory = runner_factory or partial(InProcessTrialRunner, keep_best_model=False, objective=config.objective)
     space = search_space(config, engine.name)
 

@@ -8,6 +8,7 @@
       time_column: time_hour             # optional; one datetime/number column, or [year, month, day]
       exclude: [arr_time, air_time]      # columns not known at decision time
     split: time                          # optional: time (default with a time column), date, random
+    gap: 1                               # optional: days left out before validation and test (time split)
     model:
       family: random_forest              # random_forest | xgboost
       space: {n_estimators: [10, 300]}   # optional; each family has a default for every dimension
@@ -62,7 +63,7 @@ DEFAULT_SPACES: dict[str, dict[str, list[Any]]] = {
 }
 CHOICE_DIMENSIONS = ("criterion",)
 
-_KEYS = {"data", "split", "model", "objective"}
+_KEYS = {"data", "split", "gap", "model", "objective"}
 _DATA_KEYS = {"uri", "target", "time_column", "exclude"}
 _MODEL_KEYS = {"family", "space"}
 
@@ -75,6 +76,8 @@ class SearchSpec:
     objective: str
     split: str
     where: str = ""
+    #: Days left out before validation and before test (time split only)
+    gap: int = 0
 
     @property
     def content(self) -> dict[str, Any]:
@@ -87,6 +90,7 @@ class SearchSpec:
                 "exclude": list(self.table.exclude),
             },
             "split": self.split,
+            "gap": self.gap,
             "model": {"family": self.family, "space": self.space},
             "objective": self.objective,
         }
@@ -172,6 +176,11 @@ def parse(document: Any, where: str) -> SearchSpec:
         raise _fail(where, "split", f"is {split!r}", f"use one of {', '.join(SPLITS)}")
     if split != "random" and not time_columns:
         raise _fail(where, "split", f"{split} needs data.time_column", "add data.time_column, or split: random")
+    gap = document.get("gap", 0)
+    if not isinstance(gap, int) or isinstance(gap, bool) or gap < 0:
+        raise _fail(where, "gap", f"must be a whole number of days, 0 or more (got {gap!r})", "e.g. gap: 1")
+    if gap and split != "time":
+        raise _fail(where, "gap", f"applies to split: time only (split is {split})", "remove gap, or split: time")
     model = _mapping(document.get("model") or {}, where, "model", _MODEL_KEYS)
     family = model.get("family", "random_forest")
     if family not in FAMILIES:
@@ -179,7 +188,8 @@ def parse(document: Any, where: str) -> SearchSpec:
     objective = document.get("objective", objectives.DEFAULT)
     if objective not in objectives.OBJECTIVES:
         raise _fail(where, "objective", f"is {objective!r}", f"use one of {', '.join(objectives.OBJECTIVES)}")
-    return SearchSpec(table, family, _space(family, model.get("space"), where), objective, split, where)
+    space = _space(family, model.get("space"), where)
+    return SearchSpec(table, family, space, objective, split, where, gap)
 
 
 def resolve(location: str) -> str:
