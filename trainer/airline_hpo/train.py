@@ -38,7 +38,7 @@ def _parser() -> OneLineParser:
     add("--n-streams", type=int, default=d.n_streams, help="cuML only")
     add("--engine", default="auto", help=", ".join(ENGINE_CHOICES))
     add("--seed", type=int, default=42)
-    add("--split", default="date", help=", ".join(splits.SPLITS))
+    add("--split", default="time", help=", ".join(splits.SPLITS) + " (time: forward in time, as the default spec)")
     add("--test-size", type=float, default=0.2)
     add("--val-size", type=float, default=0.2, help="kept apart as the search would, then trained on")
     add("--features", default="pre_departure", help=", ".join(splits.FEATURE_SETS))
