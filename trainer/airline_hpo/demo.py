@@ -121,18 +121,18 @@ def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None
     experiment_id = parent.info.experiment_id
     parent_url = ui_links.run_url(tracking_uri, experiment_id, parent.info.run_id)
     split = f"{tags.get('split.kind', '?')} split, {int(metrics.get('test_rows', 0)):,} rows no trial saw"
-    champion_score = metrics.get("champion_test_accuracy")
-    previous = "" if champion_score is None else f"; previous champion {champion_score:.4f} on the same rows"
+    objective = parent.data.params.get("objective", "log_loss")
     return [
         ("trials", f"{len(trials)} ({failed} failed), engine {tags.get('engine', '?')}; {tags.get('stop_reason')}"),
         ("validation accuracy", f"{metrics['best_val_accuracy']:.4f} (best trial; baseline {val_base:.4f})"),
         (
-            "test accuracy",
-            f"{metrics['test_accuracy']:.4f}, ROC AUC {metrics['test_roc_auc']:.4f} ({split}, refitted on train+val)",
+            f"test {objective}",
+            f"{metrics[f'test_{objective}']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+            f"ROC AUC {metrics['test_roc_auc']:.4f} ({split}, refitted on train+val)",
         ),
         ("majority baseline", f"{metrics['test_baseline_accuracy']:.4f} on the same test rows"),
         ("best parameters", ", ".join(f"{k}={_short(v)}" for k, v in sorted(best.items()))),
-        ("promotion", f"-> {tags.get('promotion.alias', '?')}: {tags.get('promotion.reason', '?')}{previous}"),
+        ("promotion", f"-> {tags.get('promotion.alias', '?')}: {tags.get('promotion.reason', '?')}"),
         ("champion", f"{model_name} version {champion.version}"),
         ("parent run (plots)", f"{parent_url}  -> Artifacts: plots/"),
         ("trials in the UI", f"{ui_links.runs_url(tracking_uri, experiment_id)}  (expand the parent run)"),

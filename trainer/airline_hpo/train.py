@@ -29,10 +29,10 @@ from airline_hpo.errors import (
     run_cli,
 )
 from airline_hpo.lifecycle import outage, precheck, shutdown
-from airline_hpo.model import promotion, registry
+from airline_hpo.model import objectives, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.search import driver
-from airline_hpo.search.refit import refit_and_test, to_pandas
+from airline_hpo.search.refit import question, refit_and_test, to_pandas
 
 #: cuML's histogram bins: at least 2.
 N_BINS = number(int, 2)
@@ -53,7 +53,7 @@ def _parser() -> OneLineParser:
     add("--n-streams", type=COUNT, default=d.n_streams, help="cuML only")
     add("--engine", default="auto", help=", ".join(ENGINE_CHOICES))
     add("--seed", type=SEED, default=42)
-    add("--split", default="date", help=", ".join(splits.SPLITS))
+    add("--split", default="time", help=", ".join(splits.SPLITS) + " (time: forward in time, as the default spec)")
     add("--test-size", type=PART, default=0.2)
     add("--val-size", type=PART, default=0.2, help="kept apart as the search would, then trained on")
     add("--features", default="pre_departure", help=", ".join(splits.FEATURE_SETS))
@@ -61,6 +61,13 @@ def _parser() -> OneLineParser:
     add("--nonfinite", default="fail", choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
     add("--model-name", type=model_name, default=NO_MODEL, help=f"register as ({NO_MODEL} = do not)")
     add("--promote", default="if_better", help=", ".join(promotion.PROMOTE_CHOICES))
+    add(
+        "--promote-margin",
+        type=driver.MARGIN,
+        default=promotion.DEFAULT_MARGIN,
+        help="improvement's lower bound to clear",
+    )
+    add("--objective", default=objectives.DEFAULT, help=", ".join(objectives.OBJECTIVES))
     add("--tracking-timeout", type=outage.BUDGET_TYPE, default=None, help="seconds of tracking outage to ride out (90)")
     return parser
 
@@ -69,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     params = ForestParams.from_mapping(vars(args)).validate()
     promotion.check_mode(args.promote)
+    promotion.check_margin(args.promote_margin)
+    objectives.get(args.objective)
     if args.max_rows < 0:
         raise TrainerError(f"max_rows must be 0 (all) or positive (got {args.max_rows})", "pass 0 or more")
     engine = make_engine(args.engine)
@@ -81,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with mlflow.start_run(run_name=f"train-{engine.name}") as run, shutdown.guard(0):
         registry.mark_training_experiment(run.info.experiment_id)
         mlflow.set_tags({**engine.tags(), "data.source": args.fpath})
-        settings = {k: getattr(args, k) for k in (*promotion.SPLIT_PARAMS, "features")}
+        settings = {k: getattr(args, k) for k in ("fpath", "max_rows", "split", "seed", "test_size", "val_size")}
+        settings["features"] = args.features
         registry.log_params_once({**engine.logged_params(params), **settings})
         driver.log_split(split)
         _model, sk_model, test, fit_seconds = refit_and_test(engine, params, split, args.seed)
@@ -91,14 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.promote,
             args.model_name,
             sk_model,
-            to_pandas(split.x_test.head(5)),
-            test,
-            to_pandas(dataset.features).iloc[split.test_index],
+            to_pandas(split.x_test),
+            to_pandas(dataset.raw_features).iloc[split.test_index],
             split.y_test,
-            {k: getattr(args, k) for k in promotion.SPLIT_PARAMS},
+            question(dataset, split, args.seed, args.test_size, args.val_size),
+            args.objective,
+            args.promote_margin,
+            dataset.encoding,
         )
     print(
-        f"run {run.info.run_id}: test accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
+        f"run {run.info.run_id}: test {args.objective} {test.value(args.objective):.4f}, "
+        f"accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
         f"(majority baseline {split.test_baseline_accuracy:.4f}; {split.kind} split, {len(split.y_test):,} rows)"
     )
     print(promotion.summary_line(decision, registered))

@@ -110,3 +110,22 @@ def test_too_few_days_for_a_date_split(airline_table, tmp_path):
     with pytest.raises(TrainerError, match="covers 2 day"):
         splits.make_split(data_mod.load_dataset(str(path)), "date")
     assert splits.make_split(data_mod.load_dataset(str(path)), "random").kind == "random"
+
+
+def test_time_split_trains_on_the_past_and_leaves_a_gap_before_each_later_part(dataset):
+    """Forward in time: train days < validation days < test days, ``gap`` days before validation and before
+    test belong to no part, and the windows say which days each part covers."""
+    plain = splits.make_split(dataset, "time", seed=3)
+    gapped = splits.make_split(dataset, "time", seed=3, gap=2)
+    train, val, test = (_days(gapped, p) for p in ("train", "val", "test"))
+    assert max(train) < min(val) and max(val) < min(test)
+    all_days = sorted(_days(plain, "train") | _days(plain, "val") | _days(plain, "test"))
+    left_out = set(all_days) - (train | val | test)
+    before_val = [d for d in all_days if d < min(val)][-2:]
+    before_test = [d for d in all_days if d < min(test)][-2:]
+    assert left_out == set(before_val) | set(before_test)
+    assert _days(gapped, "test") == _days(plain, "test")  # the most recent days stay the test part
+    assert gapped.windows[2].endswith("-12-31") and gapped.windows[0].startswith("2013-01-")
+    assert splits.make_split(dataset, "date", seed=3).windows == ()  # random days: no window
+    with pytest.raises(TrainerError, match=r"a gap of 400 day\(s\) leaves no days to train or validate on"):
+        splits.make_split(dataset, "time", gap=400)

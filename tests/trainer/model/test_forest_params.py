@@ -37,8 +37,8 @@ def test_bounds_that_meet_fix_the_value():
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"leaf_max": 0}, "leaf_max must be at least 1"),
-        ({"max_samples_min": 0.0}, "max_samples_min must be a fraction"),
+        ({"leaf_max": -1}, "leaf_max must be at least 1"),  # 0 leaves the bound to the spec
+        ({"max_samples_min": 1.5}, "max_samples_min must be a fraction"),
         ({"criteria": "gini,mse"}, "unknown criteria mse"),
         ({"criteria": ","}, "unknown criteria"),
     ],

@@ -17,6 +17,7 @@ so either engine would see different data. They are caught at load, counted per 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 import time
@@ -28,9 +29,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airline_hpo.data import storage
-from airline_hpo.errors import TrainerError
+from airline_hpo.data import storage, table_encoding
 from airline_hpo.data.schema import FEATURES, LABEL
+from airline_hpo.data.table import AIRLINE_DATE, AIRLINE_POST_LANDING, COMPARISONS as COMPARE, TableSpec
+from airline_hpo.errors import TrainerError
 
 COLUMNS: tuple[str, ...] = (*FEATURES, LABEL)
 NONFINITE_CHOICES = ("fail", "drop")
@@ -50,6 +52,23 @@ class Dataset:
     load_seconds: float
     dropped_rows: int = 0
     bytes_fetched: int = 0
+    #: What the label means (a column name, or a column with a threshold): models are compared only on the same.
+    target: str = LABEL
+    #: Feature columns not known at decision time (a model reading one is never champion).
+    exclude: tuple[str, ...] = AIRLINE_POST_LANDING
+    #: The columns that order the rows in time (empty: only a random split).
+    time_columns: tuple[str, ...] = AIRLINE_DATE
+    #: One sortable key per row from ``time_columns`` (a day for dates), or None to compute from the columns.
+    order: np.ndarray | None = None
+    #: How raw columns become ``features`` (:mod:`airline_hpo.data.table_encoding`); the served model applies it.
+    encoding: dict[str, Any] | None = None
+    #: The raw feature columns (strings, datetimes) when they differ from ``features``, else None.
+    raw: Any = None
+
+    @property
+    def raw_features(self) -> Any:
+        """What a caller of the served model sends: the raw columns (``features`` when nothing is encoded)."""
+        return self.features if self.raw is None else self.raw
 
     @property
     def rows(self) -> int:
@@ -150,7 +169,7 @@ def nonfinite_rows(features: Any) -> tuple[np.ndarray, dict[str, tuple[int, int]
     One column at a time, so the check costs one boolean array, not a copy of the table."""
     bad_rows = np.zeros(len(features), dtype=bool)
     counts: dict[str, tuple[int, int]] = {}
-    for name in FEATURES:
+    for name in features.columns:
         values = _column_values(features, name)
         xp = sys.modules[type(values).__module__.split(".")[0]]  # numpy or cupy, whichever holds the data
         missing, infinite = xp.isnan(values), xp.isinf(values)
@@ -253,6 +272,107 @@ def read_dataset(fpath: str, nonfinite: str = "fail", engine: str = "sklearn") -
     return Dataset(features, label, fpath, time.perf_counter() - started, dropped, fetched)
 
 
+def _table_label(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray:
+    """The 0/1 label the spec's target names: the column itself, or where its comparison holds."""
+    target, source = spec.target, spec.uri
+    if target.column not in frame.columns:
+        raise TrainerError(
+            f"data.target: {source} has no column {target.column!r}",
+            f"name one of its columns ({', '.join(map(str, frame.columns[:8]))}...)",
+        )
+    column = frame[target.column]
+    if target.op is None:
+        return check_label(column, source).astype(np.int32) if column.name == LABEL else _zero_one(column, spec)
+    if not pd.api.types.is_numeric_dtype(column):
+        raise TrainerError(
+            f"data.target {target}: column {target.column} is {column.dtype}, not a number",
+            "compare a numeric column, or name a 0/1 column",
+        )
+    if column.isna().any():
+        raise TrainerError(
+            f"data.target {target}: {int(column.isna().sum()):,} rows have no {target.column}",
+            "drop those rows from the table (an unknown outcome is not a 0)",
+        )
+    label = COMPARE[target.op](column.to_numpy(), target.value).astype(np.int32)
+    return check_label(pd.Series(label, name=str(target)), source)
+
+
+def _zero_one(column: pd.Series, spec: TableSpec) -> np.ndarray:
+    values = set(pd.unique(column.dropna()).tolist())
+    if column.isna().any() or not values <= {0, 1}:
+        raise TrainerError(
+            f"data.target {column.name} in {spec.uri} is not a 0/1 column (values {sorted(map(str, values))[:5]})",
+            f"name a 0/1 column, or a threshold such as `{column.name} > <number>`",
+        )
+    return check_label(column.astype(np.int32), spec.uri)
+
+
+def _time_order(frame: pd.DataFrame, spec: TableSpec) -> np.ndarray | None:
+    """One sortable int64 per row: the day (yyyymmdd) of a datetime column, a number column as is (rounded),
+    or the date that several columns (year, month, day) make together."""
+    if not spec.time_columns:
+        return None
+    missing = [c for c in spec.time_columns if c not in frame.columns]
+    if missing:
+        raise TrainerError(f"data.time_column: {spec.uri} has no column {', '.join(missing)}", "name its columns")
+    if len(spec.time_columns) == 1:
+        column = frame[spec.time_columns[0]]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            stamps = column.dt.tz_convert(None) if column.dt.tz is not None else column  # UTC, naive
+            return (stamps.dt.year * 10_000 + stamps.dt.month * 100 + stamps.dt.day).to_numpy(dtype=np.int64)
+        if pd.api.types.is_numeric_dtype(column) and not column.isna().any():
+            return np.round(column.to_numpy(dtype=np.float64)).astype(np.int64)
+        raise TrainerError(
+            f"data.time_column {spec.time_columns[0]} is {column.dtype} (or has missing values)",
+            "name a datetime or number column without gaps, or [year, month, day] columns",
+        )
+    parts = [pd.to_numeric(frame[c]).to_numpy(dtype=np.int64) for c in spec.time_columns]
+    key = np.zeros(len(frame), dtype=np.int64)
+    for part in parts:
+        key = key * 100 + part if part.max() < 100 else key * 10_000 + part
+    return key
+
+
+def read_table(spec: TableSpec, nonfinite: str = "fail") -> Dataset:
+    """Any parquet table a spec names (local or ``s3://``): the label from its target, every other column a
+    candidate feature, strings and datetimes encoded (:mod:`airline_hpo.data.table_encoding`); a column no model
+    can use is named in one line. Runs on the CPU (the encoded table may then go to a GPU)."""
+    if nonfinite not in NONFINITE_CHOICES:
+        raise TrainerError(f"unknown nonfinite {nonfinite!r}", f"use one of {', '.join(NONFINITE_CHOICES)}")
+    started = time.perf_counter()
+    parquet, remote = _open_parquet(spec.uri)
+    if parquet.metadata.num_rows == 0:
+        raise TrainerError(f"data.uri {spec.uri} has no rows", "point data.uri at a table with rows")
+    frame = parquet.read().to_pandas()
+    label = _table_label(frame, spec)
+    order = _time_order(frame, spec)
+    unknown = [c for c in spec.exclude if c not in frame.columns]
+    if unknown:
+        raise TrainerError(f"data.exclude: {spec.uri} has no column {', '.join(unknown)}", "list its columns only")
+    raw = frame.drop(columns=[spec.target.column])
+    bad = table_encoding.unusable(raw)
+    if bad:
+        raise TrainerError(
+            f"column(s) {', '.join(bad)} of {spec.uri} cannot be used as features (not numbers, text or datetimes)",
+            "add them to data.exclude in the spec",
+        )
+    encoding = table_encoding.fit(raw)
+    features = table_encoding.apply(raw, encoding)
+    keep_before = len(label)
+    features, label, dropped = handle_nonfinite(features, label, spec.uri, nonfinite)
+    if dropped:
+        keep = ~nonfinite_rows(table_encoding.apply(raw, encoding))[0]
+        raw, order = raw[keep].reset_index(drop=True), None if order is None else order[keep]
+    assert len(raw) == len(label) <= keep_before
+    exclude = tuple(c for c in features.columns if encoding["sources"].get(c) in spec.exclude)
+    fetched = remote.bytes_fetched if remote is not None else 0
+    return Dataset(
+        features, label, spec.uri, time.perf_counter() - started, dropped, fetched,
+        target=str(spec.target), exclude=exclude, time_columns=spec.time_columns, order=order,
+        encoding=encoding, raw=raw,
+    )  # fmt: skip
+
+
 def sample(data: Dataset, max_rows: int, seed: int) -> Dataset:
     """``max_rows`` rows drawn with ``seed`` from the whole file, in file order (the first rows of a
     prepared file are all January, so a prefix would be a biased sample)."""
@@ -261,20 +381,30 @@ def sample(data: Dataset, max_rows: int, seed: int) -> Dataset:
     rows = np.sort(np.random.default_rng(seed).choice(data.rows, size=max_rows, replace=False))
     features = data.features.iloc[rows].reset_index(drop=True)
     label = check_label(pd.Series(data.label[rows]), f"the {max_rows} sampled rows of {data.source}")
-    return Dataset(features, label, data.source, data.load_seconds, data.dropped_rows, data.bytes_fetched)
+    raw = None if data.raw is None else data.raw.iloc[rows].reset_index(drop=True)
+    order = None if data.order is None else data.order[rows]
+    return dataclasses.replace(data, features=features, label=label, raw=raw, order=order)
 
 
 def load_dataset(
-    fpath: str, max_rows: int = 0, *, seed: int = 0, nonfinite: str = "fail", engine: str = "sklearn"
+    fpath: str,
+    max_rows: int = 0,
+    *,
+    seed: int = 0,
+    nonfinite: str = "fail",
+    engine: str = "sklearn",
+    table: TableSpec | None = None,
 ) -> Dataset:
     """The dataset at ``fpath`` (local path or ``s3://``), read once per process. ``max_rows`` > 0 keeps a
     random sample of that many rows drawn with ``seed``; ``nonfinite`` is ``fail`` or ``drop``; ``engine``
     ``cuml`` keeps the features in GPU memory (cuDF)."""
     if max_rows < 0:
         raise TrainerError(f"max_rows must be 0 (all) or positive (got {max_rows})", "pass 0 or more")
-    key = (fpath, max_rows, seed if max_rows else 0, nonfinite, engine)
+    generic = table is not None and not table.is_airline
+    key = (fpath, max_rows, seed if max_rows else 0, nonfinite, engine, table if generic else None)
     if key not in _CACHE:
-        _CACHE[key] = sample(read_dataset(fpath, nonfinite, engine), max_rows, seed)
+        read = read_table(table, nonfinite) if generic else read_dataset(fpath, nonfinite, engine)
+        _CACHE[key] = sample(read, max_rows, seed)
     return _CACHE[key]
 
 

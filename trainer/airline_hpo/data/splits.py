@@ -27,16 +27,16 @@ import pandas as pd
 
 from airline_hpo.data.loading import Dataset
 from airline_hpo.errors import TrainerError
-from airline_hpo.data.schema import FEATURES
+from airline_hpo.data.table import AIRLINE_DATE, AIRLINE_POST_LANDING
 
 SPLITS = ("date", "time", "random")
 FEATURE_SETS = ("pre_departure", "all")
 
 #: Known only once the flight has landed: a model that is to predict a delay before departure must not see them.
-POST_LANDING = ("ActualElapsedTime", "Diverted")
+POST_LANDING = AIRLINE_POST_LANDING
 
 #: The columns that make a flight's date (present in every airline file: the schema requires them).
-DATE_COLUMNS = ("Year", "Month", "DayofMonth")
+DATE_COLUMNS = AIRLINE_DATE
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class Split:
     kind: str
     features: tuple[str, ...]
     dropped_constant: tuple[str, ...] = ()
+    #: First and last day of train, validation and test (empty for a random split)
+    windows: tuple[str, ...] = ()
+    #: Features used that are known only after the event (``features=all``): such a model is never champion.
+    unknown_at_decision: tuple[str, ...] = ()
 
     @property
     def x_fit(self) -> pd.DataFrame:
@@ -91,11 +95,14 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def select_features(features: pd.DataFrame, feature_set: str) -> tuple[list[str], list[str]]:
-    """The columns a model gets, and the constant ones dropped (with a one-line warning)."""
+def select_features(
+    features: pd.DataFrame, feature_set: str, exclude: tuple[str, ...] = POST_LANDING
+) -> tuple[list[str], list[str]]:
+    """The columns a model gets (``pre_departure``: all but ``exclude``, the ones not known at decision time),
+    and the constant ones dropped (with a one-line warning)."""
     if feature_set not in FEATURE_SETS:
         raise TrainerError(f"unknown features {feature_set!r}", f"use one of {', '.join(FEATURE_SETS)}")
-    wanted = [c for c in FEATURES if feature_set == "all" or c not in POST_LANDING]
+    wanted = [c for c in features.columns if feature_set == "all" or c not in exclude]
     constant = [c for c in wanted if features[c].nunique(dropna=False) <= 1]
     if constant:
         _warn(f"dropped constant column(s) {', '.join(constant)}: a single value carries nothing to learn")
@@ -109,6 +116,14 @@ def day_keys(features: pd.DataFrame) -> np.ndarray:
     """One integer per row naming its date (yyyymmdd), from the date columns (also when they are float32)."""
     parts = [np.asarray(_host(features[c]), dtype=np.int64) for c in DATE_COLUMNS]
     return parts[0] * 10_000 + parts[1] * 100 + parts[2]
+
+
+def _day(key: int) -> str:
+    """A time key as people read it: ``yyyymmdd`` keys as dates, other numbers as they are."""
+    key = int(key)
+    if 1_000_01_01 <= key <= 9999_12_31:
+        return f"{key // 10_000:04d}-{key // 100 % 100:02d}-{key % 100:02d}"
+    return str(key)
 
 
 def _host(column: Any) -> Any:
@@ -127,9 +142,12 @@ def _check_sizes(test_size: float, val_size: float) -> None:
         )
 
 
-def _by_days(days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: float) -> tuple[np.ndarray, ...]:
+def _by_days(
+    days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: float, gap: int = 0
+) -> tuple[np.ndarray, ...]:
     """Row positions of train, validation and test when whole days are assigned in the order ``ordered``: the
-    last days (by row count) go to test, the ones before them to validation."""
+    last days (by row count) go to test, the ones before them to validation. ``gap`` days before validation and
+    before test belong to no part (time order only: what is known when a prediction is made lags behind)."""
     if len(ordered) < 3:
         raise TrainerError(
             f"the data covers {len(ordered)} day(s); a split by date needs at least 3",
@@ -143,6 +161,15 @@ def _by_days(days: np.ndarray, ordered: np.ndarray, test_size: float, val_size: 
         part[-2] = 1
     if not (part == 0).any():
         part[0] = 0
+    if gap:
+        for boundary, earlier in ((int(np.argmax(part == 1)), 0), (int(np.argmax(part == 2)), 1)):
+            before = part[max(0, boundary - gap) : boundary]  # a view: the days just before the later part
+            before[before == earlier] = -1
+        if not ((part == 0).any() and (part == 1).any()):
+            raise TrainerError(
+                f"a gap of {gap} day(s) leaves no days to train or validate on ({len(ordered)} days in all)",
+                "use a smaller gap or more days",
+            )
     by_day = np.argsort(ordered)  # each row's day -> its place in ``ordered`` -> its part, without a Python loop
     row_part = part[by_day][np.searchsorted(ordered[by_day], days)]
     return tuple(np.flatnonzero(row_part == p) for p in (0, 1, 2))
@@ -169,19 +196,28 @@ def make_split(
     val_size: float = 0.2,
     seed: int = 42,
     feature_set: str = "pre_departure",
+    gap: int = 0,
 ) -> Split:
     """Split ``data`` into train/validation/test once per process, so every trial is scored on the same rows."""
     if kind not in SPLITS:
         raise TrainerError(f"unknown split {kind!r}", f"use one of {', '.join(SPLITS)}")
     _check_sizes(test_size, val_size)
-    columns, constant = select_features(data.features, feature_set)
+    columns, constant = select_features(data.features, feature_set, data.exclude)
+    windows: tuple[str, ...] = ()
     if kind == "random":
         train, val, test = _random_rows(data.label, test_size, val_size, seed)
+    elif not data.time_columns:
+        raise TrainerError(
+            f"split={kind} needs the order of the rows in time, and the spec names no data.time_column",
+            "add data.time_column to the spec, or use split=random",
+        )
     else:
-        days = day_keys(data.features)
+        days = data.order if data.order is not None else day_keys(data.features)
         unique = np.unique(days)
         ordered = unique if kind == "time" else np.random.default_rng(seed).permutation(unique)
-        train, val, test = _by_days(days, ordered, test_size, val_size)
+        train, val, test = _by_days(days, ordered, test_size, val_size, gap if kind == "time" else 0)
+        if kind == "time":  # the date split draws days at random: no windows to speak of
+            windows = tuple(f"{_day(days[rows].min())}..{_day(days[rows].max())}" for rows in (train, val, test))
     for name, rows in (("validation", val), ("test", test)):
         if len(np.unique(data.label[rows])) < 2:
             raise TrainerError(
@@ -200,4 +236,6 @@ def make_split(
         kind,
         tuple(columns),
         tuple(constant),
+        windows,
+        tuple(c for c in columns if c in data.exclude),
     )

@@ -13,7 +13,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def search_plot(losses: Sequence[float | None], baseline_loss: float | None = None) -> Figure:
+def search_plot(
+    losses: Sequence[float | None], baseline_loss: float | None = None, ylabel: str = "loss (lower is better)"
+) -> Figure:
     """Loss (1 - validation accuracy) of each trial in order, failed trials marked, and the best loss so far."""
     fig, ax = plt.subplots(figsize=(7, 4))
     numbers = np.arange(1, len(losses) + 1)
@@ -27,9 +29,9 @@ def search_plot(losses: Sequence[float | None], baseline_loss: float | None = No
         top = max((y for _, y in ok), default=1.0)
         ax.scatter(failed, [top] * len(failed), marker="x", color="tab:red", label="failed trial", zorder=3)
     if baseline_loss is not None:
-        ax.axhline(baseline_loss, linestyle="--", color="gray", label="majority-class baseline")
+        ax.axhline(baseline_loss, linestyle="--", color="gray", label="constant-prior baseline")
     ax.set_xlabel("trial")
-    ax.set_ylabel("loss = 1 - validation accuracy (lower is better)")
+    ax.set_ylabel(ylabel)
     ax.set_title("hyperparameter search")
     ax.legend(loc="best")
     fig.tight_layout()

@@ -75,6 +75,8 @@ NO_MODEL_NAMES = ("", NO_MODEL)
 
 #: The pyfunc model's code (MLflow's models-from-code): copied into every logged model.
 SERVED_MODEL_CODE = Path(__file__).resolve().parent / "served_model.py"
+#: The encoding of text and datetime columns, imported by the served model as ``table_encoding``.
+TABLE_ENCODING_CODE = Path(__file__).resolve().parents[1] / "data" / "table_encoding.py"
 
 
 @dataclass(frozen=True)
@@ -107,16 +109,29 @@ def model_signature(example: pd.DataFrame) -> Any:
     )
 
 
-def log_model(sk_model: Any, example: pd.DataFrame, model_name: str) -> LoggedModel:
+def log_model(
+    sk_model: Any,
+    example: pd.DataFrame,
+    model_name: str,
+    encoding: dict[str, Any] | None = None,
+    features: list[str] | None = None,
+) -> LoggedModel:
     """Log ``sk_model`` once in the active run as the pyfunc users call, and register it when ``model_name``
     names a model (no alias: :mod:`airline_hpo.model.promotion` decides that). Failures are fatal (exit 1): a search
-    whose best model did not reach the registry has not done its job."""
+    whose best model did not reach the registry has not done its job.
+
+    With ``encoding`` (a spec's table with text or datetime columns) ``example`` holds the raw columns a caller
+    sends, ``features`` the encoded columns the forest was fitted on, and the encoding code travels with the
+    model (``code_paths``), so serving encodes exactly as training did."""
     import mlflow.pyfunc
     import mlflow.sklearn
     import skops.io
     from mlflow.exceptions import MlflowException
 
     register = model_name not in NO_MODEL_NAMES
+    config: dict[str, Any] = {"columns": list(example.columns)}
+    if encoding is not None:
+        config.update({"encoding": encoding, "forest_columns": list(features or [])})
     if hasattr(example, "to_pandas"):  # cuDF rows (engine cuml keeps the table on the GPU): the model is CPU's
         example = example.to_pandas()
     try:
@@ -127,9 +142,10 @@ def log_model(sk_model: Any, example: pd.DataFrame, model_name: str) -> LoggedMo
                 name="model",
                 python_model=str(SERVED_MODEL_CODE),
                 artifacts={"forest": str(forest)},
-                model_config={"columns": list(example.columns)},
+                model_config=config,
+                code_paths=[str(TABLE_ENCODING_CODE)] if encoding is not None else None,
                 signature=model_signature(example),
-                input_example=example.astype("float64"),
+                input_example=example if encoding is not None else example.astype("float64"),
                 registered_model_name=model_name if register else None,
                 pip_requirements=[
                     *mlflow.sklearn.get_default_pip_requirements(include_skops=True),

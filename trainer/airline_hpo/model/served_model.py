@@ -14,6 +14,9 @@ forest was fitted on; and the signature has a parameter ``output``:
 - ``probability``: the probability of a late arrival;
 - ``both``: a table with columns ``label`` and ``probability``.
 
+A model of a spec's table with text or datetime columns takes them raw (strings, timestamps) and encodes them
+as training did (``table_encoding``, logged beside this file).
+
 Python: ``model.predict(df, params={"output": "both"})``; REST: ``{"dataframe_split": ..., "params":
 {"output": "both"}}``. The label is ``probability > 0.5``, which is what the search scored.
 """
@@ -40,13 +43,21 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
 
         self.forest = skops.io.load(context.artifacts["forest"], trusted=TRUSTED_TYPES)
         self.columns = list(context.model_config["columns"])
+        #: A spec's table with text or datetime columns: encoded here as in training (``table_encoding``, logged
+        #: beside this file); None for tables of numbers.
+        self.encoding = context.model_config.get("encoding")
+        self.features = list(context.model_config.get("forest_columns") or self.columns)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         output = (params or {}).get("output", "label")
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
         x = pd.DataFrame(model_input)[self.columns]
-        non_numeric = [c for c in self.columns if not pd.api.types.is_numeric_dtype(x[c])]
+        if self.encoding is not None:
+            import table_encoding
+
+            x = table_encoding.apply(x, self.encoding)[self.features]
+        non_numeric = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
         if non_numeric:
             raise ValueError(f"column(s) {', '.join(non_numeric)} are not numeric; send numbers (codes encoded)")
         x = x.astype(np.float32)  # what the forest was fitted on

@@ -1,8 +1,11 @@
 """The hyperparameter search (entry point ``hyperopt``): hyperopt over random-forest settings, tracked in MLflow.
 
 The rows are split once (:mod:`airline_hpo.data.splits`: by date by default) into train, validation and test.
-Each trial is a nested run that fits on train and logs ``val_accuracy``, ``val_roc_auc``, ``loss`` (1 -
-validation accuracy: what hyperopt minimizes), ``fit_seconds``, ``predict_seconds``; no trial sees the test rows.
+What is searched comes from a search spec (:mod:`airline_hpo.search.spec`: the table, its target, the model
+family's space, the objective); ``specs/airline.yaml`` is the default. Each trial is a nested run that fits on
+train and logs ``val_accuracy``, ``val_roc_auc``, ``val_<objective>``, ``loss`` (the spec's objective on
+validation, lower is better: what hyperopt minimizes; ``log_loss`` by default), ``fit_seconds``,
+``predict_seconds``; no trial sees the test rows.
 The best configuration is then refitted on train+validation and scored once on test: the parent run holds
 ``test_accuracy``, ``test_roc_auc`` and ``test_baseline_accuracy`` (always the commoner class, same rows) beside
 the search's ``best_val_*``, plus a plot of the search and the model's feature importances. The model is logged
@@ -12,17 +15,18 @@ Budgets end the search early and cleanly (the best so far is still refitted and 
 failed trials, ``timeout_minutes`` (checked between trials), ``early_stop`` trials without a better validation
 loss (hyperopt's ``no_progress_loss``). The reason is the parent's tag ``stop_reason``.
 
-Fixes of the seed (design notes §4): the loss is 1 - accuracy (the seed minimized accuracy), data is read once,
-no model per trial, ``max_evals`` and ``seed`` are parameters, and failures exit non-zero.
+Fixes of the seed (design notes §4): the loss falls as the model gets better (the seed minimized accuracy),
+data is read once, no model per trial, ``max_evals`` and ``seed`` are parameters, and failures exit non-zero.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -44,7 +48,6 @@ from airline_hpo.errors import (
     NO_MODEL,
     PART,
     SEED,
-    SHARE,
     OneLineParser,
     TrainerError,
     check_finite,
@@ -53,10 +56,11 @@ from airline_hpo.errors import (
     positive_int,
 )
 from airline_hpo.lifecycle import journal, outage, precheck, shutdown
-from airline_hpo.model import plots, promotion, registry
+from airline_hpo.model import objectives, plots, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.search import resume as resume_mod
-from airline_hpo.search.refit import refit_and_test, to_pandas
+from airline_hpo.search import spec as spec_mod
+from airline_hpo.search.refit import question, refit_and_test, to_pandas
 from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
 
 ALGOS = ("tpe", "rand")
@@ -64,31 +68,42 @@ ALGOS = ("tpe", "rand")
 MINUTES = number(float, 0, 7 * 24 * 60)
 GPUS = number(float, 0, 64)
 CPUS = number(float, 0, 1024, above=True)
+#: the improvement's lower bound a new champion must clear: a finite number, not below 0.
+MARGIN = number(float, 0.0)
+#: a space bound where 0 means "the spec's".
+BOUND = number(int, 0)
+SHARE_OR_SPEC = number(float, 0.0, 1.0)
+#: Fields of :class:`SearchConfig` that only the spec sets: logged from the spec (``objective``, ``space``).
+SPEC_ONLY = ("objective", "trees_min", "depth_min", "leaf_min", "max_features_min", "max_features_max")
 EXECUTORS = ("inprocess", "ray")
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Everything that defines a search; the CLI options and MLproject parameters map one to one."""
+    """Everything that defines a search; the CLI options and MLproject parameters map one to one, except the
+    fields below ``ray_storage``, which only a spec sets. ``spec`` (the sentinel ``FROM_SPEC``, or 0 for a
+    bound) marks a value the search spec decides; :func:`with_spec` fills them in."""
 
-    fpath: str
+    fpath: str = spec_mod.FROM_SPEC
+    spec: str = spec_mod.DEFAULT_SPEC
     max_evals: int = 20
     algo: str = "tpe"
     seed: int = 42
-    split: str = "date"
+    split: str = spec_mod.FROM_SPEC
     test_size: float = 0.2
     val_size: float = 0.2
     features: str = "pre_departure"
     engine: str = "auto"
     model_name: str = "airline-delay"
     promote: str = "if_better"
+    promote_margin: float = promotion.DEFAULT_MARGIN
     max_rows: int = 0
     nonfinite: str = "fail"
-    trees_max: int = 300
-    depth_max: int = 20
-    leaf_max: int = 20
-    max_samples_min: float = 0.5
-    criteria: str = "gini,entropy"
+    trees_max: int = 0
+    depth_max: int = 0
+    leaf_max: int = 0
+    max_samples_min: float = 0.0
+    criteria: str = spec_mod.FROM_SPEC
     n_streams: int = 4
     max_failed: int = 5
     timeout_minutes: float = 0.0
@@ -100,26 +115,38 @@ class SearchConfig:
     trial_retries: int = 2
     resume_run_id: str = resume_mod.NO_RESUME
     ray_storage: str = "auto"
+    # set from the spec only (not options): the objective and the rest of the space
+    objective: str = objectives.DEFAULT
+    trees_min: int = 0
+    depth_min: int = 0
+    leaf_min: int = 0
+    max_features_min: float = 0.0
+    max_features_max: float = 0.0
 
     @property
     def criteria_list(self) -> list[str]:
+        """The criteria to try (the family's default ones while the spec has not been applied)."""
+        if self.criteria == spec_mod.FROM_SPEC:
+            return list(spec_mod.DEFAULT_SPACES["random_forest"]["criterion"])
         return [c.strip() for c in self.criteria.split(",") if c.strip()]
 
     def validate(self) -> SearchConfig:
         check_finite(asdict(self))  # a config built in code; the CLI's types refuse these at parse time
         positive_int("max_evals", self.max_evals)
-        positive_int("trees_max", self.trees_max)
-        positive_int("depth_max", self.depth_max)
-        positive_int("leaf_max", self.leaf_max)
+        for name in ("trees_max", "depth_max", "leaf_max"):
+            if getattr(self, name) != 0:  # 0: the spec's bound
+                positive_int(name, getattr(self, name))
         if self.algo not in ALGOS:
             raise TrainerError(f"unknown algo {self.algo!r}", f"use one of {', '.join(ALGOS)}")
         if self.engine not in ENGINE_CHOICES:
             raise TrainerError(f"unknown engine {self.engine!r}", f"use one of {', '.join(ENGINE_CHOICES)}")
-        if self.split not in splits.SPLITS:
+        if self.split not in (*splits.SPLITS, spec_mod.FROM_SPEC):
             raise TrainerError(f"unknown split {self.split!r}", f"use one of {', '.join(splits.SPLITS)}")
         if self.features not in splits.FEATURE_SETS:
             raise TrainerError(f"unknown features {self.features!r}", f"use one of {', '.join(splits.FEATURE_SETS)}")
         promotion.check_mode(self.promote)
+        promotion.check_margin(self.promote_margin)
+        objectives.get(self.objective)
         for name in ("test_size", "val_size"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise TrainerError(f"{name} must be between 0 and 1 (got {getattr(self, name)})", "pass e.g. 0.2")
@@ -127,11 +154,12 @@ class SearchConfig:
             raise TrainerError("test_size + val_size must be below 1", "pass e.g. test_size=0.2 val_size=0.2")
         if self.max_rows < 0:
             raise TrainerError(f"max_rows must be 0 (all) or positive (got {self.max_rows})", "pass 0 or more")
-        if not 0.0 < self.max_samples_min <= 1.0:
+        if self.max_samples_min and not 0.0 < self.max_samples_min <= 1.0:
             raise TrainerError(
                 f"max_samples_min must be a fraction in (0, 1] (got {self.max_samples_min})", "pass e.g. 0.5"
             )
-        unknown = [c for c in self.criteria_list if c not in CRITERIA] or ([] if self.criteria_list else ["(none)"])
+        criteria = self.criteria_list
+        unknown = [c for c in criteria if c not in CRITERIA] or ([] if criteria else ["(none)"])
         if unknown:
             raise TrainerError(
                 f"unknown criteria {', '.join(unknown)}", f"pass a comma-separated subset of {','.join(CRITERIA)}"
@@ -147,7 +175,7 @@ class SearchConfig:
         if self.executor not in EXECUTORS:
             raise TrainerError(f"unknown executor {self.executor!r}", f"use one of {', '.join(EXECUTORS)}")
         positive_int("parallelism", self.parallelism)
-        if self.executor == "ray":
+        if self.executor == "ray" and self.fpath != spec_mod.FROM_SPEC:
             from airline_hpo.search.ray_executor import storage_uri
 
             storage_uri(self.ray_storage, self.fpath)  # a bad value is a one-line error before any work
@@ -177,6 +205,8 @@ class SearchResult:
     decision: promotion.Decision | None = None
     registered: registry.RegisteredModel | None = None
     trials: Trials = field(default_factory=Trials, repr=False)
+    #: The spec's objective (what ``loss`` is)
+    objective: str = objectives.DEFAULT
 
     @property
     def failed(self) -> list[TrialOutcome]:
@@ -188,20 +218,63 @@ def _int_range(name: str, low: int, high: int, step: int = 1) -> Any:
     return high if low >= high else scope.int(hp.quniform(name, low, high, step))
 
 
+def with_spec(config: SearchConfig, spec: spec_mod.SearchSpec) -> SearchConfig:
+    """The search to run: what the command line left to the spec (``FROM_SPEC``, 0) taken from the spec; what
+    it set (``fpath``, ``split``, a bound such as ``trees_max``) overrides the spec."""
+    if spec.family != "random_forest":
+        raise TrainerError(
+            f"spec {spec.where}: model.family {spec.family} is not searchable by this trainer yet",
+            "use model.family: random_forest",
+        )
+    space = spec.space
+    from_spec = spec_mod.FROM_SPEC
+
+    def high(value: float, name: str) -> Any:
+        return value or space[name][1]
+
+    criteria = config.criteria if config.criteria != from_spec else ",".join(space["criterion"])
+    return replace(
+        config,
+        fpath=spec.table.uri if config.fpath == from_spec else config.fpath,
+        split=spec.split if config.split == from_spec else config.split,
+        objective=spec.objective,
+        trees_min=space["n_estimators"][0],
+        trees_max=high(config.trees_max, "n_estimators"),
+        depth_min=space["max_depth"][0],
+        depth_max=high(config.depth_max, "max_depth"),
+        leaf_min=space["min_samples_leaf"][0],
+        leaf_max=high(config.leaf_max, "min_samples_leaf"),
+        max_features_min=space["max_features"][0],
+        max_features_max=space["max_features"][1],
+        max_samples_min=config.max_samples_min or space["max_samples"][0],
+        criteria=criteria,
+    )
+
+
 def search_space(config: SearchConfig, engine_name: str) -> dict[str, Any]:
     """Integers for trees, depth and leaf size, fractions for features and bootstrap rows, a choice of split
-    criterion (each bounded by a parameter of the search); cuML also tunes its n_bins."""
-    trees_low = min(10, config.trees_max)
-    trees_step = 10 if config.trees_max - trees_low >= 20 else 1
+    criterion (each bounded by the spec's ``model.space`` or a parameter of the search; a bound left at 0 is
+    the family's default); cuML also tunes its n_bins."""
+    default = spec_mod.DEFAULT_SPACES["random_forest"]
+    trees_max = config.trees_max or default["n_estimators"][1]
+    trees_low = min(config.trees_min or default["n_estimators"][0], trees_max)
+    trees_step = 10 if trees_max - trees_low >= 20 and trees_low % 10 == 0 else 1
+    depth_max = config.depth_max or default["max_depth"][1]
+    leaf_max = config.leaf_max or default["min_samples_leaf"][1]
+    features_low = config.max_features_min or default["max_features"][0]
+    features_high = config.max_features_max or default["max_features"][1]
+    samples_min = config.max_samples_min or default["max_samples"][0]
     criteria = config.criteria_list
     space: dict[str, Any] = {
-        "n_estimators": _int_range("n_estimators", trees_low, config.trees_max, trees_step),
-        "max_depth": _int_range("max_depth", min(3, config.depth_max), config.depth_max),
-        "max_features": hp.uniform("max_features", 0.2, 1.0),
-        "min_samples_leaf": _int_range("min_samples_leaf", 1, config.leaf_max),
-        "max_samples": (
-            hp.uniform("max_samples", config.max_samples_min, 1.0) if config.max_samples_min < 1.0 else 1.0
+        "n_estimators": _int_range("n_estimators", trees_low, trees_max, trees_step),
+        "max_depth": _int_range("max_depth", min(config.depth_min or default["max_depth"][0], depth_max), depth_max),
+        "max_features": (
+            hp.uniform("max_features", features_low, features_high) if features_low < features_high else features_high
         ),
+        "min_samples_leaf": _int_range(
+            "min_samples_leaf", min(config.leaf_min or default["min_samples_leaf"][0], leaf_max), leaf_max
+        ),
+        "max_samples": hp.uniform("max_samples", samples_min, 1.0) if samples_min < 1.0 else 1.0,
         "criterion": hp.choice("criterion", criteria) if len(criteria) > 1 else criteria[0],
     }
     if engine_name == "cuml":
@@ -274,27 +347,36 @@ class _Objective:
         return {"status": STATUS_OK, "loss": outcome.loss, "accuracy": outcome.accuracy, "trial": outcome.number}
 
     def _report(self) -> None:
-        accuracies = [o.accuracy for o in self.outcomes if o.ok]
+        losses = [o.loss for o in self.outcomes if o.ok]
         failed = sum(not o.ok for o in self.outcomes)
-        best = f"{max(accuracies):.4f}" if accuracies else "-"
-        self.progress.set_postfix_str(f"best validation accuracy {best}, failed {failed}", refresh=False)
+        best = f"{min(losses):.4f}" if losses else "-"
+        self.progress.set_postfix_str(f"best validation loss {best}, failed {failed}", refresh=False)
         self.progress.update(1)
 
 
 def best_outcome(outcomes: Sequence[TrialOutcome]) -> TrialOutcome | None:
-    """The successful trial with the lowest loss (= highest accuracy); the earliest one on a tie."""
+    """The successful trial with the lowest loss (the best objective); the earliest one on a tie."""
     ok = [o for o in outcomes if o.ok]
     return min(ok, key=lambda o: (o.loss, o.number)) if ok else None
 
 
-def _log_summary(result: SearchResult, engine: Engine, search_seconds: float) -> None:
+def baseline_loss(objective: objectives.Objective, split: splits.Split) -> float:
+    """The loss of a model that knows only the training part's share of positives (every row gets it)."""
+    prior = np.full(len(split.y_val), float(np.mean(split.y_train)))
+    return objective.loss(objective(split.y_val, prior))
+
+
+def _log_summary(result: SearchResult, engine: Engine, search_seconds: float, objective: str) -> None:
     best = result.best
+    goal = objectives.get(objective)
     mlflow.log_params({f"best_{k}": v for k, v in engine.logged_params(best.params).items()})
     mlflow.log_metrics(
         {
             "best_val_accuracy": best.accuracy,
             "best_val_roc_auc": best.roc_auc,
             "best_loss": best.loss,
+            f"best_val_{objective}": goal.from_loss(best.loss),
+            "val_baseline_loss": baseline_loss(goal, result.split),
             "val_baseline_accuracy": result.split.val_baseline_accuracy,
             "trials_ok": len(result.outcomes) - len(result.failed),
             "trials_failed": len(result.failed),
@@ -303,7 +385,8 @@ def _log_summary(result: SearchResult, engine: Engine, search_seconds: float) ->
         }
     )
     mlflow.set_tag("best_trial_run_id", best.run_id)
-    figure = plots.search_plot([o.loss for o in result.outcomes], 1.0 - result.split.val_baseline_accuracy)
+    ylabel = f"loss = {'-' if goal.higher_is_better else ''}validation {objective} (lower is better)"
+    figure = plots.search_plot([o.loss for o in result.outcomes], baseline_loss(goal, result.split), ylabel)
     mlflow.log_figure(figure, "plots/search.png")
     plots.close(figure)
 
@@ -318,16 +401,15 @@ def log_split(split: splits.Split) -> None:
             "features.dropped_constant": ",".join(split.dropped_constant) or "-",
         }
     )
+    if split.windows:
+        parts = zip(("train", "validation", "test"), split.windows, strict=True)
+        mlflow.set_tag("split.windows", ", ".join(f"{name} {window}" for name, window in parts))
 
 
 def log_test(test: promotion.Score, split: splits.Split) -> None:
-    mlflow.log_metrics(
-        {
-            "test_accuracy": test.accuracy,
-            "test_roc_auc": test.roc_auc,
-            "test_baseline_accuracy": split.test_baseline_accuracy,
-        }
-    )
+    """Every objective on the test rows (``test_log_loss``, ``test_roc_auc``, ``test_pr_auc``, ``test_accuracy``)
+    and the majority baseline's accuracy on them."""
+    mlflow.log_metrics({**test.metrics("test_"), "test_baseline_accuracy": split.test_baseline_accuracy})
 
 
 def _stop_reason(reason: str | None, outcomes: list[TrialOutcome], config: SearchConfig) -> str:
@@ -364,15 +446,21 @@ def _search_in_process(
     return objective.outcomes, budget.reason, trials
 
 
-def _start_parent(config: SearchConfig, engine: Engine) -> Any:
+def _start_parent(config: SearchConfig, engine: Engine, spec: spec_mod.SearchSpec) -> Any:
     """A new parent run, or (``resume_run_id``) the interrupted search's own, after checking it is the same
-    search; refuses before any run is created or changed."""
+    search (the same parameters as asked, the same spec); refuses before any run is created or changed."""
     if not resume_mod.wants_resume(config.resume_run_id):
         return mlflow.start_run(run_name=f"{resume_mod.SEARCH_RUN_PREFIX}{config.algo}-{engine.name}")
     from mlflow.tracking.fluent import _get_experiment_id
 
     run = resume_mod.parent_run(mlflow.MlflowClient(), config.resume_run_id, _get_experiment_id())
     resume_mod.check_same_search(run, {**asdict(config), "engine": config.engine})
+    logged = run.data.tags.get("spec.sha256")
+    if logged is not None and logged != spec.sha256:
+        raise TrainerError(
+            f"run {run.info.run_id} searched another spec (sha256 {logged[:12]}, this one {spec.sha256[:12]})",
+            "resume with the spec that search used (its artifact spec/search.yaml), or start a new search",
+        )
     # Trials that finished while the server was down come back first, so resume sees them as finished.
     journal.replay(run.info.run_id, mark_stale=False)
     return mlflow.start_run(run_id=run.info.run_id)
@@ -382,7 +470,9 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     """Run the whole search in the active experiment; raises :class:`TrainerError` for bad input (before any
     run exists), when no trial succeeds, or when registration fails. ``runner_factory(engine, split, seed,
     experiment_id, parent_run_id)`` swaps the trial runner (tests, and Kubernetes Jobs later)."""
-    config.validate()
+    asked = config.validate()
+    spec, spec_text = spec_mod.load(config.spec)
+    config = with_spec(config, spec).validate()
     on_ray = config.executor == "ray"
     if on_ray:
         from airline_hpo.search import ray_executor
@@ -394,13 +484,16 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         seed=config.seed,
         nonfinite=config.nonfinite,
         engine="sklearn" if on_ray else engine.name,
+        table=replace(spec.table, uri=config.fpath),
     )
-    split = splits.make_split(dataset, config.split, config.test_size, config.val_size, config.seed, config.features)
-    runner_factory = runner_factory or partial(InProcessTrialRunner, keep_best_model=False)
+    split = splits.make_split(
+        dataset, config.split, config.test_size, config.val_size, config.seed, config.features, spec.gap
+    )
+    runner_factory = runner_factory or partial(InProcessTrialRunner, keep_best_model=False, objective=config.objective)
     space = search_space(config, engine.name)
 
     with contextlib.ExitStack() as stack:
-        parent = stack.enter_context(_start_parent(config, engine))
+        parent = stack.enter_context(_start_parent(asked, engine, spec))
         stack.enter_context(shutdown.guard(config.max_evals))  # before Ray: a signal while it starts is a stop
         cluster = stack.enter_context(ray_executor.connected()) if on_ray else None
         experiment_id, parent_id = parent.info.experiment_id, parent.info.run_id
@@ -409,7 +502,10 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         mlflow.set_tags({"executor": config.executor, "executor.parallelism": str(config.parallelism)})
         if cluster is not None:
             mlflow.set_tag("ray.cluster", ray_executor.describe(cluster))
-        registry.log_params_once(asdict(config))
+        registry.log_params_once({k: v for k, v in asdict(asked).items() if k not in SPEC_ONLY})
+        registry.log_params_once({"objective": config.objective, "space": json.dumps(spec.space)})
+        mlflow.log_text(spec_text, "spec/search.yaml")
+        mlflow.set_tags({"spec.sha256": spec.sha256, "spec.source": config.spec, "data.target": dataset.target})
         mlflow.log_metrics(
             {
                 "data_rows": dataset.rows,
@@ -450,8 +546,10 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
                 "read the `error` tag of the failed trial runs in the MLflow UI, fix the cause, run again",
                 exit_code=EXIT_FAILED,
             )
-        result = SearchResult(parent_id, experiment_id, outcomes, best, split, stop_reason, trials=trials)
-        _log_summary(result, engine, search_seconds)
+        result = SearchResult(
+            parent_id, experiment_id, outcomes, best, split, stop_reason, trials=trials, objective=config.objective
+        )
+        _log_summary(result, engine, search_seconds, config.objective)
         if on_ray and engine.name == "cuml":  # the driver has no GPU: the refit runs where the trials did
             importances, sk_model, result.test, refit_seconds = ray_executor.refit_on_cluster(
                 config, engine.name, best.params, split
@@ -464,45 +562,53 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         figure = plots.importance_plot(list(split.features), list(importances))
         mlflow.log_figure(figure, "plots/feature_importances.png")
         plots.close(figure)
-        test_rows = to_pandas(dataset.features).iloc[split.test_index]
         result.decision, result.registered = promotion.register_and_promote(
             config.promote,
             config.model_name,
             sk_model,
-            to_pandas(split.x_test.head(5)),
-            result.test,
-            test_rows,
+            to_pandas(split.x_test),
+            to_pandas(dataset.raw_features).iloc[split.test_index],
             split.y_test,
-            {k: getattr(config, k) for k in promotion.SPLIT_PARAMS},
+            question(dataset, split, config.seed, config.test_size, config.val_size),
+            config.objective,
+            config.promote_margin,
+            dataset.encoding,
         )
     return result
 
 
 def _parser() -> OneLineParser:
-    d = SearchConfig(fpath="")
+    d = SearchConfig()
     parser = OneLineParser(prog="hyperopt", description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--fpath", required=True, help="airline parquet: local path or s3://bucket/key")
+    add("--spec", default=d.spec, help="search spec: a YAML file in the project or s3:// URI")
+    add("--fpath", default=d.fpath, help="the table (local path or s3://bucket/key) instead of the spec's data.uri")
     add("--max-evals", type=COUNT, default=d.max_evals, help="number of trials")
     add("--algo", default=d.algo, help=f"search algorithm: {', '.join(ALGOS)}")
     add("--seed", type=SEED, default=d.seed, help="seed of split, search and forests")
-    add("--split", default=d.split, help=f"{', '.join(splits.SPLITS)}: whole days per part, later days as test")
+    add("--split", default=d.split, help=f"{', '.join(splits.SPLITS)} instead of the spec's split")
     add("--test-size", type=PART, default=d.test_size, help="share of rows in the test part (no trial sees it)")
     add("--val-size", type=PART, default=d.val_size, help="share of rows in the validation part")
     add("--features", default=d.features, help=f"{', '.join(splits.FEATURE_SETS)}")
     add("--engine", default=d.engine, help=f"{', '.join(ENGINE_CHOICES)}")
     add("--model-name", type=model_name, default=d.model_name, help=f"registered model ({NO_MODEL} = none)")
     add("--promote", default=d.promote, help=f"{', '.join(promotion.PROMOTE_CHOICES)}")
+    add("--promote-margin", type=MARGIN, default=d.promote_margin, help="improvement's lower bound to clear")
     add("--max-rows", type=AMOUNT, default=d.max_rows, help="random N rows, seeded (0 = all)")
     add("--nonfinite", default=d.nonfinite, choices=data_mod.NONFINITE_CHOICES, help="rows with NaN/inf features")
-    add("--trees-max", type=COUNT, default=d.trees_max, help="upper bound of n_estimators")
-    add("--depth-max", type=COUNT, default=d.depth_max, help="upper bound of max_depth")
-    add("--leaf-max", type=COUNT, default=d.leaf_max, help="upper bound of min_samples_leaf")
-    add("--max-samples-min", type=SHARE, default=d.max_samples_min, help="lower bound of max_samples (bootstrap)")
-    add("--criteria", default=d.criteria, help=f"split criteria to try, comma-separated: {','.join(CRITERIA)}")
+    add("--trees-max", type=BOUND, default=d.trees_max, help="upper bound of n_estimators (0: the spec's)")
+    add("--depth-max", type=BOUND, default=d.depth_max, help="upper bound of max_depth (0: the spec's)")
+    add("--leaf-max", type=BOUND, default=d.leaf_max, help="upper bound of min_samples_leaf (0: the spec's)")
+    add(
+        "--max-samples-min",
+        type=SHARE_OR_SPEC,
+        default=d.max_samples_min,
+        help="lower bound of max_samples (0: spec's)",
+    )
+    add("--criteria", default=d.criteria, help=f"split criteria, comma-separated: {','.join(CRITERIA)} (or spec)")
     add("--n-streams", type=COUNT, default=d.n_streams, help="cuML CUDA streams")
     add("--max-failed", type=AMOUNT, default=d.max_failed, help="stop after N failed trials (0 = no limit)")
-    add("--timeout-minutes", type=MINUTES, default=d.timeout_minutes, help="stop new trials after M min (0: none)")
+    add("--timeout-minutes", type=MINUTES, default=d.timeout_minutes, help="stop starting trials after M min (0: none)")
     add("--early-stop", type=AMOUNT, default=d.early_stop, help="stop after N trials without improvement (0 = off)")
     add("--executor", default=d.executor, help=f"where trials run: {', '.join(EXECUTORS)} (Ray Tune)")
     add("--parallelism", type=COUNT, default=d.parallelism, help="trials in flight (executor=ray)")
@@ -523,13 +629,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     best, split, test = result.best, result.split, result.test
     print(
         f"{len(result.outcomes)} trials ({len(result.failed)} failed), stopped by {result.stop_reason}; "
-        f"best validation accuracy {best.accuracy:.4f} (majority baseline {split.val_baseline_accuracy:.4f}) "
+        f"best validation {result.objective} {objectives.get(result.objective).from_loss(best.loss):.4f}, "
+        f"accuracy {best.accuracy:.4f} (majority baseline {split.val_baseline_accuracy:.4f}) "
         f"with {asdict(best.params)}"
     )
     print(
         f"test ({split.kind} split, {len(split.y_test):,} rows no trial saw), refitted on train+validation: "
-        f"accuracy {test.accuracy:.4f}, ROC AUC {test.roc_auc:.4f} "
-        f"(majority baseline {split.test_baseline_accuracy:.4f})"
+        f"{result.objective} {test.value(result.objective):.4f}, accuracy {test.accuracy:.4f}, "
+        f"ROC AUC {test.roc_auc:.4f} (majority baseline {split.test_baseline_accuracy:.4f})"
     )
     print(promotion.summary_line(result.decision, result.registered))
     uri = mlflow.get_tracking_uri()

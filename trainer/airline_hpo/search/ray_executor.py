@@ -151,6 +151,7 @@ class Payload:
     experiment_id: str
     parent_run_id: str
     tracking_env: dict[str, str]
+    objective: str = "log_loss"
 
 
 _RUNNERS: dict[tuple[str, str], InProcessTrialRunner] = {}
@@ -170,6 +171,7 @@ def _runner(payload: Payload) -> InProcessTrialRunner:
             payload.experiment_id,
             payload.parent_run_id,
             keep_best_model=False,
+            objective=payload.objective,
         )
     return _RUNNERS[key]
 
@@ -282,9 +284,9 @@ class BudgetStopper(Stopper, Callback):
             self.reason = f"max_failed: {self.failed} trials failed (limit {self.max_failed})"
         elif self.early_stop and self.since_best >= self.early_stop:
             self.reason = f"early_stop: no lower validation loss in {self.early_stop} trials"
-        accuracy = "-" if math.isinf(self.best) else f"{1.0 - self.best:.4f}"
+        best = "-" if math.isinf(self.best) else f"{self.best:.4f}"
         if self.progress is not None:
-            self.progress.set_postfix_str(f"best validation accuracy {accuracy}, failed {self.failed}", refresh=False)
+            self.progress.set_postfix_str(f"best validation loss {best}, failed {self.failed}", refresh=False)
             self.progress.update(1)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -380,6 +382,7 @@ def _outcome_from(result: Any, number: int) -> TrialOutcome:
             ok=True,
             accuracy=metrics["val_accuracy"],
             roc_auc=metrics["val_roc_auc"],
+            loss_value=metrics["loss"],
             fit_seconds=metrics["fit_seconds"],
             predict_seconds=metrics["predict_seconds"],
             wall_seconds=metrics["trial_seconds"],
@@ -419,6 +422,7 @@ def search(
         experiment_id,
         parent_run_id,
         {k: os.environ[k] for k in TRACKING_ENV if os.environ.get(k)},
+        config.objective,
     )
     from ray.tune.search import ConcurrencyLimiter
 

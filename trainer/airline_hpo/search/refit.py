@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from airline_hpo.data import splits
+from airline_hpo.data.loading import Dataset
 from airline_hpo.model import promotion
 from airline_hpo.model.engines import Engine, ForestParams
 
@@ -36,3 +37,12 @@ def refit_and_test(
     x_test = to_pandas(split.x_test).astype(np.float32)
     test = promotion.score(sk_model.predict_proba(x_test)[:, 1], split.y_test)
     return model, sk_model, test, refit_seconds
+
+
+def question(dataset: Dataset, split: splits.Split, seed: int, test_size: float, val_size: float) -> promotion.Question:
+    """What the refitted model answers, on which test rows (every column of the data, so a champion reading
+    other columns is scored on the same rows): how promotion tells comparable models apart."""
+    rows = to_pandas(dataset.features).iloc[split.test_index]
+    seeded = "" if split.kind == "time" else f" seed={seed}"
+    description = f"{split.kind} test_size={test_size:g} val_size={val_size:g}{seeded}"
+    return promotion.Question.of(dataset.target, split, rows, description)

@@ -130,6 +130,7 @@ def _outcome(run: Run) -> TrialOutcome:
             ok=True,
             accuracy=metrics["val_accuracy"],
             roc_auc=metrics.get("val_roc_auc"),
+            loss_value=metrics.get("loss"),
             fit_seconds=metrics.get("fit_seconds", 0.0),
             predict_seconds=metrics.get("predict_seconds", 0.0),
         )

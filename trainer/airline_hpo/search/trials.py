@@ -41,6 +41,7 @@ from airline_hpo.data.splits import Split
 from airline_hpo.errors import EXIT_FAILED, TrainerError
 from airline_hpo.lifecycle import outage, shutdown
 from airline_hpo.lifecycle.journal import TRIAL_ID_TAG
+from airline_hpo.model import objectives
 from airline_hpo.model.engines import Engine, ForestParams
 
 
@@ -49,8 +50,8 @@ def _now_ms() -> int:
 
 
 def loss_from_accuracy(accuracy: float) -> float:
-    """What hyperopt minimizes: 1 - accuracy, so a better model has a lower loss (the seed returned accuracy
-    itself as the loss and so searched for the worst model)."""
+    """1 - accuracy: the loss of a trial recorded before the objective was logged as ``loss`` (the seed returned
+    accuracy itself as the loss and so searched for the worst model)."""
     return 1.0 - accuracy
 
 
@@ -74,6 +75,9 @@ class TrialOutcome:
     predict_seconds: float = 0.0
     wall_seconds: float = 0.0
     error: str | None = None
+    #: What hyperopt minimizes: the objective on the validation part, oriented so that lower is better
+    #: (:meth:`airline_hpo.model.objectives.Objective.loss`); None for a trial recorded without it.
+    loss_value: float | None = None
     #: The fitted model, kept by in-process runners for the current best trial only (None for the others).
     model: Any = field(default=None, repr=False)
 
@@ -83,6 +87,8 @@ class TrialOutcome:
 
     @property
     def loss(self) -> float | None:
+        if self.loss_value is not None:
+            return self.loss_value
         return None if self.accuracy is None else loss_from_accuracy(self.accuracy)
 
     @property
@@ -170,8 +176,10 @@ class InProcessTrialRunner:
         parent_run_id: str,
         client: MlflowClient | None = None,
         keep_best_model: bool = True,
+        objective: str = objectives.DEFAULT,
     ) -> None:
         self.engine = engine
+        self.objective = objectives.get(objective)
         self.seed = seed
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -184,7 +192,7 @@ class InProcessTrialRunner:
         self.x_train, self.y_train = engine.to_device(split.x_train, split.y_train)
         self.x_val, _ = engine.to_device(split.x_val)
         self.y_val = split.y_val
-        self._best_accuracy = -1.0
+        self._best_loss = float("inf")
         self._best_outcome: TrialOutcome | None = None
         self._engine_tags = engine.tags()
         #: Tags added to every later trial's run (the Ray executor names the node a trial ran on).
@@ -222,6 +230,7 @@ class InProcessTrialRunner:
         metrics = [
             Metric("val_accuracy", outcome.accuracy, now, 0),
             Metric("val_roc_auc", outcome.roc_auc, now, 0),
+            *self._objective_metric(outcome, now),
             Metric("loss", outcome.loss, now, 0),
             Metric("fit_seconds", outcome.fit_seconds, now, 0),
             Metric("predict_seconds", outcome.predict_seconds, now, 0),
@@ -229,12 +238,19 @@ class InProcessTrialRunner:
         self._record(tags, params, metrics, [], "FINISHED", start, now)
         self._writer.submit(self._finish, run_ref, params, metrics, [], "FINISHED", now)
         self._state.trial_ended()
-        if self.keep_best_model and outcome.accuracy > self._best_accuracy:
+        if self.keep_best_model and outcome.loss < self._best_loss:
             if self._best_outcome is not None:
                 self._best_outcome.model = None  # keep one model in memory, not one per trial
-            self._best_accuracy, self._best_outcome, outcome.model = outcome.accuracy, outcome, model
+            self._best_loss, self._best_outcome, outcome.model = outcome.loss, outcome, model
         outcome.wall_seconds = time.perf_counter() - started
         return outcome
+
+    def _objective_metric(self, outcome: TrialOutcome, now: int) -> list[Metric]:
+        """``val_<objective>`` beside ``val_accuracy`` and ``val_roc_auc`` when it is neither of them."""
+        name = self.objective.name
+        if name in ("accuracy", "roc_auc"):
+            return []
+        return [Metric(f"val_{name}", self.objective.from_loss(outcome.loss), now, 0)]
 
     def flush(self, timeout: float | None = None) -> None:
         self._writer.flush(timeout)
@@ -289,6 +305,7 @@ class InProcessTrialRunner:
             ok=True,
             accuracy=float(accuracy_score(self.y_val, predicted)),
             roc_auc=float(roc_auc_score(self.y_val, late_probability)),
+            loss_value=self.objective.loss(self.objective(self.y_val, late_probability)),
             fit_seconds=t1 - t0,
             predict_seconds=t2 - t1,
         )
