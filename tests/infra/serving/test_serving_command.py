@@ -14,6 +14,8 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
@@ -22,15 +24,17 @@ import pandas as pd
 import pulumi
 import pytest
 import requests
-from declared_pods import Swaps, declared_secrets, prepare, start, stop
-from mock_harness import run_program
+from declared_pods import Swaps, declared_secrets, prepare, run_to_completion, start, stop
+from kube_api_standin import ApiRequest, kube_api_standin
+from mock_harness import REPO, Deployment, manifests, run_program
+from rbac_authorizer import DISCOVERY_RULES, allowing_rules, forbidden_message, request_attributes
 from sklearn.linear_model import LogisticRegression
 
 from local_stack.processes import free_ports
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT = "rapids-mlflow-serving"
+DEPLOYMENT, FOLLOWER = "rapids-mlflow-serving", "rapids-mlflow-serving-follower"
 COLUMNS = ["a", "b", "c"]
 
 
@@ -67,34 +71,59 @@ def _wait_ready(url: str, path: str, proc, log: Path, timeout: float = 240) -> N
     pytest.fail(f"the declared scoring server was not ready within {timeout:.0f}s:\n{log.read_text()[-3000:]}")
 
 
-def test_the_declared_scoring_container_serves_the_champion_through_the_proxy(
-    local_stack, tmp_path: Path, monkeypatch
-) -> None:
+@dataclass(frozen=True)
+class Declared:
+    """The program's serving resources, a registered champion, and the swaps that point them at the stack."""
+
+    deployment: Deployment
+    secrets: dict[str, dict[str, str]]
+    name: str
+    model: LogisticRegression
+    rows: pd.DataFrame
+    swaps: Swaps
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def declared(local_stack) -> Iterator[Declared]:
     env = local_stack.env
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)  # this test's own client (registering the model) uses the stack
     auth = "MLFLOW_TRACKING_USERNAME" in env
     d = run_program({"serving": "true", "servingImageTag": "0a1b2c3", **({"basicAuth": "true"} if auth else {})})
     pulumi.runtime.set_all_config({}, secret_keys=[])
     secrets = declared_secrets(d)
-    pod = d.k8s_named("kubernetes:apps/v1:Deployment", DEPLOYMENT).inputs["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-
     name = f"serving-declared-{uuid.uuid4().hex[:8]}"
-    model, rows = _register_champion(env, name)
-    (port,) = free_ports(1)
+    with pytest.MonkeyPatch.context() as patch:
+        for var, value in env.items():
+            patch.setenv(var, value)  # this test's own client (registering the model) uses the stack
+        model, rows = _register_champion(env, name)
     swaps = Swaps()
     swaps.add(d.exports["kube_mlflow_tracking_uri"], env["MLFLOW_TRACKING_URI"])
-    swaps.add_exact("0.0.0.0", "127.0.0.1")
-    swaps.add_exact(str(int(container["ports"][0]["containerPort"])), str(port))
     swaps.add_exact("models:/airline-delay@champion", f"models:/{name}@champion")
+    swaps.add_exact("airline-delay", name)  # the follower's --model-name
     if auth:
         training = secrets["rapids-mlflow-training-auth"]
         swaps.add_exact(training["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_USERNAME"])
         swaps.add_exact(training["MLFLOW_TRACKING_PASSWORD"], env["MLFLOW_TRACKING_PASSWORD"])
-    # The image's PATH holds its environment's scripts (MLflow execs `uvicorn` by name); here, this venv's.
-    image_path = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = prepare(pod, container, secrets, tmp_path, swaps, endpoint_env=image_path)
+    # The image's PATH holds its environment's scripts (MLflow execs `uvicorn` by name) and PYTHONPATH its
+    # trainer code (trainer/Dockerfile); here, this venv's and this checkout's.
+    image_env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(REPO / "trainer"),
+    }
+    yield Declared(d, secrets, name, model, rows, swaps, image_env)
+
+
+def test_the_declared_scoring_container_serves_the_champion_through_the_proxy(
+    declared: Declared, tmp_path: Path
+) -> None:
+    d, secrets, model, rows = declared.deployment, declared.secrets, declared.model, declared.rows
+    pod = d.k8s_named("kubernetes:apps/v1:Deployment", DEPLOYMENT).inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    (port,) = free_ports(1)
+    swaps = Swaps(list(declared.swaps.pairs), dict(declared.swaps.exact))
+    swaps.add_exact("0.0.0.0", "127.0.0.1")
+    swaps.add_exact(str(int(container["ports"][0]["containerPort"])), str(port))
+    server = prepare(pod, container, secrets, tmp_path, swaps, endpoint_env=declared.env)
     assert not [v for v in server.env if v.startswith(("AWS_", "MLFLOW_S3"))], server.env
 
     log = tmp_path / "scoring.log"
@@ -111,3 +140,38 @@ def test_the_declared_scoring_container_serves_the_champion_through_the_proxy(
         assert answer.json()["predictions"] == model.predict(rows).tolist()
     finally:
         stop(proc)
+
+
+def _authorizer(rules: list[dict], user: str):
+    def authorize(request: ApiRequest) -> str | None:
+        attrs = request_attributes(request.method, request.path, request.query)
+        return None if allowing_rules(rules + DISCOVERY_RULES, attrs) else forbidden_message(attrs, user)
+
+    return authorize
+
+
+def test_the_declared_follower_rolls_the_declared_deployment_within_its_role(declared: Declared, tmp_path) -> None:
+    """The CronJob's container, run for real against the API stand-in holding the declared Deployment, every call
+    authorized against the declared Role. Its one addition: `--kubeconfig` (the in-cluster config reads the
+    token at a fixed path under /var/run/secrets, which a process here cannot be given)."""
+    d = declared.deployment
+    cron = d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER)
+    pod = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    role = d.k8s_named("kubernetes:rbac.authorization.k8s.io/v1:Role", FOLLOWER).inputs
+    deployment = next(m for m in manifests(d) if m["kind"] == "Deployment" and m["metadata"]["name"] == DEPLOYMENT)
+    user = f"system:serviceaccount:mlflow:{pod['serviceAccountName']}"
+    with kube_api_standin(authorize=_authorizer(role["rules"], user), deployments=[deployment]) as api:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        follower = prepare(pod, container, declared.secrets, tmp_path, declared.swaps, endpoint_env=declared.env)
+        follower.argv += ["--kubeconfig", str(kubeconfig)]
+        first = run_to_completion(follower, cwd=tmp_path, timeout=120)
+        assert first.returncode == 0, first.stderr[-3000:]
+        assert f"{declared.name}@champion is version 1: rolling deployment {DEPLOYMENT}" in first.stdout
+        template = api.state.deployments[("mlflow", DEPLOYMENT)]["spec"]["template"]["metadata"]["annotations"]
+        assert template["serving.rapids-mlflow-stack/model-version"] == "1"
+        assert "checksum/secrets" in template  # the patch merges; what Pulumi set stays
+        again = run_to_completion(follower, cwd=tmp_path, timeout=120)
+        assert again.returncode == 0 and "nothing to do" in again.stdout, again.stderr[-3000:]
+        path = f"/apis/apps/v1/namespaces/mlflow/deployments/{DEPLOYMENT}"
+        assert {(r.method, r.path) for r in api.requests} == {("GET", path), ("PATCH", path)}
