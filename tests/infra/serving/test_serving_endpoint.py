@@ -261,3 +261,19 @@ def test_network_policies_admit_the_serving_pods_to_the_tracking_server_and_litt
         assert allowed(policies, follower, tracking, 5000)
         assert allowed(policies, follower, Endpoint(ip="10.0.0.1"), 443)  # the API server
         assert not allowed(policies, client, follower, 8080)
+
+
+def test_the_follower_runs_in_the_scoring_image_which_brings_its_kubernetes_client(served: Deployment) -> None:
+    """The follower imports `kubernetes`; neither MLflow nor Ray brings it into the training image."""
+    import re
+
+    from mock_harness import REPO
+
+    cron = served.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs
+    follower = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert follower["image"] == _pod(served)["containers"][0]["image"] == f"{ECR}:{TAG}"
+    pins = [
+        re.findall(r"^kubernetes==(\S+)", (REPO / p).read_text(), re.M)
+        for p in ("requirements.txt", "trainer/requirements.txt")
+    ]
+    assert pins[0] and pins[1] == pins[0]
