@@ -17,6 +17,7 @@ from mlflow_platform.kuberay.cluster import RayCluster, build_ray_driver_templat
 from mlflow_platform.kuberay.operator import RayOperator
 from mlflow_platform.network.platform import DatabaseNetworkPolicy, TrackingNetworkPolicy
 from mlflow_platform.network.training import TrainingNetworkPolicy
+from mlflow_platform.serving.endpoint import ServingEndpoint
 from mlflow_platform.tracking.cluster_secrets import AUTH_ADMIN_USER, ClusterSecrets
 from mlflow_platform.tracking.database import Database
 from mlflow_platform.tracking.server import CHECKSUM_ANNOTATION, TrackingServer
@@ -97,6 +98,20 @@ if cfg.ray:
         # The Secrets hold what the Ray pods reference.
         opts=pulumi.ResourceOptions(depends_on=[ns, secrets, training]),
     )
+serving = None
+if cfg.serving:
+    serving = ServingEndpoint(
+        f"{p}-serving",
+        cfg,
+        names,
+        namespace,
+        images.uri,
+        tracking.in_cluster_uri,
+        tracking.selector,
+        # A rotated training password rolls the scoring pods, as it rolls the tracking server.
+        pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.training_auth_secret)},
+        opts=pulumi.ResourceOptions(depends_on=[ns, secrets, training, tracking]),
+    )
 
 pulumi.export("namespace", namespace)
 pulumi.export("tracking_uri", tracking.user_uri)
@@ -117,6 +132,8 @@ if ray is not None:
     pulumi.export("ray_max_workers", cfg.ray_max_workers)
     pulumi.export("ray_worker_gpus", cfg.ray_worker_gpus)
     pulumi.export("kube_ray_driver_template", build_ray_driver_template(cfg, names))
+if serving is not None:
+    pulumi.export("serving_url", serving.url)
 if store.role_arn is not None:
     pulumi.export("s3_role_arn", store.role_arn)
 if cfg.declares_storage_class:

@@ -50,6 +50,8 @@ class Recorded:
     retain_on_delete: bool = False
     protect: bool = False
     dependencies: list[str] = field(default_factory=list)
+    # Property paths the engine keeps from the state on update (`ignoreChanges`).
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -163,6 +165,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 retain_on_delete=bool(request.retainOnDelete),
                 protect=bool(request.protect),
                 dependencies=list(request.dependencies),
+                ignore_changes=list(request.ignoreChanges),
             )
         )
         return response

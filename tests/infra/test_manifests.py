@@ -24,6 +24,7 @@ VARIANTS = {
     },
     "microk8s": {"clusterKind": "other", "postgresStorageClass": "microk8s-hostpath", "keepDataOnDestroy": "false"},
     "ray": {"ray": "true", "rayImageTag": "0a1b2c3"},
+    "serving": {"serving": "true", "servingImageTag": "0a1b2c3", "servingGpus": "1", "servingReplicas": "2"},
 }
 
 
@@ -43,7 +44,8 @@ def test_every_kubernetes_object_validates_against_the_openapi_schema(deploy, va
         "NetworkPolicy",
     } <= kinds
     # On EKS without a named class, the stack's own EBS StorageClass is validated like every other object.
-    assert ("StorageClass" in kinds) == (variant in ("default", "ray"))
+    assert ("StorageClass" in kinds) == (variant in ("default", "ray", "serving"))
+    assert ("PodDisruptionBudget" in kinds) == (variant == "serving")
     assert ("RayCluster" in kinds) == (variant == "ray")
     for manifest in rendered:
         if manifest["apiVersion"] in CRDS:

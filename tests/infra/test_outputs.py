@@ -38,15 +38,21 @@ def test_configured_registry_replaces_the_ecr_repository(deploy) -> None:
     assert d.exports["kube_context"] == "microk8s"
 
 
-def test_every_resource_belongs_to_a_component_and_shares_the_prefix(default_deployment: Deployment) -> None:
-    for r in default_deployment.resources:
+def test_serving_adds_the_endpoints_url_and_nothing_else(deploy) -> None:
+    e = deploy({"serving": "true", "servingImageTag": "0a1b2c3"}).exports
+    assert set(e) == EXPECTED_EXPORTS | {"serving_url"}
+    assert e["serving_url"] == "http://rapids-mlflow-serving.mlflow.svc.cluster.local:8080"
+
+
+def test_every_resource_belongs_to_a_component_and_shares_the_prefix(deploy) -> None:
+    for r in deploy({"serving": "true", "servingImageTag": "0a1b2c3"}).resources:
         assert r.name.startswith("rapids-mlflow-"), r.name
         if r.custom:
             assert "rapids-mlflow:platform:" in r.parent, f"{r.name} is not parented to a component"
 
 
-def test_every_kubernetes_object_is_labelled_and_namespaced(default_deployment: Deployment) -> None:
-    for r in default_deployment.resources:
+def test_every_kubernetes_object_is_labelled_and_namespaced(deploy) -> None:
+    for r in deploy({"serving": "true", "servingImageTag": "0a1b2c3"}).resources:
         if not r.type.startswith("kubernetes:") or r.type.startswith("kubernetes:helm"):
             continue
         metadata = r.inputs["metadata"]

@@ -24,6 +24,13 @@ CONFIGS = {
         "tlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f0e0d0c-0000-4000-8000-000000000001",
         "gpuDevicePlugin": "false",
     },
+    "serving-auth-gpu": {
+        "serving": "true",
+        "servingImageTag": "0a1b2c3",
+        "servingGpus": "1",
+        "servingReplicas": "2",
+        "basicAuth": "true",
+    },
 }
 
 

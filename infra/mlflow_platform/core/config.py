@@ -86,6 +86,14 @@ _EXAMPLES: dict[str, str] = {
     "rayWorkerMemory": "32Gi",
     "rayWorkerGpus": "1",
     "rayMaxWorkers": "4",
+    "servingImageTag": "$(git rev-parse --short=7 HEAD)",
+    "servingModel": "airline-delay",
+    "servingAlias": "champion",
+    "servingCpu": "1",
+    "servingCpuLimit": "2",
+    "servingMemory": "4Gi",
+    "servingMemoryLimit": "4Gi",
+    "servingFollowSchedule": "'*/2 * * * *'",
 }
 SECRET_KEYS = frozenset({"postgresExternalUri"})
 #: Key prefix of the database dumps in the bucket (backups.py); the other prefixes must stay clear of it.
@@ -206,6 +214,19 @@ class StackConfig(BaseModel):
     ray_worker_memory: str = "32Gi"
     ray_worker_gpus: int = Field(1, ge=0, le=16)
     ray_max_workers: int = Field(4, ge=1, le=256)
+    # Online serving of a registered model by alias (`serving/endpoint.py`). Off by default.
+    serving: bool = False
+    # Tag of the training image in the training repository that the scoring server runs (required with serving).
+    serving_image_tag: str | None = None
+    serving_model: str = "airline-delay"
+    serving_alias: str = "champion"
+    serving_replicas: int = Field(1, ge=1, le=20)
+    serving_gpus: int = Field(0, ge=0, le=16)
+    serving_cpu: str = "1"
+    serving_cpu_limit: str = "2"
+    serving_memory: str = "4Gi"
+    serving_memory_limit: str = "4Gi"
+    serving_follow_schedule: str = "*/2 * * * *"
 
     @field_validator("name_prefix")
     @classmethod
@@ -257,7 +278,7 @@ class StackConfig(BaseModel):
             raise ValueError("is not an AWS region the installed pulumi-aws provider knows, such as us-east-1")
         return v
 
-    @field_validator("training_cpu", "ray_head_cpu", "ray_worker_cpu")
+    @field_validator("training_cpu", "ray_head_cpu", "ray_worker_cpu", "serving_cpu", "serving_cpu_limit")
     @classmethod
     def _cpu(cls, v: str) -> str:
         try:
@@ -268,7 +289,14 @@ class StackConfig(BaseModel):
             raise ValueError(f"asks for more than {MAX_CPU} cores, more than any node has")
         return v
 
-    @field_validator("training_memory", "training_shm_size", "ray_head_memory", "ray_worker_memory")
+    @field_validator(
+        "training_memory",
+        "training_shm_size",
+        "ray_head_memory",
+        "ray_worker_memory",
+        "serving_memory",
+        "serving_memory_limit",
+    )
     @classmethod
     def _memory(cls, v: str) -> str:
         try:
@@ -350,7 +378,23 @@ class StackConfig(BaseModel):
             raise ValueError("must be a registry repository without tag, such as localhost:32000/airline-hpo")
         return v
 
-    @field_validator("ray_image_tag")
+    @field_validator("serving_model")
+    @classmethod
+    def _model_name(cls, v: str) -> str:
+        # Part of a models:/ URI and of a command line: MLflow refuses '/' and ':' in registered model names.
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$", v):
+            raise ValueError("must be a registered model name (letters, digits, '_', '.', '-'), such as airline-delay")
+        return v
+
+    @field_validator("serving_alias")
+    @classmethod
+    def _model_alias(cls, v: str) -> str:
+        # MLflow's alias rule (`_validate_model_alias_name`): no '/', ':' or '.', and not a reserved 'v<digits>'.
+        if not re.match(r"^[A-Za-z0-9_-]{1,255}$", v) or re.match(r"^[vV]\d+$", v) or v.lower() == "latest":
+            raise ValueError("must be a model alias such as champion (letters, digits, '_', '-'; not latest or v<N>)")
+        return v
+
+    @field_validator("ray_image_tag", "serving_image_tag")
     @classmethod
     def _ray_tag(cls, v: str | None) -> str | None:
         if v is not None and (not _TAG.match(v) or v == "latest"):
@@ -366,7 +410,7 @@ class StackConfig(BaseModel):
             raise ValueError("must pin an exact chart version such as 0.20.0")
         return v
 
-    @field_validator("backup_schedule", "gc_schedule")
+    @field_validator("backup_schedule", "gc_schedule", "serving_follow_schedule")
     @classmethod
     def _schedule(cls, v: str) -> str:
         problem = cron_problem(v)
@@ -411,6 +455,12 @@ class StackConfig(BaseModel):
                 "is required when ray is true: the tag of the training image (in the training repository) that the "
                 "Ray head and workers run, e.g. the commit `mlflow run --build-image` pushed",
             )
+        if self.serving and not self.serving_image_tag:
+            raise _KeyProblem(
+                "servingImageTag",
+                "is required when serving is true: the tag of the training image (in the training repository) that "
+                "the scoring server runs, e.g. the commit `mlflow run --build-image` pushed",
+            )
         return self
 
     def _check_sizes(self) -> None:
@@ -429,6 +479,13 @@ class StackConfig(BaseModel):
                 raise _KeyProblem(
                     key, f"must be at least {format_bytes(RAY_MIN_MEMORY)} for a Ray node (got {value!r})"
                 )
+        for key, request, limit, parse in (
+            ("servingCpuLimit", self.serving_cpu, self.serving_cpu_limit, parse_cpu),
+            ("servingMemoryLimit", self.serving_memory, self.serving_memory_limit, parse_bytes),
+        ):
+            if parse(limit) < parse(request):
+                # The API server refuses a container whose request exceeds its limit.
+                raise _KeyProblem(key, f"must be at least its request ({request!r}); got {limit!r}")
         if self.in_cluster_postgres and not self.postgres_storage_class and self.cluster_kind != "eks":
             raise _KeyProblem(
                 "postgresStorageClass",

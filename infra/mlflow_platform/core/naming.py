@@ -209,6 +209,16 @@ class Names:
     def orphan_reaper(self) -> str:
         return self._n("orphan-reaper")
 
+    @property
+    def serving(self) -> str:
+        """The scoring Deployment, its Service and its NetworkPolicy (serving/endpoint.py)."""
+        return self._n("serving")
+
+    @property
+    def serving_follower(self) -> str:
+        """The alias follower's CronJob, ServiceAccount, Role and RoleBinding."""
+        return self._n("serving-follower")
+
     def service_fqdn(self, service: str) -> str:
         """The in-cluster DNS name pods use to reach `service` in this namespace."""
         return f"{service}.{self.namespace}.svc.cluster.local"

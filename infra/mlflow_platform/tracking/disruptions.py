@@ -27,10 +27,11 @@ SPREAD_KEYS = ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
 
 
 def spread_constraints(
-    cfg: StackConfig, selector: dict[str, str]
+    cfg: StackConfig, selector: dict[str, str], replicas: int | None = None
 ) -> list[k8s.core.v1.TopologySpreadConstraintArgs] | None:
-    """Spread the tracking replicas across nodes and zones (none for a single replica)."""
-    if cfg.tracking_replicas < 2:
+    """Spread the replicas (the tracking server's unless `replicas` is given) across nodes and zones (none for
+    a single replica). The scoring Deployment (`serving.endpoint`) spreads its replicas the same way."""
+    if (cfg.tracking_replicas if replicas is None else replicas) < 2:
         return None
     return [
         k8s.core.v1.TopologySpreadConstraintArgs(
@@ -62,11 +63,16 @@ class TrackingDisruptionBudget(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=names.tracking, namespace=namespace, labels=labels(cfg.name_prefix, "tracking-server")
             ),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                unhealthy_pod_eviction_policy="AlwaysAllow",
-            ),
+            spec=one_at_a_time(selector),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs({})
+
+
+def one_at_a_time(selector: dict[str, str]) -> k8s.policy.v1.PodDisruptionBudgetSpecArgs:
+    """A budget that lets a drain evict one selected pod at a time, and any pod that is not ready anyway."""
+    return k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+        max_unavailable=1,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+        unhealthy_pod_eviction_policy="AlwaysAllow",
+    )

@@ -56,6 +56,23 @@ REGION = {"aws:region": "us-east-1"}
         ),
         ({**REGION, "clusterKind": "gke"}, "clusterKind", "pulumi config set clusterKind"),
         ({**REGION, "gpuTaint": "nvidia.com/gpu=true"}, "gpuTaint", "pulumi config set gpuTaint nvidia.com/gpu="),
+        # Serving: each mistake that would leave the endpoint pending, crash-looping or serving the wrong thing.
+        ({**REGION, "serving": "true"}, "servingImageTag", "pulumi config set servingImageTag"),
+        ({**REGION, "servingImageTag": "latest"}, "servingImageTag", "pulumi config set servingImageTag"),
+        ({**REGION, "servingModel": "models:/airline-delay"}, "servingModel", "pulumi config set servingModel"),
+        ({**REGION, "servingAlias": "v3"}, "servingAlias", "pulumi config set servingAlias champion"),
+        ({**REGION, "servingAlias": "champ.ion"}, "servingAlias", "pulumi config set servingAlias champion"),
+        ({**REGION, "servingReplicas": "0"}, "servingReplicas", "pulumi config set servingReplicas"),
+        ({**REGION, "servingGpus": "-1"}, "servingGpus", "pulumi config set servingGpus"),
+        ({**REGION, "servingCpu": "1Gi"}, "servingCpu", "pulumi config set servingCpu 1"),
+        ({**REGION, "servingMemory": "lots"}, "servingMemory", "pulumi config set servingMemory 4Gi"),
+        ({**REGION, "servingCpu": "4"}, "servingCpuLimit", "pulumi config set servingCpuLimit 2"),
+        ({**REGION, "servingMemoryLimit": "2Gi"}, "servingMemoryLimit", "pulumi config set servingMemoryLimit 4Gi"),
+        (
+            {**REGION, "servingFollowSchedule": "every 2 minutes"},
+            "servingFollowSchedule",
+            "pulumi config set servingFollowSchedule '*/2 * * * *'",
+        ),
     ],
 )
 def test_invalid_config_names_the_key_and_the_fixing_command(raw: dict, key: str, command: str) -> None:
@@ -150,6 +167,8 @@ def test_dev_stack_previews_as_the_cli_would_merge_it(deploy) -> None:
         {"clusterKind": "other", "postgresStorageClass": "microk8s-hostpath", "postgresStorageSize": "100Ti"},
         {"aws:region": "eu-central-2"},
         {"gpuTaint": "none"},
+        {"serving": "true", "servingImageTag": "0a1b2c3", "servingGpus": "1", "servingCpu": "500m"},
+        {"servingAlias": "challenger", "servingModel": "airline_delay.v2", "servingMemoryLimit": "8Gi"},
     ],
 )
 def test_sensible_values_in_every_kubernetes_spelling_are_accepted(raw: dict) -> None:
