@@ -14,6 +14,20 @@ import pytest
 from local_stack import LocalStack
 from tests.stack_fixtures import started_stack
 
+# ---- test lanes (issue 18): `make check` runs `-m "not integration"`, `make test` runs everything ----
+# A test that uses one of these fixtures starts a service (a local stack, a Ray cluster), so it is an integration
+# test whether or not its module marks it; the fast lane must never start one by accident.
+SERVICE_FIXTURES = frozenset({"local_stack", "day_two_stack", "fault_stack", "own_stack", "cluster"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+# ---- end of test lanes
+
 
 @dataclass(frozen=True)
 class RunningStack:
