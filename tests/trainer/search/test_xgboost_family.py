@@ -136,3 +136,17 @@ def test_an_xgboost_search_registers_a_model_answering_label_and_probability(sta
     # the registered model is the refitted one: its test score is what the parent logged
     refit = result.test
     assert refit is not None and parent.data.metrics["test_log_loss"] == pytest.approx(refit.log_loss)
+
+
+def test_the_family_benchmark_prints_fit_times_of_both_families(small_airline, capsys):
+    from benchmarks import family_fit
+
+    assert family_fit.main(["--fpath", str(small_airline), "--trials", "2", "--threads", "1"]) == 0
+    table = capsys.readouterr().out
+    lines = [
+        line.split() for line in table.splitlines() if line.startswith(("random_forest", "xgb")) and "/" not in line
+    ]
+    rows = {row[0]: row for row in lines}
+    assert set(rows) == {"random_forest", "xgboost"}
+    assert all(float(row[1].rstrip("s")) > 0 for row in rows.values())
+    assert "random_forest / xgboost mean fit time:" in table
