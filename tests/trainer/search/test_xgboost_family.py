@@ -150,3 +150,15 @@ def test_the_family_benchmark_prints_fit_times_of_both_families(small_airline, c
     assert set(rows) == {"random_forest", "xgboost"}
     assert all(float(row[1].rstrip("s")) > 0 for row in rows.values())
     assert "random_forest / xgboost mean fit time:" in table
+
+
+def test_the_shipped_xgboost_spec_asks_the_same_question_as_the_airline_spec():
+    forest, _ = spec_mod.load(spec_mod.DEFAULT_SPEC)
+    boosted, _ = spec_mod.load("specs/airline-xgboost.yaml")
+    assert boosted.family == "xgboost" and boosted.space == spec_mod.DEFAULT_SPACES["xgboost"]
+    assert (boosted.table, boosted.split, boosted.objective) == (forest.table, forest.split, forest.objective)
+
+
+def test_a_share_above_one_in_the_xgboost_space_is_one_line(tmp_path):
+    with pytest.raises(TrainerError, match="model.space.subsample is a share, at most 1"):
+        spec_mod.load(str(_xgboost_spec(tmp_path, {"subsample": [0.5, 1.5]})))
