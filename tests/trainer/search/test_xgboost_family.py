@@ -160,5 +160,5 @@ def test_the_shipped_xgboost_spec_asks_the_same_question_as_the_airline_spec():
 
 
 def test_a_share_above_one_in_the_xgboost_space_is_one_line(tmp_path):
-    with pytest.raises(TrainerError, match="model.space.subsample is a share, at most 1"):
+    with pytest.raises(TrainerError, match=r"model\.space\.subsample is a share, at most 1"):
         spec_mod.load(str(_xgboost_spec(tmp_path, {"subsample": [0.5, 1.5]})))
