@@ -73,6 +73,7 @@ bench: $(STAMP)
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.search_overhead
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.load_memory
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.ray_overhead
+	@PYTHONPATH=trainer:. $(PY) -m benchmarks.family_fit
 	@PYTHONPATH=trainer:. $(PY) -m benchmarks.serving
 
 # LOAD_LOGGERS concurrent MlflowClient loggers for LOAD_SECONDS against the running local stack (`make up` first):

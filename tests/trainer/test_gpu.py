@@ -106,3 +106,42 @@ def test_same_seed_same_forest_with_several_streams(small_airline):
     first = engine.predict_late_probability(engine.fit(params, x, y, seed=11), x)
     second = engine.predict_late_probability(engine.fit(params, x, y, seed=11), x)
     np.testing.assert_array_equal(first, second)
+
+
+def test_xgboost_fits_on_the_gpu_with_device_cuda_and_serves_on_the_cpu(small_airline):
+    """The GPU engine fits XGBoost with ``device=cuda`` (RAPIDS' CUDA build) on cuDF input; the model it hands
+    to the registry predicts on the CPU with the same probabilities."""
+    import xgboost
+
+    assert xgboost.build_info()["USE_CUDA"], "the training image's xgboost must be RAPIDS' CUDA build"
+    dataset = data_mod.load_dataset(str(small_airline), engine="cuml")
+    engine = CumlEngine(threads=1, family="xgboost")
+    x, y = engine.to_device(dataset.features, dataset.label)
+    params = ForestParams(family="xgboost", n_estimators=20, max_depth=4, learning_rate=0.2)
+    model = engine.fit(params, x, y, seed=5)
+    assert model.get_params()["device"] == "cuda"
+    on_gpu = engine.predict_late_probability(model, x)
+    on_cpu = engine.to_sklearn(model)
+    assert on_cpu.get_params()["device"] == "cpu"
+    cpu_probability = on_cpu.predict_proba(dataset.features.to_pandas().astype(np.float32))[:, 1]
+    np.testing.assert_allclose(cpu_probability, on_gpu, atol=1e-5)
+    assert engine.tags()["engine.library"] == "xgboost" and engine.tags()["engine.xgboost_cuda"] == "true"
+
+
+@pytest.mark.integration
+def test_two_trial_xgboost_search_on_the_gpu_registers_a_cpu_model(stack_env, small_airline, tmp_path):
+    import yaml
+    from airline_hpo.search import spec as spec_mod
+
+    document = yaml.safe_load((spec_mod.PROJECT_DIR / spec_mod.DEFAULT_SPEC).read_text())
+    document["model"] = {"family": "xgboost", "space": {"n_estimators": [10, 30], "max_depth": [2, 4]}}
+    spec = tmp_path / "xgboost.yaml"
+    spec.write_text(yaml.safe_dump(document))
+    name = f"{stack_env.experiment}-gpu-xgb"
+    config = driver.SearchConfig(spec=str(spec), fpath=str(small_airline), max_evals=2, engine="cuml", model_name=name)
+    result = driver.run_search(config)
+    tags = MlflowClient().get_run(result.parent_run_id).data.tags
+    assert tags["engine"] == "cuml" and tags["model.family"] == "xgboost" and tags["device"].startswith("gpu")
+    registered = mlflow.pyfunc.load_model(f"models:/{name}/{result.registered.version}")
+    probability = registered.predict(result.split.x_test.astype("float64"), params={"output": "probability"})
+    assert ((np.asarray(probability) >= 0) & (np.asarray(probability) <= 1)).all()

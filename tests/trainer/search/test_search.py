@@ -17,7 +17,7 @@ from airline_hpo.errors import TrainerError, run_cli
 from airline_hpo.model.engines import ForestParams, SklearnEngine
 from airline_hpo.search import driver
 from airline_hpo.search.driver import Budget, SearchConfig, best_outcome, run_search, search_space, suggest_algorithm
-from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialSpec, loss_from_accuracy
+from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialSpec, loss_from_accuracy, trial_seed
 from hyperopt import STATUS_FAIL, STATUS_OK
 from hyperopt.exceptions import AllTrialsFailed
 from hyperopt.pyll import stochastic
@@ -172,7 +172,8 @@ def test_search_end_to_end(two_searches):
     # the parent: best validation score, test score of the refitted model beside the baseline, split, plots
     parent = client.get_run(first.parent_run_id)
     metrics = parent.data.metrics
-    assert metrics["best_val_accuracy"] == pytest.approx(max(t.data.metrics["val_accuracy"] for t in trials))
+    best_trial = min(trials, key=lambda t: t.data.metrics["loss"])  # the objective decides, not accuracy
+    assert metrics["best_val_accuracy"] == pytest.approx(best_trial.data.metrics["val_accuracy"])
     assert metrics["val_baseline_accuracy"] == pytest.approx(first.split.val_baseline_accuracy)
     assert metrics["test_baseline_accuracy"] == pytest.approx(first.split.test_baseline_accuracy)
     assert 0.0 < metrics["test_accuracy"] <= 1.0 and 0.0 < metrics["test_roc_auc"] <= 1.0
@@ -188,9 +189,9 @@ def test_search_end_to_end(two_searches):
     sources = sorted(m.source_run_id for m in models)
     assert sources == sorted([first.parent_run_id, two_searches[3].parent_run_id])
 
-    # hyperopt minimized 1 - validation accuracy: its best trial is the most accurate one (the seed found the worst)
+    # hyperopt minimized the loss (the seed maximised it and found the worst model): its best trial is ours
     best_result = first.trials.best_trial["result"]
-    assert best_result["accuracy"] == pytest.approx(max(t.data.metrics["val_accuracy"] for t in trials))
+    assert best_result["loss"] == pytest.approx(min(t.data.metrics["loss"] for t in trials))
 
 
 @pytest.mark.integration
@@ -222,8 +223,8 @@ def test_registered_model_is_the_refit_and_callable_with_plain_frames(two_search
     assert accuracy_score(first.split.y_test, probability > 0.5) == pytest.approx(parent["test_accuracy"])
     assert roc_auc_score(first.split.y_test, probability) == pytest.approx(parent["test_roc_auc"])
 
-    # refitted on train+validation with the best trial's configuration and the search's seed
-    kwargs = SklearnEngine.estimator_kwargs(first.best.params, seed=7)
+    # refitted on train+validation with the best trial's configuration and that trial's seed
+    kwargs = SklearnEngine.estimator_kwargs(first.best.params, seed=trial_seed(7, first.best.number))
     refit = RandomForestClassifier(**kwargs).fit(first.split.x_fit, first.split.y_fit)
     np.testing.assert_allclose(probability, refit.predict_proba(first.split.x_test)[:, 1])
 
@@ -395,7 +396,7 @@ def test_early_stop_ends_the_search_and_registers_the_best(stack_env, small_airl
 @pytest.mark.integration
 def test_timeout_ends_the_search_and_the_cli_says_why(stack_env, small_airline, monkeypatch, capsys):
     name = f"{stack_env.experiment}-timeout"
-    monkeypatch.setattr(driver, "make_engine", lambda _name: SklearnEngine())
+    monkeypatch.setattr(driver, "make_engine", lambda *_args: SklearnEngine())
     argv = ["--fpath", str(small_airline), "--max-evals", "8", "--trees-max", "8", "--depth-max", "4"]
     assert run_cli(driver.main, [*argv, "--timeout-minutes", "0.0001", "--model-name", name]) == 0
     out = capsys.readouterr().out
@@ -431,7 +432,7 @@ def test_no_successful_trial_fails_the_run(stack_env, small_airline, monkeypatch
     assert [p.info.status for p in parents] == ["FAILED"]
 
     # and the CLI turns it into a non-zero exit with one line
-    monkeypatch.setattr(driver, "make_engine", lambda _name: FlakyEngine({1, 2, 3}))
+    monkeypatch.setattr(driver, "make_engine", lambda *_args: FlakyEngine({1, 2, 3}))
     argv = ["--fpath", str(small_airline), "--max-evals", "3", "--trees-max", "5", "--engine", "sklearn"]
     capsys.readouterr()
     assert run_cli(driver.main, argv) == 1

@@ -125,7 +125,6 @@ def log_model(
     model (``code_paths``), so serving encodes exactly as training did."""
     import mlflow.pyfunc
     import mlflow.sklearn
-    import skops.io
     from mlflow.exceptions import MlflowException
 
     register = model_name not in NO_MODEL_NAMES
@@ -136,12 +135,11 @@ def log_model(
         example = example.to_pandas()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            forest = Path(tmp) / "forest.skops"
-            skops.io.dump(sk_model, forest)
+            artifacts, requirements = _model_files(sk_model, Path(tmp))
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(SERVED_MODEL_CODE),
-                artifacts={"forest": str(forest)},
+                artifacts=artifacts,
                 model_config=config,
                 code_paths=[str(TABLE_ENCODING_CODE)] if encoding is not None else None,
                 signature=model_signature(example),
@@ -149,6 +147,7 @@ def log_model(
                 registered_model_name=model_name if register else None,
                 pip_requirements=[
                     *mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+                    *requirements,
                     f"mlflow=={mlflow.__version__}",
                 ],
             )
@@ -157,6 +156,29 @@ def log_model(
     if not register:
         return LoggedModel(info.model_uri, None, None)
     return LoggedModel(info.model_uri, model_name, str(info.registered_model_version))
+
+
+def _model_files(model: Any, folder: Path) -> tuple[dict[str, str], list[str]]:
+    """The fitted model as the served model's artifact, and what it needs installed beyond scikit-learn: a
+    forest as ``forest`` (skops), an XGBoost model as ``xgboost`` (XGBoost's JSON format, which any XGBoost build
+    of the same or a later version loads, CPU or CUDA) with the distribution that provides ``xgboost`` here
+    (``xgboost-cpu`` in the venv, ``xgboost`` in the training image)."""
+    import skops.io
+
+    from airline_hpo.model.engines import is_xgboost
+
+    if is_xgboost(model):
+        import importlib.metadata
+
+        import xgboost
+
+        path = folder / "model.json"
+        model.save_model(path)
+        dist = (importlib.metadata.packages_distributions().get("xgboost") or ["xgboost"])[0]
+        return {"xgboost": str(path)}, [f"{dist}=={xgboost.__version__}"]
+    path = folder / "forest.skops"
+    skops.io.dump(model, path)
+    return {"forest": str(path)}, []
 
 
 def registry_error(model_name: str, exc: Exception) -> TrainerError:

@@ -36,12 +36,19 @@ TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 class LateArrivalModel(mlflow.pyfunc.PythonModel):
-    """Label and/or probability of a late arrival; the forest is the artifact ``forest`` (skops format)."""
+    """Label and/or probability of a late arrival; the model is the artifact ``forest`` (a scikit-learn forest,
+    skops format) or ``xgboost`` (XGBoost's own JSON model format, predicting on the CPU)."""
 
     def load_context(self, context: Any) -> None:
-        import skops.io
+        if "xgboost" in context.artifacts:
+            from xgboost import XGBClassifier
 
-        self.forest = skops.io.load(context.artifacts["forest"], trusted=TRUSTED_TYPES)
+            self.forest = XGBClassifier(device="cpu")
+            self.forest.load_model(context.artifacts["xgboost"])
+        else:
+            import skops.io
+
+            self.forest = skops.io.load(context.artifacts["forest"], trusted=TRUSTED_TYPES)
         self.columns = list(context.model_config["columns"])
         #: A spec's table with text or datetime columns: encoded here as in training (``table_encoding``, logged
         #: beside this file); None for tables of numbers.

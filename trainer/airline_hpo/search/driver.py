@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,20 +62,39 @@ from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestPa
 from airline_hpo.search import resume as resume_mod
 from airline_hpo.search import spec as spec_mod
 from airline_hpo.search.refit import question, refit_and_test, to_pandas
-from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialRunner, TrialSpec
+from airline_hpo.search.trials import (
+    AUTO_CPUS,
+    InProcessTrialRunner,
+    TrialOutcome,
+    TrialRunner,
+    TrialSpec,
+    trial_seed,
+    trial_threads,
+)
 
 ALGOS = ("tpe", "rand")
 #: Option types beyond errors.py's shared ones (a week of search; the GPUs and CPUs a Ray node can offer).
 MINUTES = number(float, 0, 7 * 24 * 60)
 GPUS = number(float, 0, 64)
 CPUS = number(float, 0, 1024, above=True)
+
+
+def cpus_or_auto(text: str) -> float | str:
+    """``--cpus-per-trial``: ``auto`` (see :func:`airline_hpo.search.trials.trial_cpus`) or a positive number."""
+    return AUTO_CPUS if text.strip().lower() == AUTO_CPUS else CPUS(text)
+
+
 #: the improvement's lower bound a new champion must clear: a finite number, not below 0.
 MARGIN = number(float, 0.0)
 #: a space bound where 0 means "the spec's".
 BOUND = number(int, 0)
 SHARE_OR_SPEC = number(float, 0.0, 1.0)
 #: Fields of :class:`SearchConfig` that only the spec sets: logged from the spec (``objective``, ``space``).
-SPEC_ONLY = ("objective", "trees_min", "depth_min", "leaf_min", "max_features_min", "max_features_max")
+SPEC_ONLY = (
+    "objective", "trees_min", "depth_min", "leaf_min", "max_features_min", "max_features_max", "family", "space",
+)  # fmt: skip
+#: The search-parameter bounds that only a random forest has.
+FOREST_ONLY_BOUNDS = {"leaf_max": 0, "max_samples_min": 0.0, "criteria": spec_mod.FROM_SPEC}
 EXECUTORS = ("inprocess", "ray")
 
 
@@ -111,7 +131,8 @@ class SearchConfig:
     executor: str = "inprocess"
     parallelism: int = 1
     gpus_per_trial: float = 0.0
-    cpus_per_trial: float = 1.0
+    #: ``auto``: every core in process, 1 per trial on Ray (:func:`airline_hpo.search.trials.trial_cpus`)
+    cpus_per_trial: float | str = AUTO_CPUS
     trial_retries: int = 2
     resume_run_id: str = resume_mod.NO_RESUME
     ray_storage: str = "auto"
@@ -122,6 +143,9 @@ class SearchConfig:
     leaf_min: int = 0
     max_features_min: float = 0.0
     max_features_max: float = 0.0
+    #: The spec's ``model.family`` and, for ``xgboost``, its space as JSON (the forest's bounds are the fields above)
+    family: str = "random_forest"
+    space: str = ""
 
     @property
     def criteria_list(self) -> list[str]:
@@ -179,7 +203,9 @@ class SearchConfig:
             from airline_hpo.search.ray_executor import storage_uri
 
             storage_uri(self.ray_storage, self.fpath)  # a bad value is a one-line error before any work
-        if self.cpus_per_trial <= 0:
+        if self.cpus_per_trial != AUTO_CPUS and not (
+            isinstance(self.cpus_per_trial, (int, float)) and self.cpus_per_trial > 0
+        ):
             raise TrainerError(f"cpus_per_trial must be positive (got {self.cpus_per_trial})", "pass e.g. 1")
         if self.executor == "inprocess" and self.parallelism > 1:
             raise TrainerError(
@@ -220,14 +246,28 @@ def _int_range(name: str, low: int, high: int, step: int = 1) -> Any:
 
 def with_spec(config: SearchConfig, spec: spec_mod.SearchSpec) -> SearchConfig:
     """The search to run: what the command line left to the spec (``FROM_SPEC``, 0) taken from the spec; what
-    it set (``fpath``, ``split``, a bound such as ``trees_max``) overrides the spec."""
-    if spec.family != "random_forest":
-        raise TrainerError(
-            f"spec {spec.where}: model.family {spec.family} is not searchable by this trainer yet",
-            "use model.family: random_forest",
-        )
+    it set (``fpath``, ``split``, a bound such as ``trees_max``) overrides the spec. With ``model.family:
+    xgboost`` ``trees_max`` and ``depth_max`` bound its trees and depth; the forest's other bounds are refused."""
     space = spec.space
     from_spec = spec_mod.FROM_SPEC
+    common = {
+        "fpath": spec.table.uri if config.fpath == from_spec else config.fpath,
+        "split": spec.split if config.split == from_spec else config.split,
+        "objective": spec.objective,
+        "family": spec.family,
+    }
+    if spec.family == "xgboost":
+        forest_only = [name for name, unset in FOREST_ONLY_BOUNDS.items() if getattr(config, name) != unset]
+        if forest_only:
+            raise TrainerError(
+                f"{', '.join(forest_only)} bound(s) a random forest, and spec {spec.where} searches xgboost",
+                "leave them out, or set the space in the spec's model.space",
+            )
+        bounded = {k: list(v) for k, v in space.items()}
+        for option, name in (("trees_max", "n_estimators"), ("depth_max", "max_depth")):
+            if getattr(config, option):
+                bounded[name] = [min(bounded[name][0], getattr(config, option)), getattr(config, option)]
+        return replace(config, **common, space=json.dumps(bounded, sort_keys=True))
 
     def high(value: float, name: str) -> Any:
         return value or space[name][1]
@@ -235,9 +275,7 @@ def with_spec(config: SearchConfig, spec: spec_mod.SearchSpec) -> SearchConfig:
     criteria = config.criteria if config.criteria != from_spec else ",".join(space["criterion"])
     return replace(
         config,
-        fpath=spec.table.uri if config.fpath == from_spec else config.fpath,
-        split=spec.split if config.split == from_spec else config.split,
-        objective=spec.objective,
+        **common,
         trees_min=space["n_estimators"][0],
         trees_max=high(config.trees_max, "n_estimators"),
         depth_min=space["max_depth"][0],
@@ -251,14 +289,44 @@ def with_spec(config: SearchConfig, spec: spec_mod.SearchSpec) -> SearchConfig:
     )
 
 
+def xgboost_space(bounds: dict[str, list[Any]]) -> dict[str, Any]:
+    """XGBoost's dimensions: integers for trees, depth and child weight, the learning rate on a log scale (0.02 and
+    0.2 are as far apart as 0.2 and 2), fractions for row and column sampling; ``family`` a constant, so every
+    executor's sample names the family it fits."""
+
+    def share(name: str) -> Any:
+        low, high = bounds[name]
+        return hp.uniform(name, low, high) if low < high else high
+
+    low, high = bounds["learning_rate"]
+    trees_low, trees_high = bounds["n_estimators"]
+    return {
+        "family": "xgboost",
+        "n_estimators": _int_range("n_estimators", trees_low, trees_high, _step(trees_low, trees_high)),
+        "max_depth": _int_range("max_depth", *bounds["max_depth"]),
+        "learning_rate": hp.loguniform("learning_rate", math.log(low), math.log(high)) if low < high else high,
+        "subsample": share("subsample"),
+        "colsample_bytree": share("colsample_bytree"),
+        "min_child_weight": _int_range("min_child_weight", *bounds["min_child_weight"]),
+    }
+
+
+def _step(low: int, high: int) -> int:
+    """Trees in tens when the range is wide and starts on a ten (no search needs 137 vs 138 trees)."""
+    return 10 if high - low >= 20 and low % 10 == 0 else 1
+
+
 def search_space(config: SearchConfig, engine_name: str) -> dict[str, Any]:
-    """Integers for trees, depth and leaf size, fractions for features and bootstrap rows, a choice of split
-    criterion (each bounded by the spec's ``model.space`` or a parameter of the search; a bound left at 0 is
-    the family's default); cuML also tunes its n_bins."""
+    """The family's space. A forest: integers for trees, depth and leaf size, fractions for features and
+    bootstrap rows, a choice of split criterion (each bounded by the spec's ``model.space`` or a parameter of
+    the search; a bound left at 0 is the family's default); cuML also tunes its n_bins. XGBoost:
+    :func:`xgboost_space` over the spec's bounds (the family's default space without a spec)."""
+    if config.family == "xgboost":
+        return xgboost_space(json.loads(config.space) if config.space else spec_mod.DEFAULT_SPACES["xgboost"])
     default = spec_mod.DEFAULT_SPACES["random_forest"]
     trees_max = config.trees_max or default["n_estimators"][1]
     trees_low = min(config.trees_min or default["n_estimators"][0], trees_max)
-    trees_step = 10 if trees_max - trees_low >= 20 and trees_low % 10 == 0 else 1
+    trees_step = _step(trees_low, trees_max)
     depth_max = config.depth_max or default["max_depth"][1]
     leaf_max = config.leaf_max or default["min_samples_leaf"][1]
     features_low = config.max_features_min or default["max_features"][0]
@@ -476,7 +544,10 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
     on_ray = config.executor == "ray"
     if on_ray:
         from airline_hpo.search import ray_executor
-    engine = engine or (ray_executor.driver_engine(config) if on_ray else make_engine(config.engine))
+    threads = trial_threads(config.executor, config.cpus_per_trial)
+    engine = engine or (
+        ray_executor.driver_engine(config) if on_ray else make_engine(config.engine, threads, config.family)
+    )
     precheck.run(config.model_name)  # name, tracking URI, server, database, artifact store: before any run
     dataset = data_mod.load_dataset(  # with Ray the driver keeps host rows; GPU workers copy them to the device
         config.fpath,
@@ -503,7 +574,9 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
         if cluster is not None:
             mlflow.set_tag("ray.cluster", ray_executor.describe(cluster))
         registry.log_params_once({k: v for k, v in asdict(asked).items() if k not in SPEC_ONLY})
-        registry.log_params_once({"objective": config.objective, "space": json.dumps(spec.space)})
+        registry.log_params_once(
+            {"objective": config.objective, "space": json.dumps(spec.space), "family": config.family}
+        )
         mlflow.log_text(spec_text, "spec/search.yaml")
         mlflow.set_tags({"spec.sha256": spec.sha256, "spec.source": config.spec, "data.target": dataset.target})
         mlflow.log_metrics(
@@ -550,12 +623,13 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             parent_id, experiment_id, outcomes, best, split, stop_reason, trials=trials, objective=config.objective
         )
         _log_summary(result, engine, search_seconds, config.objective)
+        refit_seed = trial_seed(config.seed, best.number)  # the best trial's own seed
         if on_ray and engine.name == "cuml":  # the driver has no GPU: the refit runs where the trials did
             importances, sk_model, result.test, refit_seconds = ray_executor.refit_on_cluster(
-                config, engine.name, best.params, split
+                config, engine.name, best.params, split, refit_seed
             )
         else:
-            model, sk_model, result.test, refit_seconds = refit_and_test(engine, best.params, split, config.seed)
+            model, sk_model, result.test, refit_seconds = refit_and_test(engine, best.params, split, refit_seed)
             importances = engine.feature_importances(model)
         log_test(result.test, split)
         mlflow.log_metric("refit_seconds", refit_seconds)
@@ -613,7 +687,7 @@ def _parser() -> OneLineParser:
     add("--executor", default=d.executor, help=f"where trials run: {', '.join(EXECUTORS)} (Ray Tune)")
     add("--parallelism", type=COUNT, default=d.parallelism, help="trials in flight (executor=ray)")
     add("--gpus-per-trial", type=GPUS, default=d.gpus_per_trial, help="GPUs a Ray trial reserves (0.5 shares one)")
-    add("--cpus-per-trial", type=CPUS, default=d.cpus_per_trial, help="CPUs a Ray trial reserves")
+    add("--cpus-per-trial", type=cpus_or_auto, default=d.cpus_per_trial, help="CPUs (threads) per trial, or auto")
     add("--trial-retries", type=AMOUNT, default=d.trial_retries, help="Ray retries of a failed or lost trial")
     add("--resume-run-id", default=d.resume_run_id, help="parent run of an interrupted search to continue (none)")
     add("--ray-storage", default=d.ray_storage, help="Tune's state: s3://bucket/prefix, auto, none")

@@ -47,7 +47,7 @@ from airline_hpo.lifecycle import shutdown
 from airline_hpo.model.engines import CumlEngine, Engine, ForestParams, SklearnEngine, make_engine
 from airline_hpo.search import resume
 from airline_hpo.search.refit import refit_and_test
-from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialSpec
+from airline_hpo.search.trials import InProcessTrialRunner, TrialOutcome, TrialSpec, trial_cpus, trial_threads
 
 #: The trial number rides in the trial's config under this key (hyperopt's tid + offset; stable across retries).
 NUMBER_KEY = "_trial_number"
@@ -82,15 +82,23 @@ def gpus_per_trial(config: Any) -> float:
 class _CumlOnWorkers(CumlEngine):
     """cuML as the driver sees it: names, params and tags, without importing RAPIDS (the driver has no GPU)."""
 
-    def __init__(self) -> None:  # the workers import cuDF/cuML; the driver never does
-        pass
+    def __init__(self, threads: int | None = None, family: str = "random_forest") -> None:
+        self.threads, self.family = threads, family  # the workers import cuDF/cuML; the driver never does
 
     def tags(self) -> dict[str, str]:
-        return {"engine": self.name, "engine.library": "cuml", "device": "gpu: Ray workers"}
+        library = "xgboost" if self.family == "xgboost" else "cuml"
+        return {
+            "engine": self.name,
+            "engine.library": library,
+            "model.family": self.family,
+            "device": "gpu: Ray workers",
+        }
 
 
 def driver_engine(config: Any) -> Engine:
-    return _CumlOnWorkers() if engine_name(config) == "cuml" else SklearnEngine()
+    threads = trial_threads(config.executor, config.cpus_per_trial)
+    engine = _CumlOnWorkers if engine_name(config) == "cuml" else SklearnEngine
+    return engine(threads, config.family)
 
 
 # ---------------------------------------------------------------------------------------------------- connection
@@ -152,6 +160,9 @@ class Payload:
     parent_run_id: str
     tracking_env: dict[str, str]
     objective: str = "log_loss"
+    #: CPU threads per fit (``cpus_per_trial``) and the model family
+    threads: int | None = 1
+    family: str = "random_forest"
 
 
 _RUNNERS: dict[tuple[str, str], InProcessTrialRunner] = {}
@@ -163,7 +174,7 @@ def _runner(payload: Payload) -> InProcessTrialRunner:
     if key not in _RUNNERS:
         _RUNNERS.clear()
         os.environ.update(payload.tracking_env)
-        engine = make_engine(payload.engine_name)
+        engine = make_engine(payload.engine_name, payload.threads, payload.family)
         _RUNNERS[key] = InProcessTrialRunner(
             engine,
             payload.split,
@@ -423,6 +434,8 @@ def search(
         parent_run_id,
         {k: os.environ[k] for k in TRACKING_ENV if os.environ.get(k)},
         config.objective,
+        trial_threads(config.executor, config.cpus_per_trial),
+        config.family,
     )
     from ray.tune.search import ConcurrencyLimiter
 
@@ -430,7 +443,7 @@ def search(
         searcher or _numbered_searcher(space, config, previous), max_concurrent=config.parallelism
     )
     budget = BudgetStopper(config.max_failed, config.early_stop, previous, progress)
-    resources = {"cpu": config.cpus_per_trial, "gpu": gpus_per_trial(config)}
+    resources = {"cpu": trial_cpus(config.executor, config.cpus_per_trial), "gpu": gpus_per_trial(config)}
     budget.start_timeout = start_timeout(resources)
     trainable = tune.with_resources(tune.with_parameters(run_trial, payload=payload), resources)
     local_dir = tempfile.TemporaryDirectory(prefix="ray-tune-")
@@ -519,18 +532,20 @@ def start_timeout(resources: dict[str, float]) -> float:
 
 
 def refit_on_cluster(
-    config: Any, engine_name_: str, params: ForestParams, split: splits.Split
+    config: Any, engine_name_: str, params: ForestParams, split: splits.Split, seed: int
 ) -> tuple[np.ndarray, Any, Any, float]:
     """:func:`airline_hpo.search.refit.refit_and_test` as a Ray task with a trial's resources (a cuML refit needs a
     GPU; the driver has none). Returns (feature importances, scikit-learn model, test score, refit seconds)."""
     import ray
 
     def refit(split_: splits.Split) -> tuple[np.ndarray, Any, Any, float]:
-        engine = make_engine(engine_name_)
-        model, sk_model, test, seconds = refit_and_test(engine, params, split_, config.seed)
+        engine = make_engine(engine_name_, trial_threads(config.executor, config.cpus_per_trial), params.family)
+        model, sk_model, test, seconds = refit_and_test(engine, params, split_, seed)
         return np.asarray(engine.feature_importances(model)), sk_model, test, seconds
 
-    task = ray.remote(num_cpus=config.cpus_per_trial, num_gpus=gpus_per_trial(config), max_retries=1)(refit)
+    task = ray.remote(
+        num_cpus=trial_cpus(config.executor, config.cpus_per_trial), num_gpus=gpus_per_trial(config), max_retries=1
+    )(refit)
     try:
         return ray.get(task.remote(split))
     except Exception as exc:

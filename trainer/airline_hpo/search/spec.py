@@ -32,6 +32,7 @@ from airline_hpo.data import storage
 from airline_hpo.data.table import TableSpec, Target
 from airline_hpo.errors import TrainerError
 from airline_hpo.model import objectives
+from airline_hpo.model.engines import FAMILIES
 
 #: Where ``spec=specs/airline.yaml`` is found when the working directory is not the project (tests, notebooks).
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -39,7 +40,6 @@ DEFAULT_SPEC = "specs/airline.yaml"
 #: The value of a command-line option that leaves the decision to the spec.
 FROM_SPEC = "spec"
 
-FAMILIES = ("random_forest", "xgboost")
 SPLITS = ("time", "date", "random")
 
 #: Each family's dimensions and their defaults: [low, high] (integers where the defaults are), or the choices.
@@ -62,6 +62,8 @@ DEFAULT_SPACES: dict[str, dict[str, list[Any]]] = {
     },
 }
 CHOICE_DIMENSIONS = ("criterion",)
+#: Shares of rows or columns: at most 1.
+FRACTION_DIMENSIONS = ("max_features", "max_samples", "subsample", "colsample_bytree")
 
 _KEYS = {"data", "split", "gap", "model", "objective"}
 _DATA_KEYS = {"uri", "target", "time_column", "exclude"}
@@ -145,6 +147,8 @@ def _space(family: str, given: Any, where: str) -> dict[str, list[Any]]:
             raise _fail(where, key, f"takes whole numbers (got {value})", f"e.g. {name}: {defaults[name]}")
         if not low <= high or low <= 0:
             raise _fail(where, key, f"must have 0 < low <= high (got {value})", f"e.g. {name}: {defaults[name]}")
+        if name in FRACTION_DIMENSIONS and high > 1:
+            raise _fail(where, key, f"is a share, at most 1 (got {value})", f"e.g. {name}: {defaults[name]}")
         space[name] = [int(low), int(high)] if integer else [float(low), float(high)]
     return space
 

@@ -49,6 +49,33 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+#: ``cpus_per_trial``'s default: every core in process (one trial at a time), one CPU per trial on Ray.
+AUTO_CPUS = "auto"
+
+
+def trial_cpus(executor: str, cpus_per_trial: float | str) -> float:
+    """The CPUs one trial may use. Explicit values hold everywhere; ``auto`` is the machine's cores in process (a
+    trial has the machine to itself) and 1 on Ray (``parallelism`` trials share a node, Tune reserves 1 each)."""
+    if cpus_per_trial != AUTO_CPUS:
+        return float(cpus_per_trial)
+    return float(os.cpu_count() or 1) if executor == "inprocess" else 1.0
+
+
+def trial_threads(executor: str, cpus_per_trial: float | str) -> int | None:
+    """CPU threads per fit (scikit-learn ``n_jobs``, XGBoost ``nthread``): the trial's CPUs rounded down, at least
+    one; None (every core) for ``auto`` in process."""
+    if cpus_per_trial == AUTO_CPUS and executor == "inprocess":
+        return None
+    return max(1, int(trial_cpus(executor, cpus_per_trial)))
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """Trial ``number``'s seed: a stream of its own from the search's ``seed`` (NumPy's ``SeedSequence`` of both),
+    so trials differ from each other, a trial is the same whichever executor or worker runs it, and a resumed
+    search's trial N gets the seed the interrupted one would have given it. 31 bits: every library takes it."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
 def loss_from_accuracy(accuracy: float) -> float:
     """1 - accuracy: the loss of a trial recorded before the objective was logged as ``loss`` (the seed returned
     accuracy itself as the loss and so searched for the worst model)."""
@@ -209,13 +236,15 @@ class InProcessTrialRunner:
         started = time.perf_counter()
         self._writer.check()
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_run_id, MLFLOW_RUN_NAME: f"trial-{spec.number:03d}"}
-        tags.update({"trial": str(spec.number), TRIAL_ID_TAG: uuid.uuid4().hex, **self._engine_tags, **self.extra_tags})
+        seed = trial_seed(self.seed, spec.number)
+        tags.update({"trial": str(spec.number), "trial.seed": str(seed), TRIAL_ID_TAG: uuid.uuid4().hex})
+        tags.update({**self._engine_tags, **self.extra_tags})
         start = _now_ms()
         run_ref = self._writer.submit(self._create, tags, start)
         self._state.trial_started(run_ref)
         params = [Param(k, str(v)) for k, v in self.engine.logged_params(spec.params).items()]
         try:
-            outcome, model = self._fit_and_score(spec, run_ref)
+            outcome, model = self._fit_and_score(spec, run_ref, seed)
         except Exception as exc:  # a failed trial is data, not the end of the search
             message = f"{type(exc).__name__}: {exc}"
             error_tags = [RunTag("error", message[:4000]), RunTag("error.traceback", traceback.format_exc()[-4000:])]
@@ -290,10 +319,10 @@ class InProcessTrialRunner:
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
         self.client.set_terminated(run_id, status, end_time=end)
 
-    def _fit_and_score(self, spec: TrialSpec, run_ref: Future) -> tuple[TrialOutcome, Any]:
+    def _fit_and_score(self, spec: TrialSpec, run_ref: Future, seed: int) -> tuple[TrialOutcome, Any]:
         params = spec.params.validate()
         t0 = time.perf_counter()
-        model = self.engine.fit(params, self.x_train, self.y_train, self.seed)
+        model = self.engine.fit(params, self.x_train, self.y_train, seed)
         t1 = time.perf_counter()
         late_probability = self.engine.predict_late_probability(model, self.x_val)
         t2 = time.perf_counter()
