@@ -29,7 +29,7 @@ from airline_hpo.errors import (
     run_cli,
 )
 from airline_hpo.lifecycle import outage, precheck, shutdown
-from airline_hpo.model import objectives, promotion, registry
+from airline_hpo.model import dataset_input, objectives, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.search import driver
 from airline_hpo.search.refit import question, refit_and_test, to_pandas
@@ -94,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["features"] = args.features
         registry.log_params_once({**engine.logged_params(params), **settings})
         driver.log_split(split)
+        dataset_input.log_dataset(dataset, args.fpath)
         _model, sk_model, test, fit_seconds = refit_and_test(engine, params, split, args.seed)
         driver.log_test(test, split)
         mlflow.log_metric("fit_seconds", fit_seconds)

@@ -152,7 +152,7 @@ def two_searches(module_stack_env, small_airline):
 
 
 @pytest.mark.integration
-def test_search_end_to_end(two_searches):
+def test_search_end_to_end(two_searches, small_airline):
     first = two_searches[2]
     client = MlflowClient()
 
@@ -187,6 +187,18 @@ def test_search_end_to_end(two_searches):
     models = client.search_logged_models([first.experiment_id])
     sources = sorted(m.source_run_id for m in models)
     assert sources == sorted([first.parent_run_id, two_searches[3].parent_run_id])
+
+    # the table it learned from: MLflow's dataset input with the table's URI, a digest and the typed schema
+    import json
+
+    (data_input,) = parent.inputs.dataset_inputs
+    logged = data_input.dataset
+    assert json.loads(logged.source)["uri"] == str(small_airline) and logged.source_type == "local"
+    assert len(logged.digest) >= 8 and logged.name == "airline_small"
+    columns = {c["name"]: c["type"] for c in json.loads(logged.schema)["mlflow_colspec"]}
+    assert columns["ArrDelayBinary"] in ("integer", "long") and columns["Distance"] in ("float", "double")
+    assert "ActualElapsedTime" in columns  # the whole table: the post-landing columns are excluded by the split
+    assert {t.key: t.value for t in data_input.tags}["mlflow.data.context"] == "training"
 
     # hyperopt minimized 1 - validation accuracy: its best trial is the most accurate one (the seed found the worst)
     best_result = first.trials.best_trial["result"]
@@ -472,3 +484,5 @@ def test_train_entry_point_logs_one_configuration(stack_env, small_airline, caps
     assert run.data.params["n_estimators"] == "8" and run.data.params["criterion"] == "entropy"
     assert run.data.params["split"] == "time" and run.data.tags["split.kind"] == "time"
     assert {"test_accuracy", "test_roc_auc", "test_baseline_accuracy", "fit_seconds"} <= set(run.data.metrics)
+    (data_input,) = run.inputs.dataset_inputs  # the table it learned from, as the search logs it
+    assert data_input.dataset.name == "airline_small" and str(small_airline) in data_input.dataset.source

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from airline_hpo.data import storage, table_encoding
 from airline_hpo.data.schema import FEATURES, LABEL
-from airline_hpo.data.table import AIRLINE_DATE, AIRLINE_POST_LANDING, COMPARISONS as COMPARE, TableSpec
+from airline_hpo.data.table import AIRLINE_DATE, AIRLINE_POST_LANDING, TableSpec
+from airline_hpo.data.table import COMPARISONS as COMPARE
 from airline_hpo.errors import TrainerError
 
 COLUMNS: tuple[str, ...] = (*FEATURES, LABEL)

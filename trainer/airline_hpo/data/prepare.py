@@ -36,10 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from airline_hpo.data import storage
-from airline_hpo.errors import AMOUNT, SEED, OneLineParser, TrainerError, number, run_cli
 from airline_hpo.data.schema import FEATURES, LABEL
+from airline_hpo.errors import AMOUNT, SEED, OneLineParser, TrainerError, number, run_cli
 
 _BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 

@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from airline_hpo.data.loading import Dataset
-from airline_hpo.errors import TrainerError
 from airline_hpo.data.table import AIRLINE_DATE, AIRLINE_POST_LANDING
+from airline_hpo.errors import TrainerError
 
 SPLITS = ("date", "time", "random")
 FEATURE_SETS = ("pre_departure", "all")

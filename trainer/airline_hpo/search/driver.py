@@ -56,7 +56,7 @@ from airline_hpo.errors import (
     positive_int,
 )
 from airline_hpo.lifecycle import journal, outage, precheck, shutdown
-from airline_hpo.model import objectives, plots, promotion, registry
+from airline_hpo.model import dataset_input, objectives, plots, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
 from airline_hpo.search import resume as resume_mod
 from airline_hpo.search import spec as spec_mod
@@ -515,6 +515,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             }
         )
         log_split(split)
+        dataset_input.log_dataset(dataset, config.fpath)
         previous: list[TrialOutcome] = []
         if resume_mod.wants_resume(config.resume_run_id):
             previous, killed = resume_mod.finished_trials(mlflow.MlflowClient(), experiment_id, parent_id)
