@@ -31,8 +31,9 @@ from airline_hpo.errors import (
 from airline_hpo.lifecycle import outage, precheck, shutdown
 from airline_hpo.model import dataset_input, objectives, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
+from airline_hpo.model.threshold import ThresholdRule
 from airline_hpo.search import driver
-from airline_hpo.search.refit import question, refit_and_test, to_pandas
+from airline_hpo.search.refit import choose_threshold, log_threshold, question, refit_and_test, to_pandas
 
 #: cuML's histogram bins: at least 2.
 N_BINS = number(int, 2)
@@ -98,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _model, sk_model, test, fit_seconds = refit_and_test(engine, params, split, args.seed)
         driver.log_test(test, split)
         mlflow.log_metric("fit_seconds", fit_seconds)
+        rule = ThresholdRule()  # F1 on the validation part, as the default spec
+        threshold, on_validation = choose_threshold(engine, params, split, args.seed, rule)
+        test_probability = sk_model.predict_proba(to_pandas(split.x_test).astype("float32"))[:, 1]
+        log_threshold(rule, threshold, on_validation, test_probability, split.y_test)
         decision, registered = promotion.register_and_promote(
             args.promote,
             args.model_name,
@@ -109,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.objective,
             args.promote_margin,
             dataset.encoding,
+            threshold,
         )
     print(
         f"run {run.info.run_id}: test {args.objective} {test.value(args.objective):.4f}, "

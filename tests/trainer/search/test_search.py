@@ -239,13 +239,20 @@ def test_registered_model_is_the_refit_and_callable_with_plain_frames(two_search
     refit = RandomForestClassifier(**kwargs).fit(first.split.x_fit, first.split.y_fit)
     np.testing.assert_allclose(probability, refit.predict_proba(first.split.x_test)[:, 1])
 
+    # the label is probability >= the threshold chosen by F1 on validation and logged on the parent run; with
+    # 16% late flights that is not 0.5 (a 0.5 label finds few late flights: issue 15)
+    threshold = parent["threshold"]
+    assert threshold != 0.5 and 0.0 < threshold < 0.5
+    assert MlflowClient().get_run(first.parent_run_id).data.params["threshold_rule"] == "f1"
+    assert {"val_f1", "val_precision", "val_recall", "test_f1", "test_precision", "test_recall"} <= set(parent)
     as_ints = rows.astype("int64")  # every airline feature is a whole number
     labels = model.predict(as_ints)
     assert set(np.unique(labels)) <= {0, 1} and len(labels) == len(rows)
-    np.testing.assert_array_equal(labels, (probability > 0.5).astype(int))
+    np.testing.assert_array_equal(labels, (probability >= threshold).astype(int))
+    assert labels.sum() > (probability > 0.5).sum()  # more late flights found than at 0.5
     both = model.predict(as_ints.head(20), params={"output": "both"})
     assert list(both.columns) == ["label", "probability"]
-    np.testing.assert_array_equal(both["label"], (both["probability"] > 0.5).astype(int))
+    np.testing.assert_array_equal(both["label"], (both["probability"] >= threshold).astype(int))
     assert model.metadata.get_input_schema().input_names() == list(first.split.features)
 
 

@@ -41,7 +41,7 @@ def _with(path: str, value) -> dict:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("colour", "red", "spec s.yaml: colour is not a known key; use data, gap, model, objective, split"),
+        ("colour", "red", "spec s.yaml: colour is not a known key; use data, gap, model, objective, split, threshold"),
         ("data.uri", None, "spec s.yaml: data.uri is missing or empty; e.g. uri: s3://bucket/table.parquet"),
         ("data.target", "ArrDelay >> 15", "spec s.yaml: data.target 'ArrDelay >> 15' is neither a column nor a"),
         ("data.tagret", "y", "spec s.yaml: data.tagret is not a known key; use exclude, target, time_column, uri"),
@@ -55,6 +55,15 @@ def _with(path: str, value) -> dict:
         ("gap", -1, "spec s.yaml: gap must be a whole number of days, 0 or more (got -1); e.g. gap: 1"),
         ("gap", 2, "spec s.yaml: gap applies to split: time only (split is random); remove gap, or split: time"),
         ("objective", "f1", "spec s.yaml: objective is 'f1'; use one of log_loss, roc_auc, pr_auc, accuracy"),
+        ("threshold", "f1", "spec s.yaml: threshold must be a mapping (got 'f1'); e.g. threshold: {rule: f1}"),
+        ("threshold.rule", "youden", "spec s.yaml: threshold.rule is 'youden'; use one of f1, cost"),
+        ("threshold.fn", 5, "spec s.yaml: threshold.fn is not a known key; use false_negative, false_positive, rule"),
+        ("threshold.false_negative", 5, "spec s.yaml: threshold.false_negative applies to rule: cost only"),
+        (
+            "threshold",
+            {"rule": "cost", "false_positive": 1, "false_negative": 0},
+            "spec s.yaml: threshold.false_negative must be a positive number (got 0); e.g. threshold: {rule: cost,",
+        ),
     ],
 )
 def test_each_problem_is_one_line_naming_the_key_and_the_fix(key, value, message):
@@ -71,6 +80,13 @@ def test_the_default_spec_is_the_airline_table_with_log_loss_and_a_forward_split
     # the hash covers the content, not the layout: a comment does not change it
     assert spec_mod.parse(yaml.safe_load(text + "\n# a comment\n"), "x").sha256 == spec.sha256
     assert spec_mod.parse(yaml.safe_load(text.replace("log_loss", "roc_auc")), "x").sha256 != spec.sha256
+    # the label threshold: F1 by default, so a spec without the key hashes as it did before the key existed
+    assert spec.threshold.rule == "f1"
+    without = yaml.safe_load(text)
+    del without["threshold"]
+    assert spec_mod.parse(without, "x").sha256 == spec.sha256
+    costly = spec_mod.parse({**without, "threshold": {"rule": "cost", "false_positive": 1, "false_negative": 5}}, "x")
+    assert (costly.threshold.false_negative, costly.sha256 != spec.sha256) == (5.0, True)
 
 
 def test_a_spec_that_is_not_there_or_not_yaml_is_one_line(tmp_path):

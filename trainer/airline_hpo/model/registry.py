@@ -115,6 +115,7 @@ def log_model(
     model_name: str,
     encoding: dict[str, Any] | None = None,
     features: list[str] | None = None,
+    threshold: float | None = None,
 ) -> LoggedModel:
     """Log ``sk_model`` once in the active run as the pyfunc users call, and register it when ``model_name``
     names a model (no alias: :mod:`airline_hpo.model.promotion` decides that). Failures are fatal (exit 1): a search
@@ -122,7 +123,8 @@ def log_model(
 
     With ``encoding`` (a spec's table with text or datetime columns) ``example`` holds the raw columns a caller
     sends, ``features`` the encoded columns the forest was fitted on, and the encoding code travels with the
-    model (``code_paths``), so serving encodes exactly as training did."""
+    model (``code_paths``), so serving encodes exactly as training did. ``threshold``: where the served
+    ``label`` turns to 1 (``probability >= threshold``; None keeps ``> 0.5``)."""
     import mlflow.pyfunc
     import mlflow.sklearn
     import skops.io
@@ -132,6 +134,8 @@ def log_model(
     config: dict[str, Any] = {"columns": list(example.columns)}
     if encoding is not None:
         config.update({"encoding": encoding, "forest_columns": list(features or [])})
+    if threshold is not None:
+        config["threshold"] = float(threshold)
     if hasattr(example, "to_pandas"):  # cuDF rows (engine cuml keeps the table on the GPU): the model is CPU's
         example = example.to_pandas()
     try:

@@ -14,8 +14,9 @@ import pandas as pd
 
 from airline_hpo.data import splits
 from airline_hpo.data.loading import Dataset
-from airline_hpo.model import promotion
+from airline_hpo.model import promotion, registry
 from airline_hpo.model.engines import Engine, ForestParams
+from airline_hpo.model.threshold import ThresholdRule, counts
 
 
 def to_pandas(frame: Any) -> pd.DataFrame:
@@ -46,3 +47,35 @@ def question(dataset: Dataset, split: splits.Split, seed: int, test_size: float,
     seeded = "" if split.kind == "time" else f" seed={seed}"
     description = f"{split.kind} test_size={test_size:g} val_size={val_size:g}{seeded}"
     return promotion.Question.of(dataset.target, split, rows, description)
+
+
+def choose_threshold(
+    engine: Engine, params: ForestParams, split: splits.Split, seed: int, rule: ThresholdRule
+) -> tuple[float, dict[str, float]]:
+    """The served label's threshold: ``params`` fitted on train only (as a trial was), its probabilities on the
+    validation part (through the scikit-learn model on float32, as served), and ``rule``'s pick among them
+    (:mod:`airline_hpo.model.threshold`). The refit on train+validation would score its own training rows, so
+    the threshold comes from this fit. Returns the threshold and its validation precision, recall and F1."""
+    x, y = engine.to_device(split.x_train, split.y_train)
+    sk_model = engine.to_sklearn(engine.fit(params, x, y, seed))
+    probability = sk_model.predict_proba(to_pandas(split.x_val).astype(np.float32))[:, 1]
+    chosen = rule.choose(split.y_val, probability)
+    return chosen, counts(split.y_val, probability, chosen)
+
+
+def log_threshold(
+    rule: ThresholdRule, chosen: float, on_validation: dict[str, float], test_probability: np.ndarray, y_test: Any
+) -> None:
+    """The rule (params ``threshold_rule``, costs), the threshold (metric ``threshold``) and what the served
+    label does with it: ``val_precision``/``val_recall``/``val_f1`` and the same on the test rows."""
+    import mlflow
+
+    registry.log_params_once(rule.params())
+    at_test = counts(y_test, test_probability, chosen)
+    mlflow.log_metrics(
+        {
+            "threshold": chosen,
+            **{f"val_{k}": v for k, v in on_validation.items()},
+            **{f"test_{k}": v for k, v in at_test.items()},
+        }
+    )
