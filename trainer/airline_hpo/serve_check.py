@@ -109,9 +109,10 @@ def model_threshold(model_uri: str) -> float | None:
     """The decision threshold the model's label uses (its pyfunc config); None for a model logged before
     thresholds were chosen (its label is ``probability > 0.5``)."""
     import mlflow.models
+    from mlflow.models.model import MODEL_CONFIG
 
     flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
-    threshold = (flavor.get("model_config") or {}).get("threshold")
+    threshold = (flavor.get(MODEL_CONFIG) or {}).get("threshold")
     return None if threshold is None else float(threshold)
 
 

@@ -33,7 +33,7 @@ from airline_hpo.model import dataset_input, objectives, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
 from airline_hpo.model.threshold import ThresholdRule
 from airline_hpo.search import driver
-from airline_hpo.search.refit import choose_threshold, log_threshold, question, refit_and_test, to_pandas
+from airline_hpo.search.refit import question, refit_and_test, threshold_on_validation, to_pandas
 
 #: cuML's histogram bins: at least 2.
 N_BINS = number(int, 2)
@@ -100,9 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         driver.log_test(test, split)
         mlflow.log_metric("fit_seconds", fit_seconds)
         rule = ThresholdRule()  # F1 on the validation part, as the default spec
-        threshold, on_validation = choose_threshold(engine, params, split, args.seed, rule)
-        test_probability = sk_model.predict_proba(to_pandas(split.x_test).astype("float32"))[:, 1]
-        log_threshold(rule, threshold, on_validation, test_probability, split.y_test)
+        threshold, _ = threshold_on_validation(engine, params, split, args.seed, rule, sk_model)
         decision, registered = promotion.register_and_promote(
             args.promote,
             args.model_name,

@@ -48,6 +48,7 @@ def test_served_label_uses_the_logged_threshold_and_older_models_keep_half(stack
     threshold existed) keeps probability > 0.5, and output=probability/both work for both."""
     import mlflow
     import mlflow.pyfunc
+    from airline_hpo import serve_check
     from airline_hpo.data import loading as data_mod
     from airline_hpo.model import registry
     from sklearn.ensemble import RandomForestClassifier
@@ -58,6 +59,7 @@ def test_served_label_uses_the_logged_threshold_and_older_models_keep_half(stack
     with mlflow.start_run():
         old = registry.log_model(forest, x.head(5), "none")
         new = registry.log_model(forest, x.head(5), "none", threshold=0.2)
+    assert (serve_check.model_threshold(old.model_uri), serve_check.model_threshold(new.model_uri)) == (None, 0.2)
     rows = x.head(200).astype("float64")
     for uri, expected in ((old.model_uri, lambda p: p > 0.5), (new.model_uri, lambda p: p >= 0.2)):
         model = mlflow.pyfunc.load_model(uri)

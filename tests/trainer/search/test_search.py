@@ -8,7 +8,9 @@ MLflow's proxy), kept small (3,000 flights, a few shallow forests) so they take 
 from __future__ import annotations
 
 import contextlib
+import json
 
+import mlflow.artifacts
 import numpy as np
 import pytest
 from airline_hpo.data import loading as data_mod
@@ -182,15 +184,23 @@ def test_search_end_to_end(two_searches, small_airline):
     assert parent.data.tags["engine"] == "sklearn" and parent.data.tags["device"].startswith("cpu")
     assert "ActualElapsedTime" not in parent.data.tags["features.used"]
     plots = {a.path for a in client.list_artifacts(first.parent_run_id, "plots")}
-    assert plots == {"plots/search.png", "plots/feature_importances.png"}
+    test_plots = {f"plots/{n}.png" for n in ("confusion_matrix", "roc_curve", "pr_curve", "calibration_curve")}
+    importance = {"plots/feature_importances.png", "plots/permutation_importance.png"}
+    assert plots == {"plots/search.png", *importance, *test_plots}
+    from PIL import Image
+
+    for path in plots:  # each a PNG an image viewer opens, of a plot's size
+        with Image.open(client.download_artifacts(first.parent_run_id, path)) as image:
+            assert image.format == "PNG" and image.width >= 300 and image.height >= 300, path
+            image.verify()
+    permutation = mlflow.artifacts.load_dict(f"runs:/{first.parent_run_id}/importance/permutation.json")
+    assert permutation["score"] == "log_loss" and set(permutation["mean_drop"]) == set(first.split.features)
     # the model is logged once per search, by the parent (MLflow 3 keeps it as a LoggedModel of the run)
     models = client.search_logged_models([first.experiment_id])
     sources = sorted(m.source_run_id for m in models)
     assert sources == sorted([first.parent_run_id, two_searches[3].parent_run_id])
 
     # the table it learned from: MLflow's dataset input with the table's URI, a digest and the typed schema
-    import json
-
     (data_input,) = parent.inputs.dataset_inputs
     logged = data_input.dataset
     assert json.loads(logged.source)["uri"] == str(small_airline) and logged.source_type == "local"

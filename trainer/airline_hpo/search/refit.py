@@ -49,15 +49,18 @@ def question(dataset: Dataset, split: splits.Split, seed: int, test_size: float,
     return promotion.Question.of(dataset.target, split, rows, description)
 
 
-def choose_threshold(
-    engine: Engine, params: ForestParams, split: splits.Split, seed: int, rule: ThresholdRule
-) -> tuple[float, dict[str, float]]:
-    """The served label's threshold: ``params`` fitted on train only (as a trial was), its probabilities on the
-    validation part (through the scikit-learn model on float32, as served), and ``rule``'s pick among them
-    (:mod:`airline_hpo.model.threshold`). The refit on train+validation would score its own training rows, so
-    the threshold comes from this fit. Returns the threshold and its validation precision, recall and F1."""
+def fit_on_train(engine: Engine, params: ForestParams, split: splits.Split, seed: int) -> Any:
+    """``params`` fitted on train only, as a trial was, as a scikit-learn model: what the threshold and the
+    permutation importance are measured with on the validation part (the refit on train+validation would
+    score its own training rows there)."""
     x, y = engine.to_device(split.x_train, split.y_train)
-    sk_model = engine.to_sklearn(engine.fit(params, x, y, seed))
+    return engine.to_sklearn(engine.fit(params, x, y, seed))
+
+
+def choose_threshold(sk_model: Any, split: splits.Split, rule: ThresholdRule) -> tuple[float, dict[str, float]]:
+    """The served label's threshold: ``sk_model``'s (:func:`fit_on_train`) probabilities on the validation part
+    (float32, as served) and ``rule``'s pick among them (:mod:`airline_hpo.model.threshold`). Returns the
+    threshold and its validation precision, recall and F1."""
     probability = sk_model.predict_proba(to_pandas(split.x_val).astype(np.float32))[:, 1]
     chosen = rule.choose(split.y_val, probability)
     return chosen, counts(split.y_val, probability, chosen)
@@ -79,3 +82,16 @@ def log_threshold(
             **{f"test_{k}": v for k, v in at_test.items()},
         }
     )
+
+
+def threshold_on_validation(
+    engine: Engine, params: ForestParams, split: splits.Split, seed: int, rule: ThresholdRule, sk_model: Any
+) -> tuple[float, Any]:
+    """Fit ``params`` on train (:func:`fit_on_train`), choose the threshold on validation with ``rule`` and log
+    it with what the refitted ``sk_model``'s label does at it on the test rows. Returns the threshold and the
+    train-only model (for anything else measured on the validation part)."""
+    on_train = fit_on_train(engine, params, split, seed)
+    chosen, on_validation = choose_threshold(on_train, split, rule)
+    test_probability = sk_model.predict_proba(to_pandas(split.x_test).astype(np.float32))[:, 1]
+    log_threshold(rule, chosen, on_validation, test_probability, split.y_test)
+    return chosen, on_train
