@@ -20,6 +20,7 @@ from airline_hpo.errors import TrainerError, run_cli
 from airline_hpo.search import driver
 from airline_hpo.search import spec as spec_mod
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 GOOD = {"data": {"uri": "t.parquet", "target": "y"}}
 
@@ -214,6 +215,16 @@ def test_text_datetime_and_a_threshold_target_train_and_serve_raw_rows(stack_env
     assert {"carrier", "origin", "dest", "time_hour"} <= set(inputs) and "arr_time" not in inputs
     both = model.predict(frame.tail(50).drop(columns=["arr_delay", "arr_time"]), params={"output": "both"})
     assert list(both.columns) == ["label", "probability"] and both["probability"].between(0, 1).all()
+    # the signature types text (numbers stay Any: MLflow refuses int64 for double and float64 for long, and
+    # callers send both; time_hour is UTC, and MLflow refuses timezone-aware values for datetime); a number
+    # sent for a text column is refused, naming the column
+    types = {c.name: getattr(c.type, "name", str(c.type)) for c in model.metadata.get_input_schema().inputs}
+    assert {k: types[k] for k in ("carrier", "origin", "dest", "time_hour", "distance")} == {
+        "carrier": "string", "origin": "string", "dest": "string", "time_hour": "Any", "distance": "Any",
+    }  # fmt: skip
+    wrong = frame.tail(5).drop(columns=["arr_delay", "arr_time"]).assign(carrier=range(5))
+    with pytest.raises(MlflowException, match="carrier"):
+        model.predict(wrong)
 
     # resuming this search with another spec is refused in one line, before anything changes
     other = _write_spec(tmp_path, "other", {**document, "objective": "pr_auc"})

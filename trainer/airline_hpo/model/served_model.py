@@ -6,9 +6,10 @@ installed (``mlflow models serve``, a notebook, a batch job).
 
 Why not the plain sklearn flavor: its signature would declare float32 columns, which MLflow's pyfunc refuses to
 take from an ordinary float64 or int64 DataFrame (only the REST server casts), and it answers labels only. Here
-the signature declares its columns by name with MLflow's ``Any`` type (MLflow refuses to cast int64 to double,
-so ``double`` would reject int64 frames), the model checks they are numbers and casts them to the float32 the
-forest was fitted on; and the signature has a parameter ``output``:
+the signature declares its number columns by name with MLflow's ``Any`` type (MLflow refuses to cast int64 to
+double, so ``double`` would reject int64 frames; text is ``string``, naive timestamps ``datetime``), the model
+checks they are numbers and casts them to the float32 the forest was fitted on; and the signature has a
+parameter ``output``:
 
 - ``label`` (default): 1 = late, 0 = on time, as before;
 - ``probability``: the probability of a late arrival;
