@@ -105,8 +105,20 @@ def model_inputs(model_uri: str) -> list[str]:
     return list(FEATURES) if signature is None else signature.inputs.input_names()
 
 
-def check_answers(answers: list) -> list[tuple[int, float]]:
-    """Each answer must carry a 0/1 label and a probability in [0, 1] that agree (label = probability > 0.5)."""
+def model_threshold(model_uri: str) -> float | None:
+    """The decision threshold the model's label uses (its pyfunc config); None for a model logged before
+    thresholds were chosen (its label is ``probability > 0.5``)."""
+    import mlflow.models
+    from mlflow.models.model import MODEL_CONFIG
+
+    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
+    threshold = (flavor.get(MODEL_CONFIG) or {}).get("threshold")
+    return None if threshold is None else float(threshold)
+
+
+def check_answers(answers: list, threshold: float | None = None) -> list[tuple[int, float]]:
+    """Each answer must carry a 0/1 label and a probability in [0, 1] that agree (label = probability >=
+    ``threshold``, the model's decision threshold; ``> 0.5`` for a model without one)."""
     checked = []
     for answer in answers:
         try:
@@ -117,7 +129,8 @@ def check_answers(answers: list) -> list[tuple[int, float]]:
                 "register the model with this trainer (its pyfunc answers output=both)",
                 EXIT_FAILED,
             ) from exc
-        if label not in LABEL_NAMES or not 0.0 <= probability <= 1.0 or label != int(probability > 0.5):
+        expected = int(probability > 0.5) if threshold is None else int(probability >= threshold)
+        if label not in LABEL_NAMES or not 0.0 <= probability <= 1.0 or label != expected:
             raise TrainerError(
                 f"the model answered label {label} with probability {probability}",
                 "check the registered model",
@@ -163,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = args.url.rstrip("/")
         served = wait_for_endpoint(url, args.timeout)
         print(f"asking the endpoint {url} (serving {args.model_name} version {served}; {args.alias} is {version})")
-        _print_answers(flights, check_answers(predict(url, inputs, output="both")))
+        served_uri = f"models:/{args.model_name}/{served}" if served.isdigit() else model_uri
+        _print_answers(flights, check_answers(predict(url, inputs, output="both"), model_threshold(served_uri)))
         return 0
     port = args.port or free_port()
     print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)
@@ -175,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"model server ready after {time.perf_counter() - started:.1f}s; asking for label and probability "
             f"of {len(flights)} flights ({len(inputs.columns)} columns)"
         )
-        answers = check_answers(server.predict(inputs, output="both"))
+        answers = check_answers(server.predict(inputs, output="both"), model_threshold(model_uri))
     server_log.unlink(missing_ok=True)  # a clean run leaves no log file
     _print_answers(flights, answers)
     print("model server stopped")

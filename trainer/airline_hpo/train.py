@@ -29,10 +29,11 @@ from airline_hpo.errors import (
     run_cli,
 )
 from airline_hpo.lifecycle import outage, precheck, shutdown
-from airline_hpo.model import objectives, promotion, registry
+from airline_hpo.model import dataset_input, objectives, promotion, registry
 from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, ForestParams, make_engine
+from airline_hpo.model.threshold import ThresholdRule
 from airline_hpo.search import driver
-from airline_hpo.search.refit import question, refit_and_test, to_pandas
+from airline_hpo.search.refit import question, refit_and_test, threshold_on_validation, to_pandas
 
 #: cuML's histogram bins: at least 2.
 N_BINS = number(int, 2)
@@ -94,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings["features"] = args.features
         registry.log_params_once({**engine.logged_params(params), **settings})
         driver.log_split(split)
+        dataset_input.log_dataset(dataset, args.fpath)
         _model, sk_model, test, fit_seconds = refit_and_test(engine, params, split, args.seed)
         driver.log_test(test, split)
         mlflow.log_metric("fit_seconds", fit_seconds)
+        rule = ThresholdRule()  # F1 on the validation part, as the default spec
+        threshold, _ = threshold_on_validation(engine, params, split, args.seed, rule, sk_model)
         decision, registered = promotion.register_and_promote(
             args.promote,
             args.model_name,
@@ -108,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.objective,
             args.promote_margin,
             dataset.encoding,
+            threshold,
         )
     print(
         f"run {run.info.run_id}: test {args.objective} {test.value(args.objective):.4f}, "

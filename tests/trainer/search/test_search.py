@@ -8,7 +8,9 @@ MLflow's proxy), kept small (3,000 flights, a few shallow forests) so they take 
 from __future__ import annotations
 
 import contextlib
+import json
 
+import mlflow.artifacts
 import numpy as np
 import pytest
 from airline_hpo.data import loading as data_mod
@@ -152,7 +154,7 @@ def two_searches(module_stack_env, small_airline):
 
 
 @pytest.mark.integration
-def test_search_end_to_end(two_searches):
+def test_search_end_to_end(two_searches, small_airline):
     first = two_searches[2]
     client = MlflowClient()
 
@@ -183,11 +185,31 @@ def test_search_end_to_end(two_searches):
     assert parent.data.tags["engine"] == "sklearn" and parent.data.tags["device"].startswith("cpu")
     assert "ActualElapsedTime" not in parent.data.tags["features.used"]
     plots = {a.path for a in client.list_artifacts(first.parent_run_id, "plots")}
-    assert plots == {"plots/search.png", "plots/feature_importances.png"}
+    test_plots = {f"plots/{n}.png" for n in ("confusion_matrix", "roc_curve", "pr_curve", "calibration_curve")}
+    importance = {"plots/feature_importances.png", "plots/permutation_importance.png"}
+    assert plots == {"plots/search.png", *importance, *test_plots}
+    from PIL import Image
+
+    for path in plots:  # each a PNG an image viewer opens, of a plot's size
+        with Image.open(client.download_artifacts(first.parent_run_id, path)) as image:
+            assert image.format == "PNG" and image.width >= 300 and image.height >= 300, path
+            image.verify()
+    permutation = mlflow.artifacts.load_dict(f"runs:/{first.parent_run_id}/importance/permutation.json")
+    assert permutation["score"] == "log_loss" and set(permutation["mean_drop"]) == set(first.split.features)
     # the model is logged once per search, by the parent (MLflow 3 keeps it as a LoggedModel of the run)
     models = client.search_logged_models([first.experiment_id])
     sources = sorted(m.source_run_id for m in models)
     assert sources == sorted([first.parent_run_id, two_searches[3].parent_run_id])
+
+    # the table it learned from: MLflow's dataset input with the table's URI, a digest and the typed schema
+    (data_input,) = parent.inputs.dataset_inputs
+    logged = data_input.dataset
+    assert json.loads(logged.source)["uri"] == str(small_airline) and logged.source_type == "local"
+    assert len(logged.digest) >= 8 and logged.name == "airline_small"
+    columns = {c["name"]: c["type"] for c in json.loads(logged.schema)["mlflow_colspec"]}
+    assert columns["ArrDelayBinary"] in ("integer", "long") and columns["Distance"] in ("float", "double")
+    assert "ActualElapsedTime" in columns  # the whole table: the post-landing columns are excluded by the split
+    assert {t.key: t.value for t in data_input.tags}["mlflow.data.context"] == "training"
 
     # hyperopt minimized the loss (the seed maximised it and found the worst model): its best trial is ours
     best_result = first.trials.best_trial["result"]
@@ -228,13 +250,20 @@ def test_registered_model_is_the_refit_and_callable_with_plain_frames(two_search
     refit = RandomForestClassifier(**kwargs).fit(first.split.x_fit, first.split.y_fit)
     np.testing.assert_allclose(probability, refit.predict_proba(first.split.x_test)[:, 1])
 
+    # the label is probability >= the threshold chosen by F1 on validation and logged on the parent run; with
+    # 16% late flights that is not 0.5 (a 0.5 label finds few late flights: issue 15)
+    threshold = parent["threshold"]
+    assert threshold != 0.5 and 0.0 < threshold < 0.5
+    assert MlflowClient().get_run(first.parent_run_id).data.params["threshold_rule"] == "f1"
+    assert {"val_f1", "val_precision", "val_recall", "test_f1", "test_precision", "test_recall"} <= set(parent)
     as_ints = rows.astype("int64")  # every airline feature is a whole number
     labels = model.predict(as_ints)
     assert set(np.unique(labels)) <= {0, 1} and len(labels) == len(rows)
-    np.testing.assert_array_equal(labels, (probability > 0.5).astype(int))
+    np.testing.assert_array_equal(labels, (probability >= threshold).astype(int))
+    assert labels.sum() > (probability > 0.5).sum()  # more late flights found than at 0.5
     both = model.predict(as_ints.head(20), params={"output": "both"})
     assert list(both.columns) == ["label", "probability"]
-    np.testing.assert_array_equal(both["label"], (both["probability"] > 0.5).astype(int))
+    np.testing.assert_array_equal(both["label"], (both["probability"] >= threshold).astype(int))
     assert model.metadata.get_input_schema().input_names() == list(first.split.features)
 
 
@@ -473,3 +502,5 @@ def test_train_entry_point_logs_one_configuration(stack_env, small_airline, caps
     assert run.data.params["n_estimators"] == "8" and run.data.params["criterion"] == "entropy"
     assert run.data.params["split"] == "time" and run.data.tags["split.kind"] == "time"
     assert {"test_accuracy", "test_roc_auc", "test_baseline_accuracy", "fit_seconds"} <= set(run.data.metrics)
+    (data_input,) = run.inputs.dataset_inputs  # the table it learned from, as the search logs it
+    assert data_input.dataset.name == "airline_small" and str(small_airline) in data_input.dataset.source

@@ -20,6 +20,7 @@ from airline_hpo.errors import TrainerError, run_cli
 from airline_hpo.search import driver
 from airline_hpo.search import spec as spec_mod
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 GOOD = {"data": {"uri": "t.parquet", "target": "y"}}
 
@@ -41,7 +42,7 @@ def _with(path: str, value) -> dict:
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("colour", "red", "spec s.yaml: colour is not a known key; use data, gap, model, objective, split"),
+        ("colour", "red", "spec s.yaml: colour is not a known key; use data, gap, model, objective, split, threshold"),
         ("data.uri", None, "spec s.yaml: data.uri is missing or empty; e.g. uri: s3://bucket/table.parquet"),
         ("data.target", "ArrDelay >> 15", "spec s.yaml: data.target 'ArrDelay >> 15' is neither a column nor a"),
         ("data.tagret", "y", "spec s.yaml: data.tagret is not a known key; use exclude, target, time_column, uri"),
@@ -55,6 +56,15 @@ def _with(path: str, value) -> dict:
         ("gap", -1, "spec s.yaml: gap must be a whole number of days, 0 or more (got -1); e.g. gap: 1"),
         ("gap", 2, "spec s.yaml: gap applies to split: time only (split is random); remove gap, or split: time"),
         ("objective", "f1", "spec s.yaml: objective is 'f1'; use one of log_loss, roc_auc, pr_auc, accuracy"),
+        ("threshold", "f1", "spec s.yaml: threshold must be a mapping (got 'f1'); e.g. threshold: {rule: f1}"),
+        ("threshold.rule", "youden", "spec s.yaml: threshold.rule is 'youden'; use one of f1, cost"),
+        ("threshold.fn", 5, "spec s.yaml: threshold.fn is not a known key; use false_negative, false_positive, rule"),
+        ("threshold.false_negative", 5, "spec s.yaml: threshold.false_negative applies to rule: cost only"),
+        (
+            "threshold",
+            {"rule": "cost", "false_positive": 1, "false_negative": 0},
+            "spec s.yaml: threshold.false_negative must be a positive number (got 0); e.g. threshold: {rule: cost,",
+        ),
     ],
 )
 def test_each_problem_is_one_line_naming_the_key_and_the_fix(key, value, message):
@@ -71,6 +81,13 @@ def test_the_default_spec_is_the_airline_table_with_log_loss_and_a_forward_split
     # the hash covers the content, not the layout: a comment does not change it
     assert spec_mod.parse(yaml.safe_load(text + "\n# a comment\n"), "x").sha256 == spec.sha256
     assert spec_mod.parse(yaml.safe_load(text.replace("log_loss", "roc_auc")), "x").sha256 != spec.sha256
+    # the label threshold: F1 by default, so a spec without the key hashes as it did before the key existed
+    assert spec.threshold.rule == "f1"
+    without = yaml.safe_load(text)
+    del without["threshold"]
+    assert spec_mod.parse(without, "x").sha256 == spec.sha256
+    costly = spec_mod.parse({**without, "threshold": {"rule": "cost", "false_positive": 1, "false_negative": 5}}, "x")
+    assert (costly.threshold.false_negative, costly.sha256 != spec.sha256) == (5.0, True)
 
 
 def test_a_spec_that_is_not_there_or_not_yaml_is_one_line(tmp_path):
@@ -198,6 +215,16 @@ def test_text_datetime_and_a_threshold_target_train_and_serve_raw_rows(stack_env
     assert {"carrier", "origin", "dest", "time_hour"} <= set(inputs) and "arr_time" not in inputs
     both = model.predict(frame.tail(50).drop(columns=["arr_delay", "arr_time"]), params={"output": "both"})
     assert list(both.columns) == ["label", "probability"] and both["probability"].between(0, 1).all()
+    # the signature types text (numbers stay Any: MLflow refuses int64 for double and float64 for long, and
+    # callers send both; time_hour is UTC, and MLflow refuses timezone-aware values for datetime); a number
+    # sent for a text column is refused, naming the column
+    types = {c.name: getattr(c.type, "name", str(c.type)) for c in model.metadata.get_input_schema().inputs}
+    assert {k: types[k] for k in ("carrier", "origin", "dest", "time_hour", "distance")} == {
+        "carrier": "string", "origin": "string", "dest": "string", "time_hour": "Any", "distance": "Any",
+    }  # fmt: skip
+    wrong = frame.tail(5).drop(columns=["arr_delay", "arr_time"]).assign(carrier=range(5))
+    with pytest.raises(MlflowException, match="carrier"):
+        model.predict(wrong)
 
     # resuming this search with another spec is refused in one line, before anything changes
     other = _write_spec(tmp_path, "other", {**document, "objective": "pr_auc"})

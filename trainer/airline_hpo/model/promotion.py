@@ -293,12 +293,14 @@ def register_and_promote(
     objective: str = objectives.DEFAULT,
     margin: float = DEFAULT_MARGIN,
     encoding: dict[str, Any] | None = None,
+    threshold: float | None = None,
 ) -> tuple[Decision | None, registry.RegisteredModel | None]:
     """Log the model in the active run with its question's tags; when ``model_name`` names one, decide (before
     registering, while ``champion`` still names the old version), register, point the decided alias at the new
     version and log the decision. ``x_test``: the test rows as the model was fitted (encoded features);
     ``rows``/``y``: the same rows as a caller sends them (every raw column) and their labels; ``encoding``: how
-    raw columns become features, when they differ (:mod:`airline_hpo.data.table_encoding`)."""
+    raw columns become features, when they differ (:mod:`airline_hpo.data.table_encoding`); ``threshold``: the
+    served label's decision threshold (:mod:`airline_hpo.model.threshold`)."""
     mlflow.set_tags(question.tags())
     features = list(x_test.columns)
     if encoding is None:
@@ -308,11 +310,11 @@ def register_and_promote(
 
         example = rows[table_encoding.sources(features, encoding)].head(5)
     if model_name in registry.NO_MODEL_NAMES:
-        registry.log_model(sk_model, example, model_name, encoding, features)
+        registry.log_model(sk_model, example, model_name, encoding, features, threshold)
         return None, None
     p_new = np.asarray(sk_model.predict_proba(x_test.astype(np.float32))[:, 1])
     decision = decide(mode, model_name, question, p_new, rows, y, objective, margin)
-    logged = registry.log_model(sk_model, example, model_name, encoding, features)
+    logged = registry.log_model(sk_model, example, model_name, encoding, features, threshold)
     registered = registry.set_alias(model_name, decision.alias, logged.version)
     log_decision(decision, mode, margin, objective)
     return decision, registered

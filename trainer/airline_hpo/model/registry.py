@@ -95,16 +95,34 @@ class LoggedModel:
     version: str | None
 
 
-def model_signature(example: pd.DataFrame) -> Any:
-    """Every feature a named column of type Any (MLflow refuses int64 for a ``double`` column; the model checks
-    and casts numbers itself), and the ``output`` parameter (label, probability or both; see
-    :mod:`airline_hpo.model.served_model`)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+def column_type(column: pd.Series) -> Any:
+    """The MLflow type a column is declared with: ``string`` for text, ``datetime`` for timezone-naive
+    timestamps (MLflow's own inference, :func:`mlflow.models.infer_signature`), ``Any`` for the rest.
+
+    Numbers stay ``Any`` on purpose: MLflow's schema enforcement (``mlflow.models.utils._enforce_mlflow_datatype``)
+    refuses int64 for a ``double`` column and float64 for a ``long`` one, and callers send both (the loader's
+    float32 features, ``score``'s batches where a missing value made an integer column float64, int64 tables);
+    the model checks and casts numbers itself. Timezone-aware timestamps stay ``Any`` too: MLflow refuses them
+    for a ``datetime`` column."""
+    from mlflow.models import infer_signature
     from mlflow.types.schema import AnyType
 
+    text_dtype = column.dtype == object or isinstance(column.dtype, pd.StringDtype)  # not Categorical: refused
+    is_text = text_dtype and column.dropna().map(lambda v: isinstance(v, str)).all()
+    is_naive_time = pd.api.types.is_datetime64_dtype(column) and getattr(column.dt, "tz", None) is None
+    if not (is_text or is_naive_time) or column.isna().all():
+        return AnyType()
+    return infer_signature(column.to_frame()).inputs.inputs[0].type
+
+
+def model_signature(example: pd.DataFrame) -> Any:
+    """Each feature a named column typed where MLflow's enforcement allows it (:func:`column_type`), and the
+    ``output`` parameter (label, probability or both; see :mod:`airline_hpo.model.served_model`)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
     return ModelSignature(
-        inputs=Schema([ColSpec(AnyType(), name) for name in example.columns]),
+        inputs=Schema([ColSpec(column_type(example[name]), name) for name in example.columns]),
         params=ParamSchema([ParamSpec("output", "string", "label")]),
     )
 
@@ -115,6 +133,7 @@ def log_model(
     model_name: str,
     encoding: dict[str, Any] | None = None,
     features: list[str] | None = None,
+    threshold: float | None = None,
 ) -> LoggedModel:
     """Log ``sk_model`` once in the active run as the pyfunc users call, and register it when ``model_name``
     names a model (no alias: :mod:`airline_hpo.model.promotion` decides that). Failures are fatal (exit 1): a search
@@ -122,7 +141,8 @@ def log_model(
 
     With ``encoding`` (a spec's table with text or datetime columns) ``example`` holds the raw columns a caller
     sends, ``features`` the encoded columns the forest was fitted on, and the encoding code travels with the
-    model (``code_paths``), so serving encodes exactly as training did."""
+    model (``code_paths``), so serving encodes exactly as training did. ``threshold``: where the served
+    ``label`` turns to 1 (``probability >= threshold``; None keeps ``> 0.5``)."""
     import mlflow.pyfunc
     import mlflow.sklearn
     from mlflow.exceptions import MlflowException
@@ -131,6 +151,8 @@ def log_model(
     config: dict[str, Any] = {"columns": list(example.columns)}
     if encoding is not None:
         config.update({"encoding": encoding, "forest_columns": list(features or [])})
+    if threshold is not None:
+        config["threshold"] = float(threshold)
     if hasattr(example, "to_pandas"):  # cuDF rows (engine cuml keeps the table on the GPU): the model is CPU's
         example = example.to_pandas()
     try:

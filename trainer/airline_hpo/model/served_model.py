@@ -6,9 +6,10 @@ installed (``mlflow models serve``, a notebook, a batch job).
 
 Why not the plain sklearn flavor: its signature would declare float32 columns, which MLflow's pyfunc refuses to
 take from an ordinary float64 or int64 DataFrame (only the REST server casts), and it answers labels only. Here
-the signature declares its columns by name with MLflow's ``Any`` type (MLflow refuses to cast int64 to double,
-so ``double`` would reject int64 frames), the model checks they are numbers and casts them to the float32 the
-forest was fitted on; and the signature has a parameter ``output``:
+the signature declares its number columns by name with MLflow's ``Any`` type (MLflow refuses to cast int64 to
+double, so ``double`` would reject int64 frames; text is ``string``, naive timestamps ``datetime``), the model
+checks they are numbers and casts them to the float32 the forest was fitted on; and the signature has a
+parameter ``output``:
 
 - ``label`` (default): 1 = late, 0 = on time, as before;
 - ``probability``: the probability of a late arrival;
@@ -18,7 +19,9 @@ A model of a spec's table with text or datetime columns takes them raw (strings,
 as training did (``table_encoding``, logged beside this file).
 
 Python: ``model.predict(df, params={"output": "both"})``; REST: ``{"dataframe_split": ..., "params":
-{"output": "both"}}``. The label is ``probability > 0.5``, which is what the search scored.
+{"output": "both"}}``. The label is ``probability >= threshold``, the decision threshold the search chose on
+its validation part (model config ``threshold``; ``airline_hpo.model.threshold``). A model logged before the
+threshold was chosen has none in its config and answers ``probability > 0.5``, as it always did.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
         #: beside this file); None for tables of numbers.
         self.encoding = context.model_config.get("encoding")
         self.features = list(context.model_config.get("forest_columns") or self.columns)
+        #: None for a model logged before thresholds were chosen: it keeps its ``> 0.5``.
+        self.threshold = context.model_config.get("threshold")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         output = (params or {}).get("output", "label")
@@ -69,7 +74,10 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
             raise ValueError(f"column(s) {', '.join(non_numeric)} are not numeric; send numbers (codes encoded)")
         x = x.astype(np.float32)  # what the forest was fitted on
         probability = np.asarray(self.forest.predict_proba(x)[:, 1], dtype=np.float64)
-        label = (probability > 0.5).astype(np.int64)
+        if self.threshold is None:
+            label = (probability > 0.5).astype(np.int64)
+        else:
+            label = (probability >= float(self.threshold)).astype(np.int64)
         if output == "label":
             return label
         if output == "probability":

@@ -57,11 +57,11 @@ from airline_hpo.errors import (
     positive_int,
 )
 from airline_hpo.lifecycle import journal, outage, precheck, shutdown
-from airline_hpo.model import objectives, plots, promotion, registry
-from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, make_engine
+from airline_hpo.model import dataset_input, diagnostics, objectives, plots, promotion, registry
+from airline_hpo.model.engines import CRITERIA, ENGINE_CHOICES, Engine, ForestParams, SklearnEngine, make_engine
 from airline_hpo.search import resume as resume_mod
 from airline_hpo.search import spec as spec_mod
-from airline_hpo.search.refit import question, refit_and_test, to_pandas
+from airline_hpo.search.refit import question, refit_and_test, threshold_on_validation, to_pandas
 from airline_hpo.search.trials import (
     AUTO_CPUS,
     InProcessTrialRunner,
@@ -588,6 +588,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             }
         )
         log_split(split)
+        dataset_input.log_dataset(dataset, config.fpath)
         previous: list[TrialOutcome] = []
         if resume_mod.wants_resume(config.resume_run_id):
             previous, killed = resume_mod.finished_trials(mlflow.MlflowClient(), experiment_id, parent_id)
@@ -633,6 +634,14 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             importances = engine.feature_importances(model)
         log_test(result.test, split)
         mlflow.log_metric("refit_seconds", refit_seconds)
+        # the driver of a cuML search on Ray has no GPU: the fit on train for validation runs on its CPUs
+        local = SklearnEngine() if on_ray and engine.name == "cuml" else engine
+        threshold, on_train = threshold_on_validation(local, best.params, split, config.seed, spec.threshold, sk_model)
+        test_probability = sk_model.predict_proba(to_pandas(split.x_test).astype(np.float32))[:, 1]
+        diagnostics.log_test_plots(split.y_test, test_probability, threshold)
+        diagnostics.log_permutation_importance(
+            on_train, to_pandas(split.x_val), split.y_val, config.objective, config.seed, list(split.features)
+        )
         figure = plots.importance_plot(list(split.features), list(importances))
         mlflow.log_figure(figure, "plots/feature_importances.png")
         plots.close(figure)
@@ -647,6 +656,7 @@ def run_search(config: SearchConfig, engine: Engine | None = None, runner_factor
             config.objective,
             config.promote_margin,
             dataset.encoding,
+            threshold,
         )
     return result
 

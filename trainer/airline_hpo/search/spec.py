@@ -13,6 +13,7 @@
       family: random_forest              # random_forest | xgboost
       space: {n_estimators: [10, 300]}   # optional; each family has a default for every dimension
     objective: log_loss                  # log_loss (default) | roc_auc | pr_auc | accuracy
+    threshold: {rule: f1}                # optional: f1 (default) | {rule: cost, false_positive: 1, false_negative: 5}
 
 Every problem is one line naming the key and the fix. The spec's text is logged on the parent run
 (``spec/search.yaml``) with its hash as the tag ``spec.sha256`` (of the parsed content, so comments and layout
@@ -32,6 +33,7 @@ from airline_hpo.data import storage
 from airline_hpo.data.table import TableSpec, Target
 from airline_hpo.errors import TrainerError
 from airline_hpo.model import objectives
+from airline_hpo.model import threshold as threshold_mod
 from airline_hpo.model.engines import FAMILIES
 
 #: Where ``spec=specs/airline.yaml`` is found when the working directory is not the project (tests, notebooks).
@@ -65,7 +67,7 @@ CHOICE_DIMENSIONS = ("criterion",)
 #: Shares of rows or columns: at most 1.
 FRACTION_DIMENSIONS = ("max_features", "max_samples", "subsample", "colsample_bytree")
 
-_KEYS = {"data", "split", "gap", "model", "objective"}
+_KEYS = {"data", "split", "gap", "model", "objective", "threshold"}
 _DATA_KEYS = {"uri", "target", "time_column", "exclude"}
 _MODEL_KEYS = {"family", "space"}
 
@@ -80,11 +82,13 @@ class SearchSpec:
     where: str = ""
     #: Days left out before validation and before test (time split only)
     gap: int = 0
+    #: How the served model's label threshold is chosen on the validation part (:mod:`airline_hpo.model.threshold`)
+    threshold: threshold_mod.ThresholdRule = field(default_factory=threshold_mod.ThresholdRule)
 
     @property
     def content(self) -> dict[str, Any]:
         """The spec with every default filled in: what the hash covers."""
-        return {
+        content: dict[str, Any] = {
             "data": {
                 "uri": self.table.uri,
                 "target": str(self.table.target),
@@ -96,6 +100,9 @@ class SearchSpec:
             "model": {"family": self.family, "space": self.space},
             "objective": self.objective,
         }
+        if self.threshold != threshold_mod.ThresholdRule():  # absent = default: earlier specs keep their hash
+            content["threshold"] = self.threshold.content
+        return content
 
     @property
     def sha256(self) -> str:
@@ -193,7 +200,10 @@ def parse(document: Any, where: str) -> SearchSpec:
     if objective not in objectives.OBJECTIVES:
         raise _fail(where, "objective", f"is {objective!r}", f"use one of {', '.join(objectives.OBJECTIVES)}")
     space = _space(family, model.get("space"), where)
-    return SearchSpec(table, family, space, objective, split, where, gap)
+    threshold = threshold_mod.parse(
+        document.get("threshold"), lambda key, problem, fix: _fail(where, key, problem, fix)
+    )
+    return SearchSpec(table, family, space, objective, split, where, gap, threshold)
 
 
 def resolve(location: str) -> str:
