@@ -122,12 +122,14 @@ def summary(model_name: str, tracking_uri: str, parent_run_id: str | None = None
     parent_url = ui_links.run_url(tracking_uri, experiment_id, parent.info.run_id)
     split = f"{tags.get('split.kind', '?')} split, {int(metrics.get('test_rows', 0)):,} rows no trial saw"
     objective = parent.data.params.get("objective", "log_loss")
+    low, high = metrics.get(f"test_{objective}_low"), metrics.get(f"test_{objective}_high")
+    spread = "" if low is None or high is None else f" (95% interval {low:.4f}-{high:.4f})"
     return [
         ("trials", f"{len(trials)} ({failed} failed), engine {tags.get('engine', '?')}; {tags.get('stop_reason')}"),
         ("validation accuracy", f"{metrics['best_val_accuracy']:.4f} (best trial; baseline {val_base:.4f})"),
         (
             f"test {objective}",
-            f"{metrics[f'test_{objective}']:.4f}, accuracy {metrics['test_accuracy']:.4f}, "
+            f"{metrics[f'test_{objective}']:.4f}{spread}, accuracy {metrics['test_accuracy']:.4f}, "
             f"ROC AUC {metrics['test_roc_auc']:.4f} ({split}, refitted on train+val)",
         ),
         ("majority baseline", f"{metrics['test_baseline_accuracy']:.4f} on the same test rows"),

@@ -57,6 +57,20 @@ def test_a_clear_improvement_clears_the_margin_and_noise_does_not():
     assert evidence.paired_bootstrap(objectives.get("roc_auc"), y, jitter, p) == noise
 
 
+def test_a_test_score_interval_brackets_it_and_narrows_with_more_rows():
+    """A test score is logged with its bootstrap interval: it contains the score, and four times the rows about
+    halve its width (the 1/sqrt(n) a user expects), so two test days read as the uncertain figure they are."""
+    for name in objectives.OBJECTIVES:
+        objective = objectives.get(name)
+        y, p = _rows(1000)
+        low, high = evidence.interval(objective, y, p)
+        assert low < objective(y, p) < high, name
+        y4, p4 = _rows(4000)
+        low4, high4 = evidence.interval(objective, y4, p4)
+        assert 0.35 < (high4 - low4) / (high - low) < 0.7, name
+        assert evidence.interval(objective, y, p) == (low, high)  # seeded
+
+
 def test_unknown_objective_is_one_line():
     with pytest.raises(Exception, match="unknown objective 'f1'; use one of log_loss, roc_auc, pr_auc, accuracy"):
         objectives.get("f1")

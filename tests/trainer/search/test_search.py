@@ -179,6 +179,8 @@ def test_search_end_to_end(two_searches, small_airline):
     assert metrics["val_baseline_accuracy"] == pytest.approx(first.split.val_baseline_accuracy)
     assert metrics["test_baseline_accuracy"] == pytest.approx(first.split.test_baseline_accuracy)
     assert 0.0 < metrics["test_accuracy"] <= 1.0 and 0.0 < metrics["test_roc_auc"] <= 1.0
+    for name in ("log_loss", "roc_auc", "pr_auc", "accuracy"):  # each test score with its 95% bootstrap interval
+        assert metrics[f"test_{name}_low"] < metrics[f"test_{name}"] < metrics[f"test_{name}_high"], name
     assert metrics["test_rows"] == len(first.split.y_test) and parent.data.tags["split.kind"] == "time"
     assert parent.data.tags["stop_reason"] == "max_evals: all 4 trials ran"
     assert parent.data.params["best_max_depth"] == str(first.best.params.max_depth)

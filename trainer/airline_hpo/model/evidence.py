@@ -46,6 +46,37 @@ class Comparison:
         )
 
 
+def _resampled_weights(n: int, resamples: int, rng: np.random.Generator):
+    """Bootstrap resamples of ``n`` rows as row counts, ``CHUNK`` resamples at a time: ``objective(y[rows],
+    p[rows])`` equals the objective weighted by these counts."""
+    for size in [CHUNK] * (resamples // CHUNK) + ([resamples % CHUNK] if resamples % CHUNK else []):
+        rows = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
+        yield np.bincount(rows.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def _percentiles(values: list[np.ndarray], confidence: float) -> tuple[float, float]:
+    # a resample with one class only leaves a rank objective undefined (NaN): it is left out
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.nanpercentile(np.concatenate(values), [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def interval(
+    objective: Objective,
+    y: np.ndarray,
+    probability: np.ndarray,
+    *,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """The percentile bootstrap interval of one model's ``objective`` on rows ``y``: how much a test score would
+    move on another draw of as many rows (two test days decide little, design notes §3c). Seeded."""
+    y, p = np.asarray(y), np.asarray(probability, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    return _percentiles([objective.batch(y, p, w) for w in _resampled_weights(len(y), resamples, rng)], confidence)
+
+
 def paired_bootstrap(
     objective: Objective,
     y: np.ndarray,
@@ -62,12 +93,9 @@ def paired_bootstrap(
     new, old = objective(y, p_new), objective(y, p_old)
     rng = np.random.default_rng(seed)
     n = len(y)
-    gains = []
-    for size in [CHUNK] * (resamples // CHUNK) + ([resamples % CHUNK] if resamples % CHUNK else []):
-        # each resample as row counts: objective(y[rows], p[rows]) == objective weighted by these counts
-        rows = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
-        weights = np.bincount(rows.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
-        gains.append(objective.improvement(objective.batch(y, p_new, weights), objective.batch(y, p_old, weights)))
-    # a resample with one class only leaves a rank objective undefined (NaN): it is left out
-    low, high = np.nanpercentile(np.concatenate(gains), [(1.0 - confidence) / 2 * 100, (1.0 + confidence) / 2 * 100])
-    return Comparison(objective.name, new, old, objective.improvement(new, old), float(low), float(high), confidence, n)
+    gains = [
+        objective.improvement(objective.batch(y, p_new, w), objective.batch(y, p_old, w))
+        for w in _resampled_weights(n, resamples, rng)
+    ]
+    low, high = _percentiles(gains, confidence)
+    return Comparison(objective.name, new, old, objective.improvement(new, old), low, high, confidence, n)

@@ -26,7 +26,7 @@ entry points print the decision as one line.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mlflow
@@ -51,20 +51,32 @@ class Score:
     roc_auc: float | None
     log_loss: float | None = None
     pr_auc: float | None = None
+    #: objective -> its 95% bootstrap interval on these rows (only where asked for: the test score)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def value(self, objective: str) -> float | None:
         return getattr(self, objective)
 
     def metrics(self, prefix: str) -> dict[str, float]:
+        """``<prefix><objective>`` for each score, and ``<prefix><objective>_low``/``_high`` for its interval."""
         names = ("accuracy", "roc_auc", "log_loss", "pr_auc")
-        return {f"{prefix}{n}": getattr(self, n) for n in names if getattr(self, n) is not None}
+        out = {f"{prefix}{n}": getattr(self, n) for n in names if getattr(self, n) is not None}
+        for name, (low, high) in self.intervals.items():
+            out[f"{prefix}{name}_low"], out[f"{prefix}{name}_high"] = low, high
+        return out
 
 
-def score(late_probability: np.ndarray, y: np.ndarray) -> Score:
-    """Every objective of the probabilities ``late_probability`` on rows labelled ``y``."""
+def score(late_probability: np.ndarray, y: np.ndarray, with_intervals: bool = False) -> Score:
+    """Every objective of the probabilities ``late_probability`` on rows labelled ``y``; ``with_intervals``
+    adds each one's bootstrap interval (:func:`airline_hpo.model.evidence.interval`), for the test score."""
     p = np.asarray(late_probability, dtype=np.float64)
     values = {name: objectives.get(name)(y, p) for name in objectives.OBJECTIVES}
-    return Score(**values)
+    intervals = (
+        {name: evidence.interval(objectives.get(name), y, p) for name in objectives.OBJECTIVES}
+        if with_intervals
+        else {}
+    )
+    return Score(**values, intervals=intervals)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def refit_and_test(
     refit_seconds = time.perf_counter() - started
     sk_model = engine.to_sklearn(model)
     x_test = to_pandas(split.x_test).astype(np.float32)
-    test = promotion.score(sk_model.predict_proba(x_test)[:, 1], split.y_test)
+    test = promotion.score(sk_model.predict_proba(x_test)[:, 1], split.y_test, with_intervals=True)
     return model, sk_model, test, refit_seconds
 
 
