@@ -131,7 +131,9 @@ def test_an_xgboost_search_registers_a_model_answering_label_and_probability(sta
     probability = model.predict(rows, params={"output": "probability"})
     both = model.predict(rows, params={"output": "both"})
     assert set(np.unique(labels)) <= {0, 1} and ((probability >= 0) & (probability <= 1)).all()
-    np.testing.assert_array_equal(labels, (probability > 0.5).astype(int))
+    # the label follows the decision threshold the search chose on validation and logged, as for a forest
+    threshold = parent.data.metrics["threshold"]
+    np.testing.assert_array_equal(labels, (probability >= threshold).astype(int))
     np.testing.assert_allclose(both["probability"], probability)
     # the registered model is the refitted one: its test score is what the parent logged
     refit = result.test
