@@ -39,7 +39,6 @@ def searched(local_stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         for key, value in {**local_stack.env, "MLFLOW_EXPERIMENT_NAME": name}.items():
             patch.setenv(key, value)
         patch.delenv("MLFLOW_RUN_ID", raising=False)
-        mlflow.set_tracking_uri(local_stack.env["MLFLOW_TRACKING_URI"])
         config = SearchConfig(
             fpath=str(data), model_name=name, max_evals=4, trees_max=12, depth_max=6, seed=7, engine="sklearn"
         )

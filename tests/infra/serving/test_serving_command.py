@@ -43,17 +43,15 @@ def _register_champion(env: dict[str, str], name: str) -> tuple[LogisticRegressi
     rng = np.random.default_rng(7)
     frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=COLUMNS)
     model = LogisticRegression().fit(frame, (frame["a"] + frame["b"] > 0).astype(int))
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
-    try:
+    # through the environment, never mlflow.set_tracking_uri: that pins the URI for every later test in the process
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         with mlflow.start_run():
             info = mlflow.sklearn.log_model(
                 model, name="model", input_example=frame.head(2), registered_model_name=name
             )
         client = mlflow.MlflowClient()
         client.set_registered_model_alias(name, "champion", info.registered_model_version)
-    finally:
-        mlflow.set_tracking_uri(previous)
     return model, frame.head(5)
 
 
