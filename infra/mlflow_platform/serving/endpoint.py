@@ -35,6 +35,7 @@ from mlflow_platform.core.job_pods import SCRATCH, home_env, job_container, job_
 from mlflow_platform.core.labels import labels, selector_labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
 from mlflow_platform.core.pod_env import plain_env, secret_env
+from mlflow_platform.core.workload_identity import bound_service_account
 from mlflow_platform.serving.follower import follower_rules
 from mlflow_platform.tracking.disruptions import one_at_a_time, spread_constraints
 from mlflow_platform.training.job_template import TRAINING_UID
@@ -300,32 +301,13 @@ class ServingEndpoint(pulumi.ComponentResource):
             cfg.name_prefix, FOLLOWER_COMPONENT, name="mlflow-serving", version=cfg.serving_image_tag
         )
         meta = k8s.meta.v1.ObjectMetaArgs(name=names.serving_follower, namespace=namespace, labels=object_labels)
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-follower-service-account", metadata=meta, automount_service_account_token=False, opts=child
-        )
-        role = k8s.rbac.v1.Role(
-            f"{name}-follower-role",
-            metadata=meta,
-            rules=[
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=r["apiGroups"],
-                    resources=r["resources"],
-                    resource_names=r["resourceNames"],
-                    verbs=r["verbs"],
-                )
-                for r in follower_rules(names.serving)
-            ],
-            opts=child,
-        )
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-follower-role-binding",
-            metadata=meta,
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=names.serving_follower
-            ),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=names.serving_follower, namespace=namespace)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role]),
-        )
+        rules = [
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=r["apiGroups"], resources=r["resources"], resource_names=r["resourceNames"], verbs=r["verbs"]
+            )
+            for r in follower_rules(names.serving)
+        ]
+        binding = bound_service_account(f"{name}-follower", meta, names.serving_follower, namespace, rules, self)
         _np = k8s.networking.v1
         _np.NetworkPolicy(
             f"{name}-follower-network-policy",

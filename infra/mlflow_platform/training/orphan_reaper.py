@@ -29,6 +29,7 @@ from mlflow_platform.core.labels import labels, selector_labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
 from mlflow_platform.core.pod_env import plain_env
 from mlflow_platform.core.pod_security import MLFLOW_UID
+from mlflow_platform.core.workload_identity import bound_service_account
 from mlflow_platform.training.job_template import job_selector
 
 COMPONENT = "orphan-reaper"
@@ -86,21 +87,8 @@ class OrphanReaper(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         object_labels = labels(cfg.name_prefix, COMPONENT, version=cfg.tracking_image.rsplit(":", 1)[-1])
         meta = k8s.meta.v1.ObjectMetaArgs(name=names.orphan_reaper, namespace=namespace, labels=object_labels)
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-service-account", metadata=meta, automount_service_account_token=False, opts=child
-        )
-        role = k8s.rbac.v1.Role(
-            f"{name}-role", metadata=meta, rules=[k8s.rbac.v1.PolicyRuleArgs(**r) for r in RULES], opts=child
-        )
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{name}-role-binding",
-            metadata=meta,
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=names.orphan_reaper
-            ),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=names.orphan_reaper, namespace=namespace)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, role]),
-        )
+        rules = [k8s.rbac.v1.PolicyRuleArgs(**r) for r in RULES]
+        binding = bound_service_account(name, meta, names.orphan_reaper, namespace, rules, self)
         _np = k8s.networking.v1
         _np.NetworkPolicy(
             f"{name}-network-policy",
