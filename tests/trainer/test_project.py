@@ -86,7 +86,8 @@ def test_declared_commands_run_the_flow_on_the_stack(stack_env, tmp_path, capfd)
 
     rows = dict(demo.summary(name, stack_env.tracking_uri))
     assert rows["trials"].startswith("3 (0 failed), engine sklearn; max_evals")
-    assert float(rows["test log_loss"].split(",")[0]) > 0  # the default objective
+    assert float(rows["test log_loss"].split()[0]) > 0  # the default objective, with its bootstrap interval
+    assert "(95% interval " in rows["test log_loss"]
     test_accuracy = float(rows["test log_loss"].split("accuracy ")[1].split(",")[0])
     baseline = float(rows["majority baseline"].split()[0])
     assert 0.4 < baseline < 1.0 and 0.4 < test_accuracy <= 1.0
