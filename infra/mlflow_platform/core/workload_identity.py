@@ -11,6 +11,19 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+#: The API server's ports as pods reach it (the kubernetes Service's 443, and 6443 where the endpoint is the
+#: control plane's own address, as on EKS): its address is not a pod selector, so egress names ports only.
+API_SERVER_PORTS = (443, 6443)
+
+
+def api_server_egress() -> k8s.networking.v1.NetworkPolicyEgressRuleArgs:
+    """The egress rule a workload that calls the API server needs, and only that."""
+    np_ = k8s.networking.v1
+    return np_.NetworkPolicyEgressRuleArgs(
+        to=[np_.NetworkPolicyPeerArgs(ip_block=np_.IPBlockArgs(cidr="0.0.0.0/0"))],
+        ports=[np_.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in API_SERVER_PORTS],
+    )
+
 
 def bound_service_account(
     resource_name: str,

@@ -35,7 +35,7 @@ from mlflow_platform.core.job_pods import SCRATCH, home_env, job_container, job_
 from mlflow_platform.core.labels import labels, selector_labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
 from mlflow_platform.core.pod_env import plain_env, secret_env
-from mlflow_platform.core.workload_identity import bound_service_account
+from mlflow_platform.core.workload_identity import api_server_egress, bound_service_account
 from mlflow_platform.serving.follower import follower_rules
 from mlflow_platform.tracking.disruptions import one_at_a_time, spread_constraints
 from mlflow_platform.training.job_template import TRAINING_UID
@@ -46,7 +46,6 @@ CONTAINER = "scoring-server"
 SERVING_PORT = 8080
 DNS_PORT = 53
 #: The API server's ports after the `kubernetes` Service's DNAT: 443 on EKS, 6443 on kubeadm and MicroK8s.
-API_SERVER_PORTS = (443, 6443)
 #: The pod template annotations the follower sets (airline_hpo.serving.follow); Pulumi must leave them alone.
 VERSION_ANNOTATION = "serving.rapids-mlflow-stack/model-version"
 RESTARTED_AT_ANNOTATION = "kubectl.kubernetes.io/restartedAt"
@@ -319,10 +318,7 @@ class ServingEndpoint(pulumi.ComponentResource):
                 egress=[
                     _tracking_egress(cfg, tracking_selector),
                     _np.NetworkPolicyEgressRuleArgs(to=[_dns_peer()], ports=_dns_ports()),
-                    _np.NetworkPolicyEgressRuleArgs(
-                        to=[_np.NetworkPolicyPeerArgs(ip_block=_np.IPBlockArgs(cidr="0.0.0.0/0"))],
-                        ports=[_np.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in API_SERVER_PORTS],
-                    ),
+                    api_server_egress(),
                 ],
             ),
             opts=child,

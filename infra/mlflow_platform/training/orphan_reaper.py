@@ -29,14 +29,13 @@ from mlflow_platform.core.labels import labels, selector_labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
 from mlflow_platform.core.pod_env import plain_env
 from mlflow_platform.core.pod_security import MLFLOW_UID
-from mlflow_platform.core.workload_identity import bound_service_account
+from mlflow_platform.core.workload_identity import api_server_egress, bound_service_account
 from mlflow_platform.training.job_template import job_selector
 
 COMPONENT = "orphan-reaper"
 SCHEDULE = "* * * * *"
 #: The API server's ports: 443 on EKS (and behind the `kubernetes` Service), 6443 on kubeadm and MicroK8s
 #: (NetworkPolicies see the endpoint's port after the Service's DNAT).
-API_SERVER_PORTS = (443, 6443)
 
 #: What the reaper runs. In the pod the in-cluster config applies; elsewhere (a test) the kubeconfig does.
 REAPER_SCRIPT = """\
@@ -97,12 +96,7 @@ class OrphanReaper(pulumi.ComponentResource):
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=reaper_selector(cfg)),
                 policy_types=["Ingress", "Egress"],
                 ingress=[],
-                egress=[
-                    _np.NetworkPolicyEgressRuleArgs(
-                        to=[_np.NetworkPolicyPeerArgs(ip_block=_np.IPBlockArgs(cidr="0.0.0.0/0"))],
-                        ports=[_np.NetworkPolicyPortArgs(protocol="TCP", port=p) for p in API_SERVER_PORTS],
-                    )
-                ],
+                egress=[api_server_egress()],
             ),
             opts=child,
         )
