@@ -50,13 +50,15 @@ JUSTIFIED = {
 
 
 def _documents() -> list[tuple[str, str, str]]:
+    """Sorted by id: the mocks register resources in the order their inputs resolve, which varies from run to run,
+    and every pytest-xdist worker must collect the same ids in the same order."""
     found = []
     for label, config in CONFIGS.items():
         for resource in run_program(config).resources:
             for field in ("policy", "assumeRolePolicy"):
                 if resource.type.startswith("aws:") and field in resource.inputs:
                     found.append((f"{label}:{resource.type.rsplit(':', 1)[-1]}.{field}", field, resource.inputs[field]))
-    return found
+    return sorted(found, key=lambda document: document[0])
 
 
 DOCUMENTS = _documents()
