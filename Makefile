@@ -45,14 +45,15 @@ demo: $(STAMP)
 	@PYTHONPATH=trainer $(PY) -m airline_hpo.demo
 
 # ---- test lanes (issue 18): `make check` = lint + every test that starts no service (no local stack, no Ray
-# cluster, no server); `make test` = the whole suite. JOBS=N runs tests in N pytest-xdist workers (check: 2;
-# test: 0 = serial until the whole suite is proven under xdist). PYTHONHASHSEED=0: every xdist worker must collect
-# the same parametrized ids in the same order (some are built from sets).
-JOBS ?= 0
+# cluster, no server); `make test` = the whole suite. JOBS=N runs tests in N pytest-xdist workers (JOBS=0: serial).
+# `make test` uses 3 on 2 cores: most of its time is spent waiting (on servers, outages, Ray), not computing.
+# --dist loadscope keeps a module on one worker, so a module's own stack or Ray cluster starts once; each worker
+# starts its own session stack. PYTHONHASHSEED=0: every worker must collect the same ids in the same order.
+JOBS ?= 3
 CHECK_JOBS ?= 2
 
 test: $(DEV_STAMP)
-	@PYTHONHASHSEED=0 $(PY) -m pytest -n $(JOBS)
+	@PYTHONHASHSEED=0 $(PY) -m pytest -n $(JOBS) $(if $(filter-out 0,$(JOBS)),--dist loadscope)
 
 check: lint
 	@PYTHONHASHSEED=0 $(PY) -m pytest -n $(CHECK_JOBS) -m "not integration and not gpu" -q
