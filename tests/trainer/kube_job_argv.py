@@ -5,14 +5,14 @@ Beside tests/trainer/conftest.py, so every test under tests/trainer imports it b
 
 from __future__ import annotations
 
-import copy
 import json
 import tempfile
 from pathlib import Path
 
 from mlflow.projects._project_spec import load_project
-from mlflow.projects.kubernetes import _get_kubernetes_job_definition, _get_run_command
 from mlflow.projects.utils import get_entry_point_command
+
+from tests.mlflow_kube_job import job_mlflow_creates
 
 TRAINER = Path(__file__).resolve().parents[2] / "trainer"
 TEMPLATE = json.loads((Path(__file__).resolve().parent / "cluster" / "fixtures" / "stack_outputs.json").read_text())[
@@ -28,12 +28,5 @@ def job_command(entry_point: str, parameters: dict[str, object]) -> list[str]:
         commands = get_entry_point_command(
             project, entry_point, {k: str(v) for k, v in parameters.items()}, storage_dir
         )
-    job = _get_kubernetes_job_definition(
-        project_name=project.name,
-        image_tag="registry.example.com/airline-hpo:5d41402",
-        image_digest="sha256:" + "0" * 64,
-        command=_get_run_command(commands),
-        env_vars={"MLFLOW_RUN_ID": "r", "MLFLOW_TRACKING_URI": "http://t:5000", "MLFLOW_EXPERIMENT_ID": "1"},
-        job_template=copy.deepcopy(TEMPLATE),
-    )
+    job = job_mlflow_creates(TEMPLATE, "registry.example.com/airline-hpo:5d41402", commands)
     return job["spec"]["template"]["spec"]["containers"][0]["command"]

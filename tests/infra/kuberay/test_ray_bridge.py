@@ -13,9 +13,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 from airline_hpo.cluster import bridge
-from mlflow.projects import _parse_kubernetes_config
-from mlflow.projects.kubernetes import _get_kubernetes_job_definition, _get_run_command
 from mock_harness import KUBERNETES_VERSION, Deployment
+
+from tests.mlflow_kube_job import job_mlflow_creates, job_template_from_backend_config
 
 RAY = {"ray": "true", "rayImageTag": "0a1b2c3", "rayMaxWorkers": "4", "rayWorkerGpus": "2"}
 
@@ -77,19 +77,11 @@ def test_mlflow_turns_the_driver_files_into_a_gpu_less_job_that_reaches_ray(
 ) -> None:
     files = bridge.write_backend_files(ray_outputs, tmp_path)
     assert files.ray_config_path is not None
-    kube_config = _parse_kubernetes_config(json.loads(files.ray_config_path.read_text()))
     monkeypatch.setenv("KUBE_MLFLOW_TRACKING_URI", ray_outputs["kube_mlflow_tracking_uri"])
-    job = _get_kubernetes_job_definition(
-        project_name="airline-hpo",
-        image_tag=ray_outputs["repository_uri"] + ":0a1b2c3",
-        image_digest="sha256:" + "0" * 64,
-        command=_get_run_command(["python -m airline_hpo.search --executor ray --parallelism 8"]),
-        env_vars={
-            "MLFLOW_RUN_ID": "abc123",
-            "MLFLOW_TRACKING_URI": "http://localhost:5000",
-            "MLFLOW_EXPERIMENT_ID": "1",
-        },
-        job_template=kube_config["kube-job-template"],
+    job = job_mlflow_creates(
+        job_template_from_backend_config(files.ray_config_path),
+        ray_outputs["repository_uri"] + ":0a1b2c3",
+        ["python -m airline_hpo.search --executor ray --parallelism 8"],
     )
     kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
     pod = job["spec"]["template"]["spec"]

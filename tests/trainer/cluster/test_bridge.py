@@ -19,8 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 from airline_hpo.cluster import bridge
-from mlflow.projects import _parse_kubernetes_config
-from mlflow.projects.kubernetes import _get_kubernetes_job_definition, _get_run_command
+
+from tests.mlflow_kube_job import job_mlflow_creates, job_template_from_backend_config
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "stack_outputs.json"
 TRAINER_DIR = Path(__file__).resolve().parents[3] / "trainer"
@@ -106,19 +106,11 @@ def test_template_without_namespace_is_refused(outputs: dict, tmp_path: Path) ->
 def test_mlflow_turns_the_written_files_into_a_valid_job(outputs: dict, tmp_path: Path, monkeypatch) -> None:
     files = bridge.write_backend_files(outputs, tmp_path)
     # MLflow's own loader, exactly as `mlflow run --backend-config k8s_config.json` calls it.
-    kube_config = _parse_kubernetes_config(json.loads(files.config_path.read_text()))
     monkeypatch.setenv("KUBE_MLFLOW_TRACKING_URI", outputs["kube_mlflow_tracking_uri"])
-    job = _get_kubernetes_job_definition(
-        project_name="airline-hpo",
-        image_tag=outputs["repository_uri"] + ":5d41402",
-        image_digest="sha256:" + "0" * 64,
-        command=_get_run_command(["python -m airline_hpo.search --fpath s3://b/d.parquet --max-evals 20"]),
-        env_vars={
-            "MLFLOW_RUN_ID": "abc123",
-            "MLFLOW_TRACKING_URI": "http://localhost:5000",
-            "MLFLOW_EXPERIMENT_ID": "1",
-        },
-        job_template=kube_config["kube-job-template"],
+    job = job_mlflow_creates(
+        job_template_from_backend_config(files.config_path),
+        outputs["repository_uri"] + ":5d41402",
+        ["python -m airline_hpo.search --fpath s3://b/d.parquet --max-evals 20"],
     )
 
     kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
