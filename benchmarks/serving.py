@@ -198,6 +198,9 @@ def report(count, direct, proxied, rows, local, over_http, over_proxy, metrics) 
         "",
         f"HTTP overhead on a {rows:,}-row request: {overhead:+.0%} over in-process predict; goal <= "
         f"{GOAL_OVERHEAD:.0%}: {'met' if overhead <= GOAL_OVERHEAD else 'NOT met'}",
+        f"  HTTP adds {(over_http - local) * ms:.0f} ms to the scoring server's request and "
+        f"{(over_proxy - local) * ms:.0f} ms to the local endpoint's; the goal holds where predict takes "
+        f"{(over_http - local) / GOAL_OVERHEAD * ms:.0f} ms or more (larger forests, slower models)",
     ]
     return "\n".join(lines)
 
