@@ -118,7 +118,9 @@ class Supervisor:
         log_dir.mkdir(parents=True, exist_ok=True)
         _log(f"{args.model_name}@{args.alias} is version {version}: starting its model server beside the old one")
         log = log_dir / f"{args.model_name}-{version}.log"
-        server = ModelServer(uri, "127.0.0.1", 0, log, socket_path=self.socket_dir / f"v{version}.sock").start()
+        # A socket of its own: a version served again may start while its earlier server is still draining.
+        socket_path = self.socket_dir / f"v{version}-{time.monotonic_ns()}.sock"
+        server = ModelServer(uri, "127.0.0.1", 0, log, socket_path=socket_path).start()
         self.servers[version] = server
         try:
             started = time.monotonic()
