@@ -211,12 +211,18 @@ def _serve(stack: LocalStack, args: argparse.Namespace) -> int:
     started = model_serving.start(stack.settings, stack.client_env(), config)
     state = "serving" if started else "already serving"
     detail = f"(POST /invocations; the alias is checked every {config.poll_seconds:g}s)"
+    ask = (
+        'every request needs the stack\'s login; after eval "$(make env)": curl -s -u '
+        f'"$MLFLOW_TRACKING_USERNAME:$MLFLOW_TRACKING_PASSWORD" {config.url}/ping -i (docs/serving.md: /invocations)'
+    )
     if args.detach:
         _log(f"{state} {config.model_uri} at {config.url} {detail}")
+        _log(ask)
         _log("it keeps running: `python -m local_stack serve --stop` or `make down` stops it")
         print(config.url)  # last and alone on stdout, for scripts (make demo)
         return 0
     print(f"{state} {config.model_uri} at {config.url} {detail}; Ctrl-C stops it", flush=True)
+    print(ask, flush=True)
     return model_serving.follow_log(stack.settings)
 
 

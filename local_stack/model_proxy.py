@@ -7,22 +7,61 @@ the requests the old one is answering have finished, then stops it. No request f
 restart on the same port could not promise. Every answer carries ``X-Model-Version``: the version that answered.
 
 This is the local stand-in for what the cluster gets from Kubernetes itself (a Service in front of a rolling
-update gated on readiness); it listens on 127.0.0.1 only.
+update gated on readiness); it listens on 127.0.0.1 only. Every port needs a key: each request (``/ping``
+too) must carry the stack's MLflow login as HTTP basic auth (:class:`Login`, compared in constant time), or it
+gets 401 with ``WWW-Authenticate`` and never reaches a model server. The model servers themselves listen on Unix
+sockets in a directory only this user may enter (:mod:`airline_hpo.serving.server`), so the proxy is the only
+way in.
 """
 
 from __future__ import annotations
 
-import http.client
+import base64
+import binascii
+import hmac
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+
+from airline_hpo.serving.server import connection
 
 VERSION_HEADER = "X-Model-Version"
+#: What a request without the right login is told (RFC 9110 11.6.1: a 401 names the scheme it wants).
+CHALLENGE = 'Basic realm="model endpoint", charset="UTF-8"'
+UNAUTHORIZED = json.dumps(
+    {
+        "error": "the endpoint asks for the stack's login: MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+        "of `make env`"
+    }
+).encode()
 #: Hop-by-hop headers (RFC 9110 7.6.1) and the ones the proxy sets itself.
 _SKIP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+@dataclass(frozen=True)
+class Login:
+    """The HTTP basic login the endpoint asks for: the stack's MLflow user (``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD`` of ``make env``)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def admits(self, authorization: str | None) -> bool:
+        """True when ``authorization`` (the request's header) is this login; user and password are compared in
+        constant time (:func:`hmac.compare_digest`), so the answer's timing does not tell how much was right."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            pair = base64.b64decode(token.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = pair.partition(b":")
+        user_ok = hmac.compare_digest(user, self.username.encode())
+        password_ok = hmac.compare_digest(password, self.password.encode())
+        return bool(sep) and user_ok and password_ok
 
 
 @dataclass(frozen=True)
@@ -34,9 +73,11 @@ class Backend:
 
 
 class ModelProxy:
-    """Forwards every request to the current backend; :meth:`switch` changes it atomically."""
+    """Forwards every request that carries ``login`` to the current backend; :meth:`switch` changes it
+    atomically."""
 
-    def __init__(self, host: str, port: int, upstream_timeout: float = 120.0) -> None:
+    def __init__(self, host: str, port: int, login: Login, upstream_timeout: float = 120.0) -> None:
+        self.login = login
         self._lock = threading.Condition()
         self._current: Backend | None = None
         self._in_flight: dict[Backend, int] = {}
@@ -113,6 +154,11 @@ class ModelProxy:
                 """Quiet: one line per request would flood the log under a benchmark."""
 
             def _forward(self) -> None:
+                if not proxy.login.admits(self.headers.get("Authorization")):
+                    # The body is not read: the connection closes after the answer.
+                    self.close_connection = True
+                    self._reply(401, UNAUTHORIZED, "application/json", None, {"WWW-Authenticate": CHALLENGE})
+                    return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 backend = proxy._acquire()
                 if backend is None:
@@ -140,6 +186,8 @@ class ModelProxy:
                 for name, value in (headers or {}).items():
                     if name.lower() not in _SKIP_HEADERS and name.lower() != "content-type":
                         self.send_header(name, value)
+                if self.close_connection:
+                    self.send_header("Connection", "close")
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 if backend is not None:
@@ -152,8 +200,7 @@ class ModelProxy:
     def _call(
         self, backend: Backend, method: str, path: str, headers: object, body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        target = urlparse(backend.url)
-        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=self.upstream_timeout)
+        conn = connection(backend.url, self.upstream_timeout)
         try:
             forwarded = {"Content-Type": headers.get("Content-Type", "application/json")}  # type: ignore[attr-defined]
             conn.request(method, path, body=body if method == "POST" else None, headers=forwarded)

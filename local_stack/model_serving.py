@@ -4,7 +4,8 @@ The endpoint is one more stack process, found and stopped through its PID file l
 stops it too): a supervisor (:mod:`local_stack.model_supervisor`) that owns the port, runs MLflow's scoring
 server for the version the alias names, and swaps in a new one when the alias moves. ``serve`` starts it
 detached in its own session and either returns once it answers (``--detach``, what ``make demo`` uses) or stays
-in the foreground printing its log until Ctrl-C, which stops it.
+in the foreground printing its log until Ctrl-C, which stops it. Every request needs the stack's MLflow login
+(HTTP basic, what ``make env`` exports); the model servers behind the port are reachable only through it.
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def process(settings: StackSettings) -> ServiceProcess:
 
 
 def supervisor_env(settings: StackSettings, client_env: dict[str, str]) -> dict[str, str]:
-    """Only what MLflow's client needs: the tracking URI (artifacts come through its proxy) and, with auth, the
-    user; no S3 keys. ``trainer/`` on the path: the supervisor shares the alias rule with the cluster's."""
+    """Only what MLflow's client needs: the tracking URI (artifacts come through its proxy) and the stack's login,
+    which is also the endpoint's key; no S3 keys. ``trainer/`` on the path: the supervisor shares the alias rule
+    with the cluster's."""
     keep = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
     return {
         "PATH": os.environ.get("PATH", ""),
@@ -124,6 +126,9 @@ def _last_error(path: Path) -> str | None:
 def start(settings: StackSettings, client_env: dict[str, str], config: ServingConfig, timeout: float = 300.0) -> bool:
     """Start the endpoint and wait until it answers ``/ping``; False when the same one was already running."""
     auth = {k: v for k, v in client_env.items() if k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    if len(auth) != 2:
+        raise StackError("the stack's login (MLFLOW_TRACKING_USERNAME/_PASSWORD) is missing; run `make up` first")
+    login = (auth["MLFLOW_TRACKING_USERNAME"], auth["MLFLOW_TRACKING_PASSWORD"])
     try:
         ready = tracking_server.is_ready(settings.tracking_uri, auth)
     except OSError:
@@ -157,7 +162,7 @@ def start(settings: StackSettings, client_env: dict[str, str], config: ServingCo
                 f"the model endpoint exited during start-up; last lines of {proc.log_file}:\n{log_tail(proc.log_file)}"
             )
         try:
-            if requests.get(f"{config.url}/ping", timeout=2).status_code == 200:
+            if requests.get(f"{config.url}/ping", timeout=2, auth=login).status_code == 200:
                 return True
         except requests.RequestException:
             pass

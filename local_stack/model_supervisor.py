@@ -7,21 +7,31 @@ version's scoring server starts beside the old one, takes traffic only once ``/p
 stops after its last request. A version that fails to load never takes traffic; the old one keeps serving.
 SIGTERM (``make down``, Ctrl-C in ``make serve``) stops the model servers and the proxy.
 
+The endpoint's key is the stack's MLflow login, from the environment :mod:`local_stack.model_serving` gives this
+process (``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, never the command line, which any local user
+can read). The model servers listen on Unix sockets in a private (0700) directory this process creates and
+removes, so only the proxy, which asks for the key, can reach them.
+
 User-fixable problems are logged as one ``error: ...`` line, which ``serve`` shows.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from local_stack.model_proxy import Backend, ModelProxy
+from local_stack.model_proxy import Backend, Login, ModelProxy
 
+#: Where the endpoint's key comes from: the stack's MLflow login, as ``make env`` exports it.
+LOGIN_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 #: Seconds a model server may take to load its model and answer ``/ping``.
 LOAD_TIMEOUT = 300.0
 
@@ -41,14 +51,21 @@ class Supervisor:
         self.servers: dict[str, object] = {}  # version -> ModelServer
         self.failed: set[str] = set()
         self.served: str | None = None
+        self.socket_dir: Path | None = None
 
     def run(self) -> int:
         from airline_hpo.errors import TrainerError
         from airline_hpo.serving.alias import alias_version, version_to_serve
 
         args = self.args
+        username, password = os.environ.get(LOGIN_ENV[0], ""), os.environ.get(LOGIN_ENV[1], "")
+        if not (username and password):
+            print(f"error: {' and '.join(LOGIN_ENV)} are not set; start the endpoint with `make serve`", flush=True)
+            return 2
+        # mkdtemp: mode 0700 from the start, and a short path (a Unix socket's path is limited to 107 bytes).
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="airline-serve-"))
         try:
-            self.proxy = ModelProxy(args.host, args.port).start()
+            self.proxy = ModelProxy(args.host, args.port, Login(username, password)).start()
         except OSError as exc:
             print(
                 f"error: port {args.port} for the model endpoint cannot be bound ({exc.strerror}); "
@@ -93,14 +110,17 @@ class Supervisor:
             time.sleep(args.poll_seconds)
 
     def _switch_to(self, version: str) -> None:
-        from airline_hpo.serving.server import ModelServer, free_port
+        from airline_hpo.serving.server import ModelServer
 
         args = self.args
         uri = f"models:/{args.model_name}/{version}"
         log_dir = Path(args.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         _log(f"{args.model_name}@{args.alias} is version {version}: starting its model server beside the old one")
-        server = ModelServer(uri, "127.0.0.1", free_port(), log_dir / f"{args.model_name}-{version}.log").start()
+        log = log_dir / f"{args.model_name}-{version}.log"
+        # A socket of its own: a version served again may start while its earlier server is still draining.
+        socket_path = self.socket_dir / f"v{version}-{time.monotonic_ns()}.sock"
+        server = ModelServer(uri, "127.0.0.1", 0, log, socket_path=socket_path).start()
         self.servers[version] = server
         try:
             started = time.monotonic()
@@ -127,6 +147,8 @@ class Supervisor:
             server.stop()
         if self.proxy is not None:
             self.proxy.shutdown()
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 def _parser() -> argparse.ArgumentParser:

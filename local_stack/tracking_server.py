@@ -102,9 +102,8 @@ def server_argv(settings: StackSettings, port: int) -> list[str]:
 
 
 def client_credentials(settings: StackSettings, creds: StackCredentials) -> dict[str, str]:
-    """The variables an MLflow client reads for basic auth; empty when auth is off."""
-    if not settings.auth:
-        return {}
+    """The variables an MLflow client reads for basic auth: the stack's admin login. Exported with auth off too:
+    the MLflow server then ignores it, but the model endpoint (``make serve``) always asks for it."""
     return {"MLFLOW_TRACKING_USERNAME": ADMIN_USERNAME, "MLFLOW_TRACKING_PASSWORD": creds.mlflow_admin_password}
 
 

@@ -4,12 +4,14 @@ Starts ``mlflow models serve -m models:/<name>@<alias> --env-manager local`` on 
 ``/ping``, POSTs sample flights to ``/invocations`` asking for both the label and the probability of a late
 arrival (``"params": {"output": "both"}``), prints ON-TIME or LATE and the probability for each, then stops the
 server (its whole process group). This is the seed's ``test_query.py``, done against the registry instead of a file.
-With ``--url`` it asks an endpoint that is already serving (``make serve``) instead, as ``make demo`` does.
+With ``--url`` it asks an endpoint that is already serving (``make serve``) instead, as ``make demo`` does, signed
+in with the stack's MLflow login (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``, what ``make env`` exports).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -140,14 +142,26 @@ def check_answers(answers: list, threshold: float | None = None) -> list[tuple[i
     return checked
 
 
-def wait_for_endpoint(url: str, timeout: float) -> str:
+def endpoint_login() -> tuple[str, str] | None:
+    """The login the local endpoint asks for: the MLflow client's own (``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD``); None when they are not set."""
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    return (username, password) if username and password else None
+
+
+def wait_for_endpoint(url: str, timeout: float, login: tuple[str, str] | None = None) -> str:
     """Wait until a running endpoint answers ``/ping``; returns the model version it names ("?" if none)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            response = requests.get(f"{url}/ping", timeout=5)
+            response = requests.get(f"{url}/ping", timeout=5, auth=login)
             if response.status_code == 200:
                 return response.headers.get(VERSION_HEADER, "?")
+            if response.status_code == 401:
+                raise TrainerError(
+                    f"the endpoint {url} refused the login (HTTP 401)",
+                    'set the stack\'s login: eval "$(make env)" (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD)',
+                )
         except requests.RequestException:
             response = None
         if time.monotonic() >= deadline:
@@ -174,10 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     inputs = flights[model_inputs(model_uri)]
     if args.url not in ("", "none"):
         url = args.url.rstrip("/")
-        served = wait_for_endpoint(url, args.timeout)
+        login = endpoint_login()
+        served = wait_for_endpoint(url, args.timeout, login)
         print(f"asking the endpoint {url} (serving {args.model_name} version {served}; {args.alias} is {version})")
         served_uri = f"models:/{args.model_name}/{served}" if served.isdigit() else model_uri
-        _print_answers(flights, check_answers(predict(url, inputs, output="both"), model_threshold(served_uri)))
+        answers = predict(url, inputs, output="both", auth=login)
+        _print_answers(flights, check_answers(answers, model_threshold(served_uri)))
         return 0
     port = args.port or free_port()
     print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)

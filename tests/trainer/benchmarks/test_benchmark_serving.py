@@ -30,12 +30,14 @@ def test_serving_benchmark_prints_every_figure(stack_client_env, tmp_path, capsy
         print("\n" + out)
     number = r"\s+[\d.]+ms\s+[\d.]+ms$"
     assert re.search(r"^  scoring server \(what a cluster pod runs\)" + number, out, re.MULTILINE), out
-    assert re.search(r"^  local endpoint \(make serve: proxy \+ server\)" + number, out, re.MULTILINE), out
+    assert re.search(r"^  local endpoint \(make serve: proxy \+ socket\)" + number, out, re.MULTILINE), out
+    assert re.search(r"^  HTTP, local endpoint\s+[\d.]+\s+[\d,]+\s+[\d.]+x$", out, re.MULTILINE), out
     assert re.search(r"^  in-process model.predict\s+[\d.]+\s+[\d,]+\s+1.00x$", out, re.MULTILINE), out
     assert re.search(r"^  HTTP, scoring server\s+[\d.]+\s+[\d,]+\s+[\d.]+x$", out, re.MULTILINE), out
     assert re.search(r"^  20,000 rows, 1 batch\(es\)\s+[\d.]+\s+[\d,]+$", out, re.MULTILINE), out
     assert re.search(
-        r"HTTP overhead on a 10,000-row request: [+-]\d+% over in-process predict; goal <= 25%: "
-        r"(met|NOT met)$",
-        out.strip(),
+        r"^HTTP overhead on a 10,000-row request: [+-]\d+% over in-process predict; goal <= 25%: (met|NOT met)$",
+        out,
+        re.MULTILINE,
     ), out
+    assert re.search(r"^  HTTP adds -?\d+ ms to the scoring server's request and -?\d+ ms to the local", out, re.M), out

@@ -1,6 +1,8 @@
 """The local endpoint (`make serve`) against the real local stack: it serves the champion, and when the alias
 moves (the trainer's promotion, then the client's set_registered_model_alias) the same URL answers with the new
 version within the bound, while a request loop sees no failed request. Real MLflow scoring servers, real registry.
+Every request signs in with the stack's login, as `make env` exports it (the attacks without it are in
+test_local_endpoint_attack.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 import requests
 from airline_hpo import serve_check, train
 from airline_hpo.errors import run_cli
+from airline_hpo.serving.server import invocation, predict
 from mlflow import MlflowClient
 
 from local_stack.processes import free_ports
@@ -44,16 +47,17 @@ def _serve(state_dir, port: int, *args: str) -> subprocess.CompletedProcess[str]
 class RequestLoop(threading.Thread):
     """A user asking the endpoint over and over: every answer's status and version (the X-Model-Version header)."""
 
-    def __init__(self, url: str, rows) -> None:
+    def __init__(self, url: str, rows, login: tuple[str, str]) -> None:
         super().__init__(daemon=True)
-        self.url, self.rows = url, rows
+        self.url, self.rows, self.login = url, rows, login
         self.stop = threading.Event()
         self.versions: list[str] = []
         self.failures: list[str] = []
 
     def run(self) -> None:
         session = requests.Session()
-        payload = {"dataframe_split": self.rows.to_dict(orient="split", index=False), "params": {"output": "both"}}
+        session.auth = self.login
+        payload = invocation(self.rows, "both")
         while not self.stop.is_set():
             try:
                 response = session.post(f"{self.url}/invocations", json=payload, timeout=30)
@@ -73,19 +77,26 @@ class RequestLoop(threading.Thread):
         raise AssertionError(f"version {version} not served within {timeout}s (last {self.versions[-1:]})")
 
 
-def _answers(url: str, rows) -> list[dict]:
-    response = requests.post(
-        f"{url}/invocations",
-        json={"dataframe_split": rows.to_dict(orient="split", index=False), "params": {"output": "both"}},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["predictions"]
+def _login(stack_env) -> tuple[str, str]:
+    return stack_env.env["MLFLOW_TRACKING_USERNAME"], stack_env.env["MLFLOW_TRACKING_PASSWORD"]
+
+
+def _answers(url: str, rows, login: tuple[str, str]) -> list[dict]:
+    """What a client following docs/serving.md gets: the answer comes as columns, read back as one dict a row."""
+    raw = requests.post(f"{url}/invocations", json=invocation(rows, "both"), timeout=30, auth=login)
+    assert raw.status_code == 200, raw.text
+    assert set(raw.json()["predictions"]) == {"label", "probability"}  # columns, not one object per row
+    return predict(url, rows, "both", auth=login)
 
 
 def _own_predict(name: str, version: str, rows) -> list[dict]:
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    return model.predict(rows, params={"output": "both"}).to_dict(orient="records")
+    both = model.predict(rows, params={"output": "both"})
+    columns = model.predict(rows, params={"output": "both", "orient": "columns"})  # what the endpoint is asked
+    np.testing.assert_array_equal(columns["label"], both["label"])
+    # allclose: the forest sums its trees in threads, so two calls may differ in the last bit
+    np.testing.assert_allclose(columns["probability"], both["probability"], rtol=1e-12)
+    return both.to_dict(orient="records")
 
 
 def _assert_same(served: list[dict], own: list[dict]) -> None:
@@ -105,8 +116,9 @@ def test_the_endpoint_follows_the_alias_with_no_failed_request(local_stack, stac
     assert url == f"http://127.0.0.1:{port}"
     try:
         rows = serve_check.sample_flights()[serve_check.model_inputs(f"models:/{name}@champion")]
-        assert requests.get(f"{url}/ping", timeout=5).headers["X-Model-Version"] == "1"
-        _assert_same(_answers(url, rows), _own_predict(name, "1", rows))
+        login = _login(stack_env)
+        assert requests.get(f"{url}/ping", timeout=5, auth=login).headers["X-Model-Version"] == "1"
+        _assert_same(_answers(url, rows, login), _own_predict(name, "1", rows))
         out = io.StringIO()
         with redirect_stdout(out):  # what `make demo` ends with: serve_check asking this endpoint
             assert run_cli(serve_check.main, ["--model-name", name, "--url", url, "--timeout", "30"]) == 0
@@ -114,12 +126,12 @@ def test_the_endpoint_follows_the_alias_with_no_failed_request(local_stack, stac
         assert lines[0] == f"asking the endpoint {url} (serving {name} version 1; champion is 1)"
         assert len(lines) == 1 + len(serve_check.SAMPLE_FLIGHTS) and all("P(late) = " in line for line in lines[1:])
 
-        loop = RequestLoop(url, rows)
+        loop = RequestLoop(url, rows, login)
         loop.start()
         _train(small_airline, name, seed=2)  # the real promotion code moves champion to version 2
         assert MlflowClient().get_model_version_by_alias(name, "champion").version == "2"
         took = loop.wait_for("2", SWITCH_BOUND_S)
-        _assert_same(_answers(url, rows), _own_predict(name, "2", rows))
+        _assert_same(_answers(url, rows, login), _own_predict(name, "2", rows))
 
         MlflowClient().set_registered_model_alias(name, "champion", "1")  # by hand, as in the UI
         took_back = loop.wait_for("1", SWITCH_BOUND_S)

@@ -117,13 +117,14 @@ def column_type(column: pd.Series) -> Any:
 
 def model_signature(example: pd.DataFrame) -> Any:
     """Each feature a named column typed where MLflow's enforcement allows it (:func:`column_type`), and the
-    ``output`` parameter (label, probability or both; see :mod:`airline_hpo.model.served_model`)."""
+    ``output`` and ``orient`` parameters (label, probability or both; a table of both as records or as columns;
+    see :mod:`airline_hpo.model.served_model`)."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     return ModelSignature(
         inputs=Schema([ColSpec(column_type(example[name]), name) for name in example.columns]),
-        params=ParamSchema([ParamSpec("output", "string", "label")]),
+        params=ParamSchema([ParamSpec("output", "string", "label"), ParamSpec("orient", "string", "records")]),
     )
 
 

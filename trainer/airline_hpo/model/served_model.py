@@ -15,13 +15,19 @@ parameter ``output``:
 - ``probability``: the probability of a late arrival;
 - ``both``: a table with columns ``label`` and ``probability``.
 
+A second parameter ``orient`` shapes the table of ``both``: ``records`` (the default, a DataFrame, which MLflow's
+scoring server answers as one JSON object per row) or ``columns`` (a dict of two arrays, which it answers as
+``{"label": [...], "probability": [...]}``: the same numbers, written about four times faster, because MLflow
+writes a DataFrame row by row through its pure-Python JSON encoder). A model logged before ``orient`` existed
+ignores it (MLflow drops parameters its signature does not name) and answers records.
+
 A model of a spec's table with text or datetime columns takes them raw (strings, timestamps) and encodes them
 as training did (``table_encoding``, logged beside this file).
 
 Python: ``model.predict(df, params={"output": "both"})``; REST: ``{"dataframe_split": ..., "params":
-{"output": "both"}}``. The label is ``probability >= threshold``, the decision threshold the search chose on
-its validation part (model config ``threshold``; ``airline_hpo.model.threshold``). A model logged before the
-threshold was chosen has none in its config and answers ``probability > 0.5``, as it always did.
+{"output": "both", "orient": "columns"}}``. The label is ``probability >= threshold``, the decision threshold the
+search chose on its validation part (model config ``threshold``; ``airline_hpo.model.threshold``). A model logged
+before the threshold was chosen has none in its config and answers ``probability > 0.5``, as it always did.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 OUTPUTS = ("label", "probability", "both")
+ORIENTS = ("records", "columns")
 
 #: skops loads only the types it is told to trust; a forest's trees are ``sklearn.tree._tree.Tree``.
 TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
@@ -64,6 +71,9 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
         output = (params or {}).get("output", "label")
         if output not in OUTPUTS:
             raise ValueError(f"unknown output {output!r}; use one of {', '.join(OUTPUTS)}")
+        orient = (params or {}).get("orient", "records")
+        if orient not in ORIENTS:
+            raise ValueError(f"unknown orient {orient!r}; use one of {', '.join(ORIENTS)}")
         x = pd.DataFrame(model_input)[self.columns]
         if self.encoding is not None:
             import table_encoding
@@ -82,6 +92,8 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
             return label
         if output == "probability":
             return probability
+        if orient == "columns":
+            return {"label": label, "probability": probability}
         return pd.DataFrame({"label": label, "probability": probability})
 
 
