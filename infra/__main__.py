@@ -108,9 +108,10 @@ if cfg.serving:
         images.uri,
         tracking.in_cluster_uri,
         tracking.selector,
-        # A rotated training password rolls the scoring pods, as it rolls the tracking server.
-        pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.training_auth_secret)},
+        # A rotated serving password rolls the scoring pods, as it rolls the tracking server.
+        pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.serving_auth_secret)},
         opts=pulumi.ResourceOptions(depends_on=[ns, secrets, training, tracking]),
+        serving_user=tracking.serving_user,
     )
 
 pulumi.export("namespace", namespace)

@@ -6,8 +6,8 @@ What is declared (only with `serving: true`) and why:
   a GPU node when `servingGpus` > 0 (the GPU limit, the GPU taint's toleration and `gpuRuntimeClass`);
 - the model reaches the pods through the tracking server's artifact proxy: `MLFLOW_TRACKING_URI` is the in-cluster
   tracking Service and the registered version's source is an `mlflow-artifacts:/` URI, so the pods hold no S3
-  key and mount no ServiceAccount token; with basic auth they sign in as the non-admin training user (a
-  read-only serving user is not yet created: see docs/serving.md);
+  key and mount no ServiceAccount token; with basic auth they sign in as the endpoint's own read-only `serving`
+  user (`tracking.serving_user`: READ on the served model and on the experiments holding its versions);
 - readiness on `/ping`: MLflow's scoring server loads the model before it listens, and `/ping` answers 200 only
   with a loaded model, so a pod is ready only once its model is; a rolling update (`maxUnavailable: 0`) gated on
   that readiness replaces pods without a failed request, and a version that fails to load never takes traffic;
@@ -18,6 +18,8 @@ What is declared (only with `serving: true`) and why:
   image, with its own ServiceAccount and a Role of `follower_rules` (get and patch on this one Deployment). It
   patches the pod template annotations `serving.rapids-mlflow-stack/model-version` and `restartedAt`, which
   `pulumi up` is told to leave alone (`ignore_changes`), so a later `pulumi up` does not roll the pods back.
+  With basic auth an init container (the MLflow image, the admin's pair) first brings the serving user's READ
+  grants up to date, so a version from a new experiment is readable before the roll starts its pods.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mlflow_platform.core.pod_env import plain_env, secret_env
 from mlflow_platform.core.workload_identity import api_server_egress, bound_service_account
 from mlflow_platform.serving.follower import follower_rules
 from mlflow_platform.tracking.disruptions import one_at_a_time, spread_constraints
+from mlflow_platform.tracking.serving_user import serving_grants_container
 from mlflow_platform.training.job_template import TRAINING_UID
 
 COMPONENT = "model-serving"
@@ -110,7 +113,7 @@ def serving_url(cfg: StackConfig, names: Names) -> str:
 
 
 def mlflow_env(cfg: StackConfig, names: Names, tracking_uri: str) -> list[k8s.core.v1.EnvVarArgs]:
-    """The registry and the artifact proxy, signed in as the non-admin training user; never an S3 key."""
+    """The registry and the artifact proxy, signed in as the read-only serving user; never an S3 key."""
     env = [
         home_env(),
         plain_env("PYTHONUNBUFFERED", "1"),
@@ -118,8 +121,8 @@ def mlflow_env(cfg: StackConfig, names: Names, tracking_uri: str) -> list[k8s.co
     ]
     if cfg.basic_auth:
         env += [
-            secret_env("MLFLOW_TRACKING_USERNAME", names.training_auth_secret),
-            secret_env("MLFLOW_TRACKING_PASSWORD", names.training_auth_secret),
+            secret_env("MLFLOW_TRACKING_USERNAME", names.serving_auth_secret),
+            secret_env("MLFLOW_TRACKING_PASSWORD", names.serving_auth_secret),
         ]
     return env
 
@@ -174,8 +177,10 @@ class ServingEndpoint(pulumi.ComponentResource):
         tracking_selector: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
         pod_annotations: dict[str, pulumi.Input[str]] | None = None,
+        serving_user: pulumi.Resource | None = None,
     ) -> None:
-        """`pod_annotations` carries the digest of the Secrets the pods read (`checksum/secrets`)."""
+        """`pod_annotations` carries the digest of the Secrets the pods read (`checksum/secrets`); `serving_user`
+        is the Job that creates the pods' MLflow user (basic auth), which the pods start after."""
         super().__init__(f"{TYPE_PREFIX}:ServingEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         image = pulumi.Output.concat(repository_uri, ":", cfg.serving_image_tag or "")
@@ -248,7 +253,9 @@ class ServingEndpoint(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=FOLLOWER_IGNORED),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=FOLLOWER_IGNORED, depends_on=[serving_user] if serving_user else None
+            ),
         )
         if cfg.serving_replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(
@@ -338,7 +345,12 @@ class ServingEndpoint(pulumi.ComponentResource):
             object_labels=object_labels,
             schedule=cfg.serving_follow_schedule,
             pod_spec=job_pod_spec(
-                TRAINING_UID, [container], scratch_size="256Mi", service_account=names.serving_follower, api_token=True
+                TRAINING_UID,
+                [container],
+                scratch_size="256Mi",
+                init_containers=[serving_grants_container(cfg, names, tracking_uri)] if cfg.basic_auth else None,
+                service_account=names.serving_follower,
+                api_token=True,
             ),
             # A run that outlives the next one's start only delays it (concurrencyPolicy Forbid).
             active_deadline_seconds=100,

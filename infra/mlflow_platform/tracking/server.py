@@ -38,6 +38,7 @@ from mlflow_platform.core.pod_security import MLFLOW_UID
 from mlflow_platform.tracking.cluster_secrets import AUTH_CONFIG_FILE, ClusterSecrets
 from mlflow_platform.tracking.disruptions import spread_constraints
 from mlflow_platform.tracking.schema_migration import migration_selector, schema_migration_job
+from mlflow_platform.tracking.serving_user import serving_user_job
 from mlflow_platform.tracking.training_user import training_user_job
 
 COMPONENT = "tracking-server"
@@ -211,6 +212,7 @@ class TrackingServer(pulumi.ComponentResource):
     port_forward_command: str
     selector: dict[str, str]
     migration_selector: dict[str, str]
+    serving_user: k8s.batch.v1.Job | None
 
     def __init__(
         self,
@@ -370,6 +372,18 @@ class TrackingServer(pulumi.ComponentResource):
                 namespace,
                 self.in_cluster_uri,
                 secrets.checksum(names.auth_secret, names.training_auth_secret),
+                pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+            )
+        # The scoring endpoint's read-only user, on the server it reads from (the endpoint's pods wait for it).
+        self.serving_user = None
+        if cfg.basic_auth and cfg.serving:
+            self.serving_user = serving_user_job(
+                f"{name}-serving-user",
+                cfg,
+                names,
+                namespace,
+                self.in_cluster_uri,
+                secrets.checksum(names.auth_secret, names.serving_auth_secret),
                 pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
             )
         self.port_forward_command = (

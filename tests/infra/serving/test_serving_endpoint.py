@@ -8,7 +8,7 @@ import pytest
 from mlflow_platform.core.config import ConfigError
 from mlflow_platform.policies import check_pod_spec
 from mlflow_platform.serving.follower import follower_rules
-from mock_harness import KUBERNETES_VERSION, Deployment, ProviderMocks, manifests, run_policies
+from mock_harness import KUBERNETES_VERSION, SECRET_SIG_KEY, Deployment, ProviderMocks, manifests, run_policies
 from network_policy_semantics import Endpoint, allowed
 from rbac_authorizer import allowing_rules, request_attributes
 
@@ -91,11 +91,57 @@ def test_it_fetches_the_model_through_the_proxy_and_holds_no_s3_key(served: Depl
     assert env["MLFLOW_TRACKING_URI"]["value"] == served.exports["kube_mlflow_tracking_uri"]
     assert not any(name.startswith("AWS_") for name in env)
     assert _pod(served)["automountServiceAccountToken"] is False
-    authed = _env(_pod(deploy({**SERVING, "basicAuth": "true"}))["containers"][0])
-    # Signed in as the non-admin training user, by reference: never the admin, never a literal password.
-    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        assert authed[var]["valueFrom"]["secretKeyRef"] == {"name": "rapids-mlflow-training-auth", "key": var}
-    assert not any("ADMIN" in str(e) for e in authed.values())
+    d = deploy({**SERVING, "basicAuth": "true"})
+    cron = d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs["spec"]["jobTemplate"]["spec"]["template"]
+    # The scoring pods and the follower sign in as the endpoint's own read-only user, by reference: never the
+    # admin, never the training user, never a literal password.
+    for container in (_pod(d)["containers"][0], cron["spec"]["containers"][0]):
+        authed = _env(container)
+        for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            assert authed[var]["valueFrom"]["secretKeyRef"] == {"name": "rapids-mlflow-serving-auth", "key": var}
+        assert not any("ADMIN" in str(e) or "training" in str(e) for e in authed.values())
+
+
+def _job_env(spec: dict) -> dict[str, dict]:
+    (container,) = spec["containers"]
+    return _env(container)
+
+
+def test_with_basic_auth_the_serving_user_is_made_and_granted_by_the_admin_in_the_mlflow_image(deploy) -> None:
+    d = deploy({**SERVING, "basicAuth": "true"})
+    secret = d.k8s_named("kubernetes:core/v1:Secret", "rapids-mlflow-serving-auth")
+    assert secret.inputs["stringData"]["MLFLOW_TRACKING_USERNAME"] == "serving"
+    assert len(secret.inputs["stringData"]["MLFLOW_TRACKING_PASSWORD"]) >= 30  # generated
+    wire = secret.wire_inputs["stringData"]
+    assert SECRET_SIG_KEY in str(wire)  # a secret in the state, masked in previews
+    assert not any(secret.inputs["stringData"]["MLFLOW_TRACKING_PASSWORD"] in str(v) for v in d.exports.values())
+    (job,) = [j for j in d.of_type("kubernetes:batch/v1:Job") if "serving-user" in j.inputs["metadata"]["name"]]
+    spec = job.inputs["spec"]["template"]["spec"]
+    tracking = d.k8s_named(DEPLOYMENT, "rapids-mlflow-tracking")
+    assert tracking.urn in job.dependencies  # it talks to the running server
+    assert job.urn in d.k8s_named(DEPLOYMENT, NAME).dependencies  # the scoring pods start after their user exists
+    grants = d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs["spec"]["jobTemplate"]["spec"]["template"]
+    (init,) = grants["spec"]["initContainers"]  # before every follower run: grants on new versions' experiments
+    tracking_image = tracking.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    for env, image in ((_job_env(spec), spec["containers"][0]["image"]), (_env(init), init["image"])):
+        assert image == tracking_image  # MLflow's own client, never the training image, holds the admin's pair
+        assert env["MLFLOW_TRACKING_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "rapids-mlflow-tracking-auth"
+        assert env["SERVING_USERNAME"]["value"] == "serving" and env["SERVING_MODEL"]["value"] == "airline-delay"
+    assert _job_env(spec)["SERVING_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "rapids-mlflow-serving-auth",
+        "key": "MLFLOW_TRACKING_PASSWORD",
+    }
+    assert "SERVING_PASSWORD" not in _env(init)  # the recurring pod never holds the serving password
+    # Without serving, or without basic auth, there is no serving user at all.
+    for config in ({"basicAuth": "true"}, SERVING):
+        other = deploy(config)
+        assert not [s for s in manifests(other) if s["metadata"]["name"].startswith("rapids-mlflow-serving-")
+                    and s["kind"] in ("Secret", "Job")]  # fmt: skip
+    assert "initContainers" not in _pod_template(deploy(SERVING))["spec"]
+
+
+def _pod_template(d: Deployment) -> dict:
+    return d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs["spec"]["jobTemplate"]["spec"]["template"]
 
 
 def test_ready_only_once_the_model_answers_ping_and_rolls_without_dropping_capacity(served: Deployment) -> None:
@@ -134,11 +180,27 @@ def _checksum(d: Deployment) -> str:
     return _deployment(d)["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
 
 
-def test_a_rotated_training_password_rolls_the_scoring_pods_and_the_admins_does_not(deploy) -> None:
+def test_a_rotated_serving_password_rolls_the_scoring_pods_and_others_do_not(deploy) -> None:
     auth = {**SERVING, "basicAuth": "true"}
     before = _checksum(deploy(auth))
-    assert _checksum(deploy(auth, mocks=_Rotated("training-password"))) != before
-    assert _checksum(deploy(auth, mocks=_Rotated("admin-password"))) == before  # the pods never read it
+    assert _checksum(deploy(auth, mocks=_Rotated("serving-password"))) != before
+    for other in ("admin-password", "training-password"):  # the pods never read them
+        assert _checksum(deploy(auth, mocks=_Rotated(other))) == before
+
+
+def test_a_rotated_serving_or_admin_password_reruns_the_serving_user_job(deploy) -> None:
+    auth = {**SERVING, "basicAuth": "true"}
+
+    def job_name(d: Deployment) -> str:
+        (name,) = [j.inputs["metadata"]["name"] for j in d.of_type("kubernetes:batch/v1:Job")
+                   if "serving-user" in j.inputs["metadata"]["name"]]  # fmt: skip
+        return name
+
+    before = job_name(deploy(auth))
+    assert before.startswith("rapids-mlflow-serving-user-") and len(before) <= 63
+    assert job_name(deploy(auth, mocks=_Rotated("serving-password"))) != before
+    assert job_name(deploy(auth, mocks=_Rotated("admin-password"))) != before
+    assert job_name(deploy(auth, mocks=_Rotated("training-password"))) == before
 
 
 def test_pulumi_leaves_the_followers_annotations_alone(served: Deployment) -> None:
