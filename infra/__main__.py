@@ -135,6 +135,8 @@ if ray is not None:
     pulumi.export("kube_ray_driver_template", build_ray_driver_template(cfg, names))
 if serving is not None:
     pulumi.export("serving_url", serving.url)
+    if serving.external_url is not None:
+        pulumi.export("serving_external_url", serving.external_url)
 if store.role_arn is not None:
     pulumi.export("s3_role_arn", store.role_arn)
 if cfg.declares_storage_class:

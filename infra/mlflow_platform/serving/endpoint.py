@@ -14,6 +14,11 @@ What is declared (only with `serving: true`) and why:
 - a ClusterIP Service (`serving_url`), a NetworkPolicy (in: pods of the namespace on the serving port; out: the
   tracking server and the cluster DNS only); with more than one replica a PodDisruptionBudget and topology
   spread, as the tracking server's (`tracking.disruptions`);
+- with `servingExposure: loadBalancer`, a second Service `<serving>-public` built as the tracking server's
+  (`tracking.server.load_balancer_annotations`: an NLB of `loadBalancerScheme`, HTTPS on 443 with
+  `servingTlsCertificateArn`, `externalTrafficPolicy: Local` so client addresses survive), limited to
+  `servingSourceRanges` twice: by the load balancer and by the NetworkPolicy, which then also admits those ranges
+  (MLflow's scoring server has no authentication: who may reach it is all the protection it has);
 - the follower: a CronJob (`servingFollowSchedule`) running `python -m airline_hpo.serving.follow` in the same
   image, with its own ServiceAccount and a Role of `follower_rules` (get and patch on this one Deployment). It
   patches the pod template annotations `serving.rapids-mlflow-stack/model-version` and `restartedAt`, which
@@ -40,6 +45,7 @@ from mlflow_platform.core.pod_env import plain_env, secret_env
 from mlflow_platform.core.workload_identity import api_server_egress, bound_service_account
 from mlflow_platform.serving.follower import follower_rules
 from mlflow_platform.tracking.disruptions import one_at_a_time, spread_constraints
+from mlflow_platform.tracking.server import load_balancer_annotations, load_balancer_hosts, service_status
 from mlflow_platform.tracking.serving_user import serving_grants_container
 from mlflow_platform.training.job_template import TRAINING_UID
 
@@ -110,6 +116,65 @@ def follow_command(cfg: StackConfig, names: Names) -> list[str]:
 
 def serving_url(cfg: StackConfig, names: Names) -> str:
     return f"http://{names.service_fqdn(names.serving)}:{SERVING_PORT}"
+
+
+def public_service_name(names: Names) -> str:
+    return f"{names.serving}-public"
+
+
+def external_url(cfg: StackConfig, names: Names, hosts: list[str]) -> str:
+    """Where clients outside the cluster call the endpoint; until the load balancer has an address, how to see it."""
+    if not hosts:
+        return f"pending: kubectl -n {cfg.namespace} get service {public_service_name(names)}"
+    if cfg.serving_tls_certificate_arn:
+        return f"https://{hosts[0]}"
+    return f"http://{hosts[0]}:{SERVING_PORT}"
+
+
+def public_service(
+    name: str,
+    cfg: StackConfig,
+    names: Names,
+    namespace: pulumi.Input[str],
+    object_labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Service:
+    """The load balancer's Service: one port (443 with a certificate, else the serving port), the source ranges."""
+    port = (
+        k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="http")
+        if cfg.serving_tls_certificate_arn
+        else k8s.core.v1.ServicePortArgs(name="http", port=SERVING_PORT, target_port="http")
+    )
+    return k8s.core.v1.Service(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=public_service_name(names),
+            namespace=namespace,
+            labels=object_labels,
+            annotations=load_balancer_annotations(cfg.load_balancer_scheme, cfg.serving_tls_certificate_arn),
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="LoadBalancer",
+            selector=serving_selector(cfg),
+            ports=[port],
+            external_traffic_policy="Local",
+            load_balancer_source_ranges=list(cfg.serving_source_ranges or []),
+        ),
+        opts=opts,
+    )
+
+
+def _ingress(cfg: StackConfig) -> list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]:
+    """Pods of the namespace; with a load balancer, also its source ranges (client addresses are kept)."""
+    _np = k8s.networking.v1
+    peers = [_np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())]
+    if cfg.serves_outside:
+        peers += [_np.NetworkPolicyPeerArgs(ip_block=_np.IPBlockArgs(cidr=c)) for c in cfg.serving_source_ranges or ()]
+    return [
+        _np.NetworkPolicyIngressRuleArgs(
+            from_=peers, ports=[_np.NetworkPolicyPortArgs(protocol="TCP", port=SERVING_PORT)]
+        )
+    ]
 
 
 def mlflow_env(cfg: StackConfig, names: Names, tracking_uri: str) -> list[k8s.core.v1.EnvVarArgs]:
@@ -273,12 +338,7 @@ class ServingEndpoint(pulumi.ComponentResource):
             spec=_np.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 policy_types=["Ingress", "Egress"],
-                ingress=[
-                    _np.NetworkPolicyIngressRuleArgs(
-                        from_=[_np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())],
-                        ports=[_np.NetworkPolicyPortArgs(protocol="TCP", port=SERVING_PORT)],
-                    )
-                ],
+                ingress=_ingress(cfg),
                 egress=[
                     _tracking_egress(cfg, tracking_selector),
                     _np.NetworkPolicyEgressRuleArgs(to=[_dns_peer()], ports=_dns_ports()),
@@ -288,7 +348,13 @@ class ServingEndpoint(pulumi.ComponentResource):
         )
         self._follower(name, cfg, names, namespace, image, tracking_uri, tracking_selector, deployment)
         self.url = serving_url(cfg, names)
-        self.register_outputs({"url": self.url})
+        self.external_url: pulumi.Output[str] | None = None
+        if cfg.serves_outside:
+            public = public_service(f"{name}-public-service", cfg, names, namespace, object_labels, child)
+            self.external_url = public.status.apply(
+                lambda s: external_url(cfg, names, load_balancer_hosts(service_status(s)))
+            )
+        self.register_outputs({"url": self.url, "external_url": self.external_url})
 
     def _follower(
         self,
