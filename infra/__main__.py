@@ -108,9 +108,10 @@ if cfg.serving:
         images.uri,
         tracking.in_cluster_uri,
         tracking.selector,
-        # A rotated training password rolls the scoring pods, as it rolls the tracking server.
-        pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.training_auth_secret)},
+        # A rotated serving password rolls the scoring pods, as it rolls the tracking server.
+        pod_annotations={CHECKSUM_ANNOTATION: secrets.checksum(names.serving_auth_secret)},
         opts=pulumi.ResourceOptions(depends_on=[ns, secrets, training, tracking]),
+        serving_user=tracking.serving_user,
     )
 
 pulumi.export("namespace", namespace)
@@ -134,6 +135,8 @@ if ray is not None:
     pulumi.export("kube_ray_driver_template", build_ray_driver_template(cfg, names))
 if serving is not None:
     pulumi.export("serving_url", serving.url)
+    if serving.external_url is not None:
+        pulumi.export("serving_external_url", serving.external_url)
 if store.role_arn is not None:
     pulumi.export("s3_role_arn", store.role_arn)
 if cfg.declares_storage_class:

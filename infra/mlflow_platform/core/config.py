@@ -94,6 +94,11 @@ _EXAMPLES: dict[str, str] = {
     "servingMemory": "4Gi",
     "servingMemoryLimit": "4Gi",
     "servingFollowSchedule": "'*/2 * * * *'",
+    "servingExposure": "loadBalancer",
+    "servingSourceRanges": "203.0.113.0/24",
+    "servingAllowAnywhere": "true",
+    "servingTlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/<id>",
+    "serving": "true",
 }
 SECRET_KEYS = frozenset({"postgresExternalUri"})
 #: Key prefix of the database dumps in the bucket (backups.py); the other prefixes must stay clear of it.
@@ -227,6 +232,12 @@ class StackConfig(BaseModel):
     serving_memory: str = "4Gi"
     serving_memory_limit: str = "4Gi"
     serving_follow_schedule: str = "*/2 * * * *"
+    # Outside the cluster (`serving/endpoint.py`, `public_service`): a load balancer of `loadBalancerScheme`
+    # admitting only `servingSourceRanges` (MLflow's scoring server has no authentication of its own).
+    serving_exposure: Literal["cluster", "loadBalancer"] = "cluster"
+    serving_source_ranges: tuple[str, ...] | None = None
+    serving_allow_anywhere: bool = False
+    serving_tls_certificate_arn: str | None = None
 
     @field_validator("name_prefix")
     @classmethod
@@ -346,14 +357,14 @@ class StackConfig(BaseModel):
             raise ValueError("must be a URL such as https://mlflow.example.com (scheme, host, optional port)")
         return v.rstrip("/") if v else v
 
-    @field_validator("tls_certificate_arn")
+    @field_validator("tls_certificate_arn", "serving_tls_certificate_arn")
     @classmethod
     def _acm_arn(cls, v: str | None) -> str | None:
         if v is not None and not _ACM_ARN.match(v):
             raise ValueError("must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:certificate/<id>)")
         return v
 
-    @field_validator("load_balancer_source_ranges", mode="before")
+    @field_validator("load_balancer_source_ranges", "serving_source_ranges", mode="before")
     @classmethod
     def _cidrs(cls, v: Any) -> tuple[str, ...] | None:
         # The CLI stores a string: CIDRs separated by commas (a JSON list is accepted too).
@@ -436,6 +447,7 @@ class StackConfig(BaseModel):
             raise _KeyProblem("postgresExternalUri", "is required when postgres is 'external'")
         self._check_sizes()
         self._check_exposure()
+        self._check_serving_exposure()
         prefixes = (
             ("artifactPrefix", self.artifact_prefix),
             ("dataPrefix", self.data_prefix),
@@ -561,6 +573,36 @@ class StackConfig(BaseModel):
                 "is needed with serviceType NodePort: the address users open the UI at, such as "
                 "http://<node-address>:30500 (its port, when in 30000-32767, becomes the Service's nodePort)",
             )
+
+    def _check_serving_exposure(self) -> None:
+        """The scoring server answers anyone who reaches it: exposed, it admits only the ranges the user names."""
+        exposed = self.serving_exposure == "loadBalancer"
+        if exposed and not self.serving:
+            raise _KeyProblem("serving", "must be true when servingExposure is loadBalancer")
+        for key, value in (
+            ("servingSourceRanges", self.serving_source_ranges),
+            ("servingTlsCertificateArn", self.serving_tls_certificate_arn),
+        ):
+            if value and not exposed:
+                raise _KeyProblem("servingExposure", f"must be loadBalancer when {key} is set")
+        if exposed and not self.serving_source_ranges:
+            raise _KeyProblem(
+                "servingSourceRanges",
+                "is required with servingExposure loadBalancer: the CIDR blocks of the endpoint's clients (MLflow's "
+                "scoring server has no authentication)",
+            )
+        anywhere = [c for c in self.serving_source_ranges or () if c.endswith("/0")]
+        if anywhere and not self.serving_allow_anywhere:
+            raise _KeyProblem(
+                "servingSourceRanges",
+                f"must not contain {anywhere[0]}: it opens an endpoint without authentication to every address "
+                "(list your clients' CIDR blocks, or set servingAllowAnywhere true to accept that)",
+            )
+
+    @property
+    def serves_outside(self) -> bool:
+        """True when the scoring endpoint has a load balancer of its own (`servingExposure: loadBalancer`)."""
+        return self.serving and self.serving_exposure == "loadBalancer"
 
     @property
     def exposed(self) -> bool:

@@ -155,6 +155,11 @@ class Names:
         return self._n("training-auth")
 
     @property
+    def serving_auth_secret(self) -> str:
+        """The scoring endpoint's own read-only MLflow credentials (tracking/serving_user.py)."""
+        return self._n("serving-auth")
+
+    @property
     def postgres_network_policy(self) -> str:
         return self._n("postgres-ingress")
 

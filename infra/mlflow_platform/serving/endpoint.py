@@ -6,18 +6,25 @@ What is declared (only with `serving: true`) and why:
   a GPU node when `servingGpus` > 0 (the GPU limit, the GPU taint's toleration and `gpuRuntimeClass`);
 - the model reaches the pods through the tracking server's artifact proxy: `MLFLOW_TRACKING_URI` is the in-cluster
   tracking Service and the registered version's source is an `mlflow-artifacts:/` URI, so the pods hold no S3
-  key and mount no ServiceAccount token; with basic auth they sign in as the non-admin training user (a
-  read-only serving user is not yet created: see docs/serving.md);
+  key and mount no ServiceAccount token; with basic auth they sign in as the endpoint's own read-only `serving`
+  user (`tracking.serving_user`: READ on the served model and on the experiments holding its versions);
 - readiness on `/ping`: MLflow's scoring server loads the model before it listens, and `/ping` answers 200 only
   with a loaded model, so a pod is ready only once its model is; a rolling update (`maxUnavailable: 0`) gated on
   that readiness replaces pods without a failed request, and a version that fails to load never takes traffic;
 - a ClusterIP Service (`serving_url`), a NetworkPolicy (in: pods of the namespace on the serving port; out: the
   tracking server and the cluster DNS only); with more than one replica a PodDisruptionBudget and topology
   spread, as the tracking server's (`tracking.disruptions`);
+- with `servingExposure: loadBalancer`, a second Service `<serving>-public` built as the tracking server's
+  (`tracking.server.load_balancer_annotations`: an NLB of `loadBalancerScheme`, HTTPS on 443 with
+  `servingTlsCertificateArn`, `externalTrafficPolicy: Local` so client addresses survive), limited to
+  `servingSourceRanges` twice: by the load balancer and by the NetworkPolicy, which then also admits those ranges
+  (MLflow's scoring server has no authentication: who may reach it is all the protection it has);
 - the follower: a CronJob (`servingFollowSchedule`) running `python -m airline_hpo.serving.follow` in the same
   image, with its own ServiceAccount and a Role of `follower_rules` (get and patch on this one Deployment). It
   patches the pod template annotations `serving.rapids-mlflow-stack/model-version` and `restartedAt`, which
   `pulumi up` is told to leave alone (`ignore_changes`), so a later `pulumi up` does not roll the pods back.
+  With basic auth an init container (the MLflow image, the admin's pair) first brings the serving user's READ
+  grants up to date, so a version from a new experiment is readable before the roll starts its pods.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from mlflow_platform.core.pod_env import plain_env, secret_env
 from mlflow_platform.core.workload_identity import api_server_egress, bound_service_account
 from mlflow_platform.serving.follower import follower_rules
 from mlflow_platform.tracking.disruptions import one_at_a_time, spread_constraints
+from mlflow_platform.tracking.server import load_balancer_annotations, load_balancer_hosts, service_status
+from mlflow_platform.tracking.serving_user import serving_grants_container
 from mlflow_platform.training.job_template import TRAINING_UID
 
 COMPONENT = "model-serving"
@@ -109,8 +118,67 @@ def serving_url(cfg: StackConfig, names: Names) -> str:
     return f"http://{names.service_fqdn(names.serving)}:{SERVING_PORT}"
 
 
+def public_service_name(names: Names) -> str:
+    return f"{names.serving}-public"
+
+
+def external_url(cfg: StackConfig, names: Names, hosts: list[str]) -> str:
+    """Where clients outside the cluster call the endpoint; until the load balancer has an address, how to see it."""
+    if not hosts:
+        return f"pending: kubectl -n {cfg.namespace} get service {public_service_name(names)}"
+    if cfg.serving_tls_certificate_arn:
+        return f"https://{hosts[0]}"
+    return f"http://{hosts[0]}:{SERVING_PORT}"
+
+
+def public_service(
+    name: str,
+    cfg: StackConfig,
+    names: Names,
+    namespace: pulumi.Input[str],
+    object_labels: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Service:
+    """The load balancer's Service: one port (443 with a certificate, else the serving port), the source ranges."""
+    port = (
+        k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="http")
+        if cfg.serving_tls_certificate_arn
+        else k8s.core.v1.ServicePortArgs(name="http", port=SERVING_PORT, target_port="http")
+    )
+    return k8s.core.v1.Service(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=public_service_name(names),
+            namespace=namespace,
+            labels=object_labels,
+            annotations=load_balancer_annotations(cfg.load_balancer_scheme, cfg.serving_tls_certificate_arn),
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="LoadBalancer",
+            selector=serving_selector(cfg),
+            ports=[port],
+            external_traffic_policy="Local",
+            load_balancer_source_ranges=list(cfg.serving_source_ranges or []),
+        ),
+        opts=opts,
+    )
+
+
+def _ingress(cfg: StackConfig) -> list[k8s.networking.v1.NetworkPolicyIngressRuleArgs]:
+    """Pods of the namespace; with a load balancer, also its source ranges (client addresses are kept)."""
+    _np = k8s.networking.v1
+    peers = [_np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())]
+    if cfg.serves_outside:
+        peers += [_np.NetworkPolicyPeerArgs(ip_block=_np.IPBlockArgs(cidr=c)) for c in cfg.serving_source_ranges or ()]
+    return [
+        _np.NetworkPolicyIngressRuleArgs(
+            from_=peers, ports=[_np.NetworkPolicyPortArgs(protocol="TCP", port=SERVING_PORT)]
+        )
+    ]
+
+
 def mlflow_env(cfg: StackConfig, names: Names, tracking_uri: str) -> list[k8s.core.v1.EnvVarArgs]:
-    """The registry and the artifact proxy, signed in as the non-admin training user; never an S3 key."""
+    """The registry and the artifact proxy, signed in as the read-only serving user; never an S3 key."""
     env = [
         home_env(),
         plain_env("PYTHONUNBUFFERED", "1"),
@@ -118,8 +186,8 @@ def mlflow_env(cfg: StackConfig, names: Names, tracking_uri: str) -> list[k8s.co
     ]
     if cfg.basic_auth:
         env += [
-            secret_env("MLFLOW_TRACKING_USERNAME", names.training_auth_secret),
-            secret_env("MLFLOW_TRACKING_PASSWORD", names.training_auth_secret),
+            secret_env("MLFLOW_TRACKING_USERNAME", names.serving_auth_secret),
+            secret_env("MLFLOW_TRACKING_PASSWORD", names.serving_auth_secret),
         ]
     return env
 
@@ -174,8 +242,10 @@ class ServingEndpoint(pulumi.ComponentResource):
         tracking_selector: dict[str, str],
         opts: pulumi.ResourceOptions | None = None,
         pod_annotations: dict[str, pulumi.Input[str]] | None = None,
+        serving_user: pulumi.Resource | None = None,
     ) -> None:
-        """`pod_annotations` carries the digest of the Secrets the pods read (`checksum/secrets`)."""
+        """`pod_annotations` carries the digest of the Secrets the pods read (`checksum/secrets`); `serving_user`
+        is the Job that creates the pods' MLflow user (basic auth), which the pods start after."""
         super().__init__(f"{TYPE_PREFIX}:ServingEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         image = pulumi.Output.concat(repository_uri, ":", cfg.serving_image_tag or "")
@@ -248,7 +318,9 @@ class ServingEndpoint(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=FOLLOWER_IGNORED),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=FOLLOWER_IGNORED, depends_on=[serving_user] if serving_user else None
+            ),
         )
         if cfg.serving_replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(
@@ -266,12 +338,7 @@ class ServingEndpoint(pulumi.ComponentResource):
             spec=_np.NetworkPolicySpecArgs(
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 policy_types=["Ingress", "Egress"],
-                ingress=[
-                    _np.NetworkPolicyIngressRuleArgs(
-                        from_=[_np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())],
-                        ports=[_np.NetworkPolicyPortArgs(protocol="TCP", port=SERVING_PORT)],
-                    )
-                ],
+                ingress=_ingress(cfg),
                 egress=[
                     _tracking_egress(cfg, tracking_selector),
                     _np.NetworkPolicyEgressRuleArgs(to=[_dns_peer()], ports=_dns_ports()),
@@ -281,7 +348,13 @@ class ServingEndpoint(pulumi.ComponentResource):
         )
         self._follower(name, cfg, names, namespace, image, tracking_uri, tracking_selector, deployment)
         self.url = serving_url(cfg, names)
-        self.register_outputs({"url": self.url})
+        self.external_url: pulumi.Output[str] | None = None
+        if cfg.serves_outside:
+            public = public_service(f"{name}-public-service", cfg, names, namespace, object_labels, child)
+            self.external_url = public.status.apply(
+                lambda s: external_url(cfg, names, load_balancer_hosts(service_status(s)))
+            )
+        self.register_outputs({"url": self.url, "external_url": self.external_url})
 
     def _follower(
         self,
@@ -338,7 +411,12 @@ class ServingEndpoint(pulumi.ComponentResource):
             object_labels=object_labels,
             schedule=cfg.serving_follow_schedule,
             pod_spec=job_pod_spec(
-                TRAINING_UID, [container], scratch_size="256Mi", service_account=names.serving_follower, api_token=True
+                TRAINING_UID,
+                [container],
+                scratch_size="256Mi",
+                init_containers=[serving_grants_container(cfg, names, tracking_uri)] if cfg.basic_auth else None,
+                service_account=names.serving_follower,
+                api_token=True,
             ),
             # A run that outlives the next one's start only delays it (concurrencyPolicy Forbid).
             active_deadline_seconds=100,

@@ -23,6 +23,7 @@ from mlflow_platform.core.config import ConfigError, StackConfig
 from mlflow_platform.core.labels import labels
 from mlflow_platform.core.naming import TYPE_PREFIX, Names
 from mlflow_platform.tracking.database import DB_NAME, DB_USER, POSTGRES_PORT
+from mlflow_platform.tracking.serving_user import AUTH_SERVING_USER
 
 AUTH_ADMIN_USER = "admin"
 # The non-admin MLflow user the training Jobs log as (see `training_user`).
@@ -163,6 +164,21 @@ class ClusterSecrets(pulumi.ComponentResource):
                 string_data=self._data[names.training_auth_secret],
                 opts=child,
             )
+
+            if cfg.serving:
+                # The scoring endpoint's read-only user, in a Secret of its own (`serving_user`).
+                serving = random.RandomPassword(f"{name}-serving-password", length=30, special=False, opts=child)
+                self._data[names.serving_auth_secret] = {
+                    "MLFLOW_TRACKING_USERNAME": AUTH_SERVING_USER,
+                    "MLFLOW_TRACKING_PASSWORD": pulumi.Output.secret(serving.result),
+                }
+                k8s.core.v1.Secret(
+                    f"{name}-serving-auth",
+                    metadata=meta(names.serving_auth_secret, "model-serving"),
+                    type="Opaque",
+                    string_data=self._data[names.serving_auth_secret],
+                    opts=child,
+                )
 
         self.register_outputs({"backend_store_uri": self.backend_store_uri, "admin_password": self.admin_password})
 

@@ -38,6 +38,7 @@ from mlflow_platform.core.pod_security import MLFLOW_UID
 from mlflow_platform.tracking.cluster_secrets import AUTH_CONFIG_FILE, ClusterSecrets
 from mlflow_platform.tracking.disruptions import spread_constraints
 from mlflow_platform.tracking.schema_migration import migration_selector, schema_migration_job
+from mlflow_platform.tracking.serving_user import serving_user_job
 from mlflow_platform.tracking.training_user import training_user_job
 
 COMPONENT = "tracking-server"
@@ -127,8 +128,9 @@ def user_uris(cfg: StackConfig, lb_hosts: list[str]) -> list[str]:
 _LB = "service.beta.kubernetes.io/aws-load-balancer-"
 
 
-def load_balancer_annotations(cfg: StackConfig) -> dict[str, str]:
-    """An NLB of the configured scheme; with `tlsCertificateArn` it terminates TLS on 443 and forwards TCP.
+def load_balancer_annotations(scheme: str, certificate_arn: str | None) -> dict[str, str]:
+    """An NLB of `scheme`; with a certificate it terminates TLS on 443 and forwards TCP (the tracking server's
+    `tlsCertificateArn`, the scoring endpoint's `servingTlsCertificateArn`).
 
     The scheme is stated for both controllers: the AWS Load Balancer Controller reads `aws-load-balancer-scheme`
     (its default is internal: aws-load-balancer-controller `pkg/service/model_build_load_balancer.go`,
@@ -137,12 +139,12 @@ def load_balancer_annotations(cfg: StackConfig) -> dict[str, str]:
     `pulumi.com/skipAwait`: Pulumi does not wait for the load balancer's address, so a load balancer that never
     provisions (no controller, no subnets tagged for it) cannot hold up the tracking server (see `user_uris`).
     """
-    annotations = {f"{_LB}type": "nlb", f"{_LB}scheme": cfg.load_balancer_scheme, "pulumi.com/skipAwait": "true"}
-    if cfg.load_balancer_scheme == "internal":
+    annotations = {f"{_LB}type": "nlb", f"{_LB}scheme": scheme, "pulumi.com/skipAwait": "true"}
+    if scheme == "internal":
         annotations[f"{_LB}internal"] = "true"
-    if cfg.tls_certificate_arn:
+    if certificate_arn:
         annotations |= {
-            f"{_LB}ssl-cert": cfg.tls_certificate_arn,
+            f"{_LB}ssl-cert": certificate_arn,
             f"{_LB}ssl-ports": "https",
             f"{_LB}backend-protocol": "tcp",
         }
@@ -173,7 +175,7 @@ def load_balancer_service(
             name=f"{names.tracking}-public",
             namespace=namespace,
             labels=object_labels,
-            annotations=load_balancer_annotations(cfg),
+            annotations=load_balancer_annotations(cfg.load_balancer_scheme, cfg.tls_certificate_arn),
         ),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="LoadBalancer",
@@ -198,7 +200,8 @@ def node_port(cfg: StackConfig) -> int | None:
     return port if port in NODE_PORT_RANGE else None
 
 
-def _load_balancer_hosts(status: dict | None) -> list[str]:
+def load_balancer_hosts(status: dict | None) -> list[str]:
+    """The addresses a LoadBalancer Service's status names (a hostname on AWS, an IP elsewhere); none until then."""
     ingress = ((status or {}).get("load_balancer") or (status or {}).get("loadBalancer") or {}).get("ingress") or []
     return [entry.get("hostname") or entry.get("ip") for entry in ingress if entry.get("hostname") or entry.get("ip")]
 
@@ -211,6 +214,7 @@ class TrackingServer(pulumi.ComponentResource):
     port_forward_command: str
     selector: dict[str, str]
     migration_selector: dict[str, str]
+    serving_user: k8s.batch.v1.Job | None
 
     def __init__(
         self,
@@ -261,7 +265,7 @@ class TrackingServer(pulumi.ComponentResource):
         lb_hosts: pulumi.Output[list[str]] = pulumi.Output.from_input([])
         if cfg.service_type == "LoadBalancer":
             public = load_balancer_service(f"{name}-public-service", cfg, names, namespace, object_labels, child)
-            lb_hosts = public.status.apply(lambda s: _load_balancer_hosts(_as_dict(s)))
+            lb_hosts = public.status.apply(lambda s: load_balancer_hosts(service_status(s)))
 
         def secret_env(var: str, secret: str, key: str | None = None) -> k8s.core.v1.EnvVarArgs:
             return k8s.core.v1.EnvVarArgs(
@@ -372,6 +376,18 @@ class TrackingServer(pulumi.ComponentResource):
                 secrets.checksum(names.auth_secret, names.training_auth_secret),
                 pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
             )
+        # The scoring endpoint's read-only user, on the server it reads from (the endpoint's pods wait for it).
+        self.serving_user = None
+        if cfg.basic_auth and cfg.serving:
+            self.serving_user = serving_user_job(
+                f"{name}-serving-user",
+                cfg,
+                names,
+                namespace,
+                self.in_cluster_uri,
+                secrets.checksum(names.auth_secret, names.serving_auth_secret),
+                pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+            )
         self.port_forward_command = (
             f"kubectl -n {cfg.namespace} port-forward svc/{names.tracking} {cfg.tracking_port}:{cfg.tracking_port}"
         )
@@ -380,7 +396,7 @@ class TrackingServer(pulumi.ComponentResource):
         self.register_outputs({"in_cluster_uri": self.in_cluster_uri, "user_uri": self.user_uri})
 
 
-def _as_dict(value: object) -> dict | None:
+def service_status(value: object) -> dict | None:
     """Service status arrives as a dict under mocks and as a typed object from the engine."""
     if value is None or isinstance(value, dict):
         return value

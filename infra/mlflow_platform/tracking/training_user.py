@@ -29,23 +29,33 @@ from mlflow_platform.core.pod_security import MLFLOW_UID
 
 COMPONENT = "training-user"
 
-#: Run with `python -c` in the MLflow image: only MLflow's own client, nothing of this repository.
-ENSURE_USER_SCRIPT = """\
+#: Defines `ensure_user(client, username, password)`: create the user, or set its password when it exists (so a
+#: rerun is idempotent and a rotated password reaches the server). Shared by every user the stack creates.
+ENSURE_USER_FUNCTION = """\
 import os
 from mlflow.exceptions import RestException
 from mlflow.server.auth.client import AuthServiceClient
 
-client = AuthServiceClient(os.environ["MLFLOW_TRACKING_URI"])
-username, password = os.environ["TRAINING_USERNAME"], os.environ["TRAINING_PASSWORD"]
-try:
-    client.create_user(username, password)
-    print(f"created MLflow user {username}")
-except RestException as error:
-    if error.error_code != "RESOURCE_ALREADY_EXISTS":
-        raise
-    client.update_user_password(username, password)
-    print(f"MLflow user {username} exists; password set")
+
+def ensure_user(client, username, password):
+    try:
+        client.create_user(username, password)
+        print(f"created MLflow user {username}")
+    except RestException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        client.update_user_password(username, password)
+        print(f"MLflow user {username} exists; password set")
 """
+
+#: Run with `python -c` in the MLflow image: only MLflow's own client, nothing of this repository.
+ENSURE_USER_SCRIPT = (
+    ENSURE_USER_FUNCTION
+    + """
+client = AuthServiceClient(os.environ["MLFLOW_TRACKING_URI"])
+ensure_user(client, os.environ["TRAINING_USERNAME"], os.environ["TRAINING_PASSWORD"])
+"""
+)
 
 
 def job_name(prefix: str, secrets_checksum: str) -> str:

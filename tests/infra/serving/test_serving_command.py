@@ -4,7 +4,7 @@ The program runs under mocks with `serving: true`; the scoring container is reso
 (`declared_pods.prepare`: its env from the declared values and Secrets, `/tmp` on a scratch directory) and
 started as a process. Swapped, and only that: the tracking Service's URI for the local stack's server, the
 listen address and port, the registered model's name (a fresh one, so the real champion is left alone) and, with
-auth, the training user's generated password for the local stack's. The container gets no S3 key and no S3
+auth, the serving user's generated pair for the local stack's. The container gets no S3 key and no S3
 endpoint: the model can only arrive through the tracking server's artifact proxy, as in the cluster.
 """
 
@@ -99,9 +99,9 @@ def declared(local_stack) -> Iterator[Declared]:
     swaps.add_exact("models:/airline-delay@champion", f"models:/{name}@champion")
     swaps.add_exact("airline-delay", name)  # the follower's --model-name
     if auth:
-        training = secrets["rapids-mlflow-training-auth"]
-        swaps.add_exact(training["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_USERNAME"])
-        swaps.add_exact(training["MLFLOW_TRACKING_PASSWORD"], env["MLFLOW_TRACKING_PASSWORD"])
+        serving = secrets["rapids-mlflow-serving-auth"]  # the serving user is proven in test_serving_user.py
+        swaps.add_exact(serving["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_USERNAME"])
+        swaps.add_exact(serving["MLFLOW_TRACKING_PASSWORD"], env["MLFLOW_TRACKING_PASSWORD"])
     # The image's PATH holds its environment's scripts (MLflow execs `uvicorn` by name) and PYTHONPATH its
     # trainer code (trainer/Dockerfile); here, this venv's and this checkout's.
     image_env = {

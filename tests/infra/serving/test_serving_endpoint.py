@@ -3,12 +3,14 @@ kubernetes schemas, the CrossGuard policies, RBAC semantics for the follower's R
 
 from __future__ import annotations
 
+import re
+
 import kubernetes_validate
 import pytest
 from mlflow_platform.core.config import ConfigError
 from mlflow_platform.policies import check_pod_spec
 from mlflow_platform.serving.follower import follower_rules
-from mock_harness import KUBERNETES_VERSION, Deployment, ProviderMocks, manifests, run_policies
+from mock_harness import KUBERNETES_VERSION, SECRET_SIG_KEY, Deployment, ProviderMocks, manifests, run_policies
 from network_policy_semantics import Endpoint, allowed
 from rbac_authorizer import allowing_rules, request_attributes
 
@@ -91,11 +93,57 @@ def test_it_fetches_the_model_through_the_proxy_and_holds_no_s3_key(served: Depl
     assert env["MLFLOW_TRACKING_URI"]["value"] == served.exports["kube_mlflow_tracking_uri"]
     assert not any(name.startswith("AWS_") for name in env)
     assert _pod(served)["automountServiceAccountToken"] is False
-    authed = _env(_pod(deploy({**SERVING, "basicAuth": "true"}))["containers"][0])
-    # Signed in as the non-admin training user, by reference: never the admin, never a literal password.
-    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        assert authed[var]["valueFrom"]["secretKeyRef"] == {"name": "rapids-mlflow-training-auth", "key": var}
-    assert not any("ADMIN" in str(e) for e in authed.values())
+    d = deploy({**SERVING, "basicAuth": "true"})
+    cron = d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs["spec"]["jobTemplate"]["spec"]["template"]
+    # The scoring pods and the follower sign in as the endpoint's own read-only user, by reference: never the
+    # admin, never the training user, never a literal password.
+    for container in (_pod(d)["containers"][0], cron["spec"]["containers"][0]):
+        authed = _env(container)
+        for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            assert authed[var]["valueFrom"]["secretKeyRef"] == {"name": "rapids-mlflow-serving-auth", "key": var}
+        assert not any("ADMIN" in str(e) or "training" in str(e) for e in authed.values())
+
+
+def _job_env(spec: dict) -> dict[str, dict]:
+    (container,) = spec["containers"]
+    return _env(container)
+
+
+def test_with_basic_auth_the_serving_user_is_made_and_granted_by_the_admin_in_the_mlflow_image(deploy) -> None:
+    d = deploy({**SERVING, "basicAuth": "true"})
+    secret = d.k8s_named("kubernetes:core/v1:Secret", "rapids-mlflow-serving-auth")
+    assert secret.inputs["stringData"]["MLFLOW_TRACKING_USERNAME"] == "serving"
+    assert len(secret.inputs["stringData"]["MLFLOW_TRACKING_PASSWORD"]) >= 30  # generated
+    wire = secret.wire_inputs["stringData"]
+    assert SECRET_SIG_KEY in str(wire)  # a secret in the state, masked in previews
+    assert not any(secret.inputs["stringData"]["MLFLOW_TRACKING_PASSWORD"] in str(v) for v in d.exports.values())
+    (job,) = [j for j in d.of_type("kubernetes:batch/v1:Job") if "serving-user" in j.inputs["metadata"]["name"]]
+    spec = job.inputs["spec"]["template"]["spec"]
+    tracking = d.k8s_named(DEPLOYMENT, "rapids-mlflow-tracking")
+    assert tracking.urn in job.dependencies  # it talks to the running server
+    assert job.urn in d.k8s_named(DEPLOYMENT, NAME).dependencies  # the scoring pods start after their user exists
+    grants = d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs["spec"]["jobTemplate"]["spec"]["template"]
+    (init,) = grants["spec"]["initContainers"]  # before every follower run: grants on new versions' experiments
+    tracking_image = tracking.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
+    for env, image in ((_job_env(spec), spec["containers"][0]["image"]), (_env(init), init["image"])):
+        assert image == tracking_image  # MLflow's own client, never the training image, holds the admin's pair
+        assert env["MLFLOW_TRACKING_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "rapids-mlflow-tracking-auth"
+        assert env["SERVING_USERNAME"]["value"] == "serving" and env["SERVING_MODEL"]["value"] == "airline-delay"
+    assert _job_env(spec)["SERVING_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "rapids-mlflow-serving-auth",
+        "key": "MLFLOW_TRACKING_PASSWORD",
+    }
+    assert "SERVING_PASSWORD" not in _env(init)  # the recurring pod never holds the serving password
+    # Without serving, or without basic auth, there is no serving user at all.
+    for config in ({"basicAuth": "true"}, SERVING):
+        other = deploy(config)
+        assert not [s for s in manifests(other) if s["metadata"]["name"].startswith("rapids-mlflow-serving-")
+                    and s["kind"] in ("Secret", "Job")]  # fmt: skip
+    assert "initContainers" not in _pod_template(deploy(SERVING))["spec"]
+
+
+def _pod_template(d: Deployment) -> dict:
+    return d.k8s_named("kubernetes:batch/v1:CronJob", FOLLOWER).inputs["spec"]["jobTemplate"]["spec"]["template"]
 
 
 def test_ready_only_once_the_model_answers_ping_and_rolls_without_dropping_capacity(served: Deployment) -> None:
@@ -134,11 +182,27 @@ def _checksum(d: Deployment) -> str:
     return _deployment(d)["spec"]["template"]["metadata"]["annotations"]["checksum/secrets"]
 
 
-def test_a_rotated_training_password_rolls_the_scoring_pods_and_the_admins_does_not(deploy) -> None:
+def test_a_rotated_serving_password_rolls_the_scoring_pods_and_others_do_not(deploy) -> None:
     auth = {**SERVING, "basicAuth": "true"}
     before = _checksum(deploy(auth))
-    assert _checksum(deploy(auth, mocks=_Rotated("training-password"))) != before
-    assert _checksum(deploy(auth, mocks=_Rotated("admin-password"))) == before  # the pods never read it
+    assert _checksum(deploy(auth, mocks=_Rotated("serving-password"))) != before
+    for other in ("admin-password", "training-password"):  # the pods never read them
+        assert _checksum(deploy(auth, mocks=_Rotated(other))) == before
+
+
+def test_a_rotated_serving_or_admin_password_reruns_the_serving_user_job(deploy) -> None:
+    auth = {**SERVING, "basicAuth": "true"}
+
+    def job_name(d: Deployment) -> str:
+        (name,) = [j.inputs["metadata"]["name"] for j in d.of_type("kubernetes:batch/v1:Job")
+                   if "serving-user" in j.inputs["metadata"]["name"]]  # fmt: skip
+        return name
+
+    before = job_name(deploy(auth))
+    assert before.startswith("rapids-mlflow-serving-user-") and len(before) <= 63
+    assert job_name(deploy(auth, mocks=_Rotated("serving-password"))) != before
+    assert job_name(deploy(auth, mocks=_Rotated("admin-password"))) != before
+    assert job_name(deploy(auth, mocks=_Rotated("training-password"))) == before
 
 
 def test_pulumi_leaves_the_followers_annotations_alone(served: Deployment) -> None:
@@ -189,10 +253,14 @@ def test_serving_without_an_image_tag_is_one_line(deploy) -> None:
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("variant", ["plain", "auth-gpu-replicas"])
+@pytest.mark.parametrize("variant", ["plain", "auth-gpu-replicas", "exposed-tls"])
 def test_manifests_validate_and_policies_pass(deploy, variant: str) -> None:
-    config = SERVING if variant == "plain" else {**SERVING, "basicAuth": "true", "servingGpus": "1",
-                                                  "servingReplicas": "2"}  # fmt: skip
+    config = {
+        "plain": SERVING,
+        "auth-gpu-replicas": {**SERVING, "basicAuth": "true", "servingGpus": "1", "servingReplicas": "2"},
+        "exposed-tls": {**SERVING, "servingExposure": "loadBalancer", "servingSourceRanges": "203.0.113.0/24",
+                        "servingTlsCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f0e"},
+    }[variant]  # fmt: skip
     d = deploy(config)
     for manifest in manifests(d):
         try:
@@ -277,3 +345,94 @@ def test_the_follower_runs_in_the_scoring_image_which_brings_its_kubernetes_clie
         for p in ("requirements.txt", "trainer/requirements.txt")
     ]
     assert pins[0] and pins[1] == pins[0]
+
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0f0e"
+EXPOSED = {**SERVING, "servingExposure": "loadBalancer", "servingSourceRanges": "203.0.113.0/24,198.51.100.0/24"}
+PUBLIC = f"{NAME}-public"
+LB = "service.beta.kubernetes.io/aws-load-balancer-"
+
+
+def test_the_endpoint_stays_inside_the_cluster_unless_exposed(served: Deployment) -> None:
+    assert not [m for m in manifests(served) if m["kind"] == "Service" and m["spec"]["type"] == "LoadBalancer"]
+    assert "serving_external_url" not in served.exports
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_exposed_it_gets_a_load_balancer_of_the_trackings_kind_limited_to_its_sources(deploy, tls: bool) -> None:
+    d = deploy({**EXPOSED, **({"servingTlsCertificateArn": CERT} if tls else {})})
+    service = d.k8s_named("kubernetes:core/v1:Service", PUBLIC).inputs
+    spec, annotations = service["spec"], service["metadata"]["annotations"]
+    assert spec["type"] == "LoadBalancer" and spec["externalTrafficPolicy"] == "Local"
+    assert spec["loadBalancerSourceRanges"] == ["203.0.113.0/24", "198.51.100.0/24"]
+    assert spec["selector"] == _deployment(d)["spec"]["selector"]["matchLabels"]
+    # The scheme stated for both AWS controllers, the tracking server's default (internal), never awaited.
+    assert annotations[f"{LB}scheme"] == "internal" and annotations[f"{LB}internal"] == "true"
+    assert annotations[f"{LB}type"] == "nlb" and annotations["pulumi.com/skipAwait"] == "true"
+    if tls:
+        assert spec["ports"] == [{"name": "https", "port": 443, "targetPort": "http"}]
+        assert annotations[f"{LB}ssl-cert"] == CERT and annotations[f"{LB}ssl-ports"] == "https"
+        assert d.exports["serving_external_url"] == "https://mlflow-lb.elb.example.com"
+    else:
+        assert spec["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+        assert f"{LB}ssl-cert" not in annotations
+        assert d.exports["serving_external_url"] == "http://mlflow-lb.elb.example.com:8080"
+    facing = deploy({**EXPOSED, "loadBalancerScheme": "internet-facing"})
+    annotations = facing.k8s_named("kubernetes:core/v1:Service", PUBLIC).inputs["metadata"]["annotations"]
+    assert annotations[f"{LB}scheme"] == "internet-facing" and f"{LB}internal" not in annotations
+
+
+def test_until_the_load_balancer_has_an_address_the_output_says_how_to_see_it() -> None:
+    from mlflow_platform.core.config import parse
+    from mlflow_platform.core.naming import Names
+    from mlflow_platform.serving.endpoint import external_url
+
+    cfg = parse({"aws:region": "us-east-1", **EXPOSED})
+    assert external_url(cfg, Names(cfg.name_prefix, cfg.namespace), []) == (
+        f"pending: kubectl -n {NS} get service {PUBLIC}"
+    )
+
+
+def test_exposed_the_network_policy_admits_the_source_ranges_and_no_other_address(served: Deployment, deploy) -> None:
+    def admitted(d: Deployment, ip: str, port: int = 8080) -> bool:
+        policies = [m for m in manifests(d) if m["kind"] == "NetworkPolicy"]
+        serving = Endpoint(NS, _pod_labels(d, DEPLOYMENT, NAME), {"kubernetes.io/metadata.name": NS})
+        return allowed(policies, Endpoint(ip=ip), serving, port)
+
+    exposed = deploy(EXPOSED)
+    assert admitted(exposed, "203.0.113.7") and admitted(exposed, "198.51.100.200")
+    assert not admitted(exposed, "192.0.2.1")
+    assert not admitted(exposed, "203.0.113.7", 9000)
+    assert not admitted(served, "203.0.113.7")  # not exposed: no address outside the cluster
+    follower = Endpoint(NS, _pod_labels(exposed, "kubernetes:batch/v1:CronJob", FOLLOWER), {})
+    policies = [m for m in manifests(exposed) if m["kind"] == "NetworkPolicy"]
+    assert not allowed(policies, Endpoint(ip="203.0.113.7"), follower, 8080)  # the follower stays closed
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "says"),
+    [
+        ({"servingExposure": "loadBalancer"}, "serving", "must be true"),
+        ({**SERVING, "servingExposure": "loadBalancer"}, "servingSourceRanges", "is required"),
+        (
+            {**EXPOSED, "servingSourceRanges": "10.0.0.0/8,0.0.0.0/0"},
+            "servingSourceRanges",
+            "must not contain 0.0.0.0/0",
+        ),
+        ({**EXPOSED, "servingSourceRanges": "::/0"}, "servingSourceRanges", "must not contain ::/0"),
+        ({**SERVING, "servingSourceRanges": "10.0.0.0/8"}, "servingExposure", "must be loadBalancer"),
+        ({**SERVING, "servingTlsCertificateArn": CERT}, "servingExposure", "must be loadBalancer"),
+        ({**SERVING, "servingExposure": "public"}, "servingExposure", "'cluster' or 'loadBalancer'"),
+        ({**EXPOSED, "servingSourceRanges": "10.0.0.1/8"}, "servingSourceRanges", "not a CIDR block"),
+        ({**EXPOSED, "servingTlsCertificateArn": "cert"}, "servingTlsCertificateArn", "ACM certificate ARN"),
+    ],
+)
+def test_exposure_mistakes_are_one_line_at_preview(deploy, config: dict, key: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^config rapids-mlflow-stack:{key}: .*{re.escape(says)}") as error:
+        deploy(config)
+    assert "\n" not in str(error.value) and "pulumi config set" in str(error.value)
+
+
+def test_every_address_is_accepted_only_when_asked_for(deploy) -> None:
+    d = deploy({**EXPOSED, "servingSourceRanges": "0.0.0.0/0", "servingAllowAnywhere": "true"})
+    assert d.k8s_named("kubernetes:core/v1:Service", PUBLIC).inputs["spec"]["loadBalancerSourceRanges"] == ["0.0.0.0/0"]
