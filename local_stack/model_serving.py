@@ -93,8 +93,8 @@ def process(settings: StackSettings) -> ServiceProcess:
 
 
 def supervisor_env(settings: StackSettings, client_env: dict[str, str]) -> dict[str, str]:
-    """Only what MLflow's client needs: the tracking URI (artifacts come through its proxy) and, with auth, the
-    user; no S3 keys. ``trainer/`` on the path: the supervisor shares the alias rule with the cluster's."""
+    """Only what MLflow's client needs: the tracking URI (artifacts come through its proxy) and the login; no S3
+    keys. ``trainer/`` on the path: the supervisor shares the alias rule with the cluster's."""
     keep = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
     return {
         "PATH": os.environ.get("PATH", ""),
