@@ -140,6 +140,9 @@ class LocalStack:
             # server.
             "MLFLOW_DISABLE_TELEMETRY": "true",
             **tracking_server.client_credentials(creds),
+            # Where the stack writes: the trainer names a full disk there instead of "Read timed out" (a server
+            # whose database cannot write hangs), and `make status` in another directory finds this stack.
+            "LOCAL_STACK_DIR": str(self.settings.state_dir),
         }
 
     def _check_server_locked(self, running: dict[str, int | None]) -> None:
