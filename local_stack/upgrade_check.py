@@ -3,7 +3,9 @@
 
 ``mlflow db upgrade`` is not guaranteed to be transactional, and a server refuses to start on an out-of-date
 schema, so the migration is proven on a copy first. ``python`` names the interpreter of the MLflow to move to
-(a second virtual environment with the newer ``mlflow`` and ``psycopg2-binary``); by default it is this one.
+(a second virtual environment with the newer ``mlflow[auth]`` and ``psycopg2-binary``); by default it is this one.
+The rehearsal's server asks for the stack's admin login like the live one (its auth config, pointing at the
+scratch database, is written to a temporary directory).
 The scratch database and server are removed afterwards, whatever happened.
 
 ``upgrade_live`` then does it for real, once the venv holds the new MLflow: a fresh backup first (the way back),

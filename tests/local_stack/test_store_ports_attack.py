@@ -312,6 +312,7 @@ def test_a_backup_survives_the_loss_of_the_bucket_and_status_names_it(
     wiped = _http(master_http, "POST", f"/col/delete?collection={settings.bucket}", _tls_with_stack_cert(stack))
     assert wiped in (200, 204), wiped
     status = run_cli(stack, "status")
+    assert status.returncode == 1, status  # not healthy: a script or supervisor sees it in the exit status
     s3_line = next(line for line in status.stdout.splitlines() if line.startswith(object_store.SERVICE))
     assert "BUCKET UNREADABLE" in s3_line and "make backups" in s3_line, status.stdout
 
