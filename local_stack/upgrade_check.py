@@ -114,7 +114,7 @@ def check_upgrade(stack: LocalStack, key: str | None = None, python: str = sys.e
                 server.wait_until(
                     lambda: tracking_server.is_ready(base_url, credentials), timeout=180, what=f"{base_url}"
                 )
-                runs_served = _runs_served(base_url, credentials)
+                runs_served = _runs_served(base_url, tracking_server.auth_header(credentials))
             finally:
                 server.stop()
     finally:
