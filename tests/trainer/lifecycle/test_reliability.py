@@ -66,7 +66,25 @@ def _run_search(env: dict[str, str], fpath: Path, *extra: str, cwd: Path = TRAIN
     return subprocess.run([*argv, *extra], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+#: MLflow's client reads the login from this process's environment at every request (each stack has its own).
+_LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
+@pytest.fixture(autouse=True)
+def _stack_login_undone() -> Iterator[None]:
+    """`_client` puts a stack's login into this process's environment; put back what was there after each test."""
+    saved = {name: os.environ.get(name) for name in _LOGIN}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def _client(env: dict[str, str]) -> MlflowClient:
+    """A client of the stack in ``env``, with its login (auth is always on)."""
+    os.environ.update({name: env[name] for name in _LOGIN if name in env})
     return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
 
 
