@@ -85,9 +85,11 @@ LOAD_SECONDS ?= 60
 load: $(STAMP)
 	@$(PY) -m local_stack load --loggers "$(LOAD_LOGGERS)" --seconds "$(LOAD_SECONDS)"
 
-# `make up AUTH=1` runs MLflow's basic-auth app (admin password generated; `make env` exports it).
+# MLflow always asks for a login (basic auth; the admin password is generated, `make env` exports it). AUTH=0 of
+# older versions is refused, not silently ignored: every port of the stack needs a key.
 up: $(STAMP)
-	@$(PY) -m local_stack up $(if $(filter-out 0,$(AUTH)),--auth)
+	@test "$(AUTH)" != 0 || { echo "error: AUTH=0 is gone: the local MLflow server always asks for the stack's login; clients get it from eval \"\$$(make env)\"" >&2; exit 2; }
+	@$(PY) -m local_stack up
 
 # The champion on http://127.0.0.1:$(SERVE_PORT) (default 5050), following its alias; Ctrl-C stops it.
 serve: $(STAMP)

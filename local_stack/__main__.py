@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
-from local_stack import disk, health
+from local_stack import disk, health, tracking_server
 from local_stack.errors import StackError
 from local_stack.settings import (
     PORT_OPTIONS,
@@ -69,9 +69,6 @@ def _settings(args: argparse.Namespace) -> StackSettings:
         # Parsed here, not by argparse, so that `--mlflow-port abc` (or 0) is our one line, not a usage dump.
         if getattr(args, field_name, None) is not None:
             overrides[field_name] = parse_port(field_name, getattr(args, field_name), option)
-    if args.command == "up":
-        # `up` says which mode it wants each time (`make up` is without auth); other commands use the saved one.
-        overrides["auth"] = args.auth
     return StackSettings.load(**overrides)
 
 
@@ -102,14 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(option, dest=field_name, metavar="PORT", help=f"port, 1-65535 (env {env_var})")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start PostgreSQL, the S3 store and the MLflow server; wait until healthy")
-    up.add_argument(
-        "--auth",
-        action="store_true",
-        help="run MLflow's basic-auth app; the admin password is generated into the credentials file (make up AUTH=1)",
-    )
+    # MLflow's login is always on now; `--auth` stays accepted so that older scripts (`up --auth`) keep working.
+    up.add_argument("--auth", action="store_true", help=argparse.SUPPRESS)
     down = sub.add_parser("down", help="stop the processes the stack started; keep data unless --wipe")
     down.add_argument("--wipe", action="store_true", help="also delete all data (database, bucket, credentials)")
-    sub.add_parser("status", help="one line per service: what runs, what answers, the fix; changes nothing")
+    sub.add_parser(
+        "status", help="one line per service: what runs, what answers, the fix; exit 1 unless all is healthy"
+    )
     sub.add_parser("env", help='print `export NAME=value` lines for a client; use: eval "$(make env)"')
     sub.add_parser("check", help="log a run with a metric and an artifact and read both back")
     load = sub.add_parser("load", help="N concurrent MLflow loggers for S seconds: calls/s, latencies, errors, RSS")
@@ -226,6 +222,19 @@ def _serve(stack: LocalStack, args: argparse.Namespace) -> int:
     return model_serving.follow_log(stack.settings)
 
 
+def _status(stack: LocalStack) -> int:
+    """Print one line per service (and the disk's when it is full); 0 only when every service answers, its PID
+    file is sound and the disk has room, so that scripts and supervisors can act on the exit status."""
+    services = health.inspect(stack)
+    for service in services:
+        print(f"{service.name:8} {service.line}")
+    full = stack.settings.state_dir.exists() and disk.full_disk(stack.settings.state_dir)
+    if full:
+        print(f"{'disk':8} FULL: {full}")
+    print(f"state: {stack.settings.state_dir}")
+    return 1 if full or not all(service.ok for service in services) else 0
+
+
 def _ui_links():
     """The trainer's ``ui_links`` (every UI link the project prints is built there); ``python -m local_stack``
     runs from the repository root, where ``trainer/`` is not on the import path."""
@@ -246,18 +255,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nlocal stack is up: MLflow UI and API at {stack.settings.tracking_uri}")
             print('client environment (eval "$(make env)" to set it in your shell):')
             _print_env(stack, mask=True)
+            print(
+                f"every request needs a login: user {tracking_server.ADMIN_USERNAME}, password = "
+                "MLFLOW_TRACKING_PASSWORD of `make env` (the browser asks for it once)"
+            )
         elif args.command == "down":
             stopped = stack.down(wipe=args.wipe)
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
             if args.wipe:
                 print(f"deleted {stack.settings.state_dir}")
         elif args.command == "status":
-            for service in health.inspect(stack):
-                print(f"{service.name:8} {service.line}")
-            full = stack.settings.state_dir.exists() and disk.full_disk(stack.settings.state_dir)
-            if full:
-                print(f"{'disk':8} FULL: {full}")
-            print(f"state: {stack.settings.state_dir}")
+            return _status(stack)
         elif args.command == "env":
             _require_healthy(stack)
             _print_env(stack, mask=False)

@@ -22,7 +22,7 @@ _KEY_ALPHABET = string.ascii_uppercase + string.digits
 @dataclass(frozen=True)
 class StackCredentials:
     """What each service needs: PostgreSQL's superuser and MLflow role passwords, the S3 key pair, and for
-    ``up --auth`` the MLflow admin password and the auth app's Flask secret key."""
+    MLflow's login the admin password and the auth app's Flask secret key."""
 
     postgres_superuser_password: str
     mlflow_db_password: str

@@ -46,7 +46,9 @@ def collect(stack: LocalStack, older_than: str = DEFAULT_OLDER_THAN) -> list[str
     age = normalize_age(older_than)
     require_running(stack, postgres.SERVICE, object_store.SERVICE, tracking_server.SERVICE)
     settings = stack.settings
-    env = tracking_server.server_env(settings, stack.credentials)
+    creds = stack.credentials
+    # gc deletes the artifacts through the running server, which asks for the login like any client.
+    env = {**tracking_server.server_env(settings, creds), **tracking_server.client_credentials(creds)}
     result = run_mlflow(
         [
             "gc",

@@ -17,7 +17,7 @@ from local_stack import object_store, postgres, tracking_server
 from local_stack.credentials import StackCredentials, load_or_create
 from local_stack.processes import port_in_use
 from local_stack.settings import PORT_OPTIONS, StackSettings
-from local_stack.stack import SERVICES, LocalStack, Service
+from local_stack.stack import OPEN_SERVER, SERVICES, LocalStack, Service
 
 #: Per service: what a user gets from it, checked with the stack's credentials (read-only, a few seconds at most).
 Probe = Callable[[StackSettings, StackCredentials], None]
@@ -31,7 +31,7 @@ def _postgres_answers(settings: StackSettings, creds: StackCredentials) -> None:
 
 
 def _mlflow_answers(settings: StackSettings, creds: StackCredentials) -> None:
-    if not tracking_server.is_ready(settings.tracking_uri, tracking_server.client_credentials(settings, creds)):
+    if not tracking_server.is_ready(settings.tracking_uri, tracking_server.client_credentials(creds)):
         raise RuntimeError("its API did not return the Default experiment")
 
 
@@ -96,6 +96,8 @@ def _check(stack: LocalStack, svc: Service, creds: StackCredentials | None) -> S
                 f"DAMAGED PID FILE: {stack.process(svc).pid_file} cannot be read; pid {state.pid} was found by its "
                 f"mark and answers on port {port}; fix: `make up` rewrites the file (or `make down` stops it)",
             )
+        if svc.name == tracking_server.SERVICE and not tracking_server.requires_login(state.pid):
+            return ServiceHealth(svc.name, False, "OPEN: " + OPEN_SERVER.format(pid=state.pid))
         if svc.name == object_store.SERVICE and not object_store.is_locked(state.pid):
             return ServiceHealth(
                 svc.name,

@@ -26,6 +26,9 @@ PORT_OPTIONS = {
 
 DEFAULT_PORTS = {"postgres_port": 54329, "s3_port": 8333, "mlflow_port": 5000}
 
+#: Keys older versions saved in ``stack.json`` that mean nothing now (``auth``: MLflow's login could be off).
+LEGACY_FIELDS = ("auth",)
+
 
 def _port_fix(field_name: str) -> str:
     option, env_var = PORT_OPTIONS[field_name]
@@ -70,11 +73,12 @@ def _env_ports() -> dict[str, int]:
 def _read_saved(path: Path) -> dict[str, object]:
     """What the last ``up`` saved, checked: a corrupt file is one line naming it, never a traceback.
 
-    Deleting it is safe (it holds only ports and the auth mode; the data and keys are elsewhere).
+    Deleting it is safe (it holds only the ports and the bucket; the data and keys are elsewhere). An ``auth`` key,
+    written by versions that let MLflow run without credentials, is accepted and ignored: auth is always on now.
     """
     if not path.exists():
         return {}
-    fix = f"delete {path} and run `make up` again (it holds only the ports and the auth mode; data is kept)"
+    fix = f"delete {path} and run `make up` again (it holds only the ports and the bucket; data is kept)"
     try:
         saved = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -82,7 +86,7 @@ def _read_saved(path: Path) -> dict[str, object]:
         raise StackError(f"{path} cannot be read ({reason}); {fix}") from None
     if not isinstance(saved, dict):
         raise StackError(f"{path} is not a JSON object; {fix}")
-    unknown = sorted(set(saved) - set(StackSettings.SAVED_FIELDS))
+    unknown = sorted(set(saved) - set(StackSettings.SAVED_FIELDS) - set(LEGACY_FIELDS))
     if unknown:
         raise StackError(f"{path} has unknown keys {', '.join(unknown)}; {fix}")
     lost = [name for name in PORT_OPTIONS if name not in saved]
@@ -99,7 +103,7 @@ def _read_saved(path: Path) -> dict[str, object]:
             raise StackError(f"{path}: {name}={value!r} has the wrong type; {fix}")
         if name.endswith("_port") and not 1 <= value <= 65535:
             raise StackError(f"{path}: {name}={value} is not in 1-65535; {fix}")
-    return saved
+    return {name: value for name, value in saved.items() if name not in LEGACY_FIELDS}
 
 
 def default_state_dir() -> Path:
@@ -144,8 +148,6 @@ class StackSettings:
     bucket: str = field(default_factory=lambda: os.environ.get("LOCAL_STACK_BUCKET", "mlflow-artifacts"))
     artifact_prefix: str = "mlartifacts"
     host: str = "127.0.0.1"
-    #: MLflow's basic-auth app on (``up --auth``): every request needs the admin's (or a user's) credentials.
-    auth: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state_dir", Path(self.state_dir).expanduser().resolve())
@@ -153,7 +155,7 @@ class StackSettings:
             parse_port(field_name, getattr(self, field_name), option)
 
     #: Fields saved by ``up`` so that later commands on the same state directory find the same stack.
-    SAVED_FIELDS = ("postgres_port", "s3_port", "mlflow_port", "bucket", "auth")
+    SAVED_FIELDS = ("postgres_port", "s3_port", "mlflow_port", "bucket")
 
     @classmethod
     def load(cls, **overrides: object) -> StackSettings:
@@ -195,7 +197,7 @@ class StackSettings:
 
     @property
     def auth_config_file(self) -> Path:
-        """MLflow's basic-auth config (``up --auth``), 0600: it holds the database URI with its password."""
+        """MLflow's basic-auth config, 0600: it holds the database URI with its password."""
         return self.state_dir / "basic_auth.ini"
 
     def log_file(self, service: str) -> Path:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from local_stack import tracking_server
 from local_stack.object_store import s3_client
 from local_stack.stack import LocalStack
 
@@ -25,6 +26,12 @@ class SmokeResult:
 
 
 def run_smoke_check(stack: LocalStack, experiment_name: str = "local-stack-smoke-check") -> SmokeResult:
+    """Log and read back as the stack's admin (MLflow asks every client for its login)."""
+    with tracking_server.logged_in(stack.credentials):
+        return _check(stack, experiment_name)
+
+
+def _check(stack: LocalStack, experiment_name: str) -> SmokeResult:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=stack.settings.tracking_uri)

@@ -20,6 +20,12 @@ from local_stack.settings import PORT_OPTIONS, StackSettings
 #: Files only a stack's state directory holds: `down --wipe` deletes nothing else (say `--state-dir ~` by mistake).
 STATE_MARKERS = ("stack.json", "credentials.json")
 
+#: What `up` and `status` say about an MLflow server that runs without the login (started by an older version).
+OPEN_SERVER = (
+    "the MLflow server (pid {pid}) runs without a login (started before auth became the default), so anyone on this "
+    'machine can read and delete its runs; fix: `make down`, then `make up` (clients then need `eval "$(make env)"`)'
+)
+
 Starter = Callable[[StackSettings, StackCredentials, ServiceProcess], None]
 
 
@@ -71,7 +77,7 @@ class LocalStack:
         A service whose leader died is restarted: the orphans it left (holding its port) are stopped first.
         """
         running = {svc.name: self.process(svc).running_pid() for svc in SERVICES}
-        self._check_auth_matches(running)
+        self._check_server_locked(running)
         to_start = [svc for svc in SERVICES if running[svc.name] is None]
         # Every check before the first write: a refused `up` leaves no state directory behind.
         self._check_ports(to_start)
@@ -133,19 +139,18 @@ class LocalStack:
             # MLflow 3.17's telemetry thread raced the client under load (KeyError, not retried): off, as on the
             # server.
             "MLFLOW_DISABLE_TELEMETRY": "true",
-            **tracking_server.client_credentials(self.settings, creds),
+            **tracking_server.client_credentials(creds),
+            # Where the stack writes: the trainer names a full disk there instead of "Read timed out" (a server
+            # whose database cannot write hangs), and `make status` in another directory finds this stack.
+            "LOCAL_STACK_DIR": str(self.settings.state_dir),
         }
 
-    def _check_auth_matches(self, running: dict[str, int | None]) -> None:
-        """A running server keeps the auth mode it started with: say so instead of silently ignoring the option."""
-        if running[tracking_server.SERVICE] is None:
-            return
-        saved = StackSettings.load(state_dir=self.settings.state_dir)
-        if saved.auth != self.settings.auth:
-            now, wanted = ("with", "without") if saved.auth else ("without", "with")
-            raise StackError(
-                f"the MLflow server is running {now} auth; run `make down`, then `make up` {wanted} AUTH=1"
-            )
+    def _check_server_locked(self, running: dict[str, int | None]) -> None:
+        """A running server keeps the mode it started with: one started before auth became the default (or with the
+        ``--auth`` option left out) answers anyone, and ``up`` must not call that stack up."""
+        pid = running[tracking_server.SERVICE]
+        if pid is not None and not tracking_server.requires_login(pid):
+            raise StackError(OPEN_SERVER.format(pid=pid))
 
     def _check_ports(self, services: list[Service]) -> None:
         for svc in services:

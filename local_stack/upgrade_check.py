@@ -3,7 +3,9 @@
 
 ``mlflow db upgrade`` is not guaranteed to be transactional, and a server refuses to start on an out-of-date
 schema, so the migration is proven on a copy first. ``python`` names the interpreter of the MLflow to move to
-(a second virtual environment with the newer ``mlflow`` and ``psycopg2-binary``); by default it is this one.
+(a second virtual environment with the newer ``mlflow[auth]`` and ``psycopg2-binary``); by default it is this one.
+The rehearsal's server asks for the stack's admin login like the live one (its auth config, pointing at the
+scratch database, is written to a temporary directory).
 The scratch database and server are removed afterwards, whatever happened.
 
 ``upgrade_live`` then does it for real, once the venv holds the new MLflow: a fresh backup first (the way back),
@@ -47,34 +49,35 @@ def _count_runs(stack: LocalStack, database: str) -> int:
         conn.close()
 
 
-def _api(base_url: str, path: str, body: dict | None = None) -> dict:
+def _api(base_url: str, auth: dict[str, str], path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        f"{base_url}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+        f"{base_url}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json", **auth}
     )
     with urllib.request.urlopen(request, timeout=30) as resp:
         return json.load(resp)
 
 
-def _paged(base_url: str, path: str, body: dict, items: str) -> list[dict]:
+def _paged(base_url: str, auth: dict[str, str], path: str, body: dict, items: str) -> list[dict]:
     found: list[dict] = []
     token = None
     while True:
-        page = _api(base_url, path, {**body, **({"page_token": token} if token else {})})
+        page = _api(base_url, auth, path, {**body, **({"page_token": token} if token else {})})
         found.extend(page.get(items, []))
         token = page.get("next_page_token")
         if not token:
             return found
 
 
-def _runs_served(base_url: str) -> int:
-    """Every run (active and deleted) of every experiment, read through the upgraded server's REST API."""
-    experiments = _paged(base_url, "experiments/search", {"max_results": 1000, "view_type": "ALL"}, "experiments")
+def _runs_served(base_url: str, auth: dict[str, str]) -> int:
+    """Every run (active and deleted) of every experiment, read through the upgraded server's REST API (as the
+    admin: the rehearsal's server asks for the same login as the live one)."""
+    experiments = _paged(base_url, auth, "experiments/search", {"max_results": 1000, "view_type": "ALL"}, "experiments")
     ids = [exp["experiment_id"] for exp in experiments]
     runs = 0
     for start in range(0, len(ids), 100):  # the API takes at most 100 experiment ids per search
         body = {"experiment_ids": ids[start : start + 100], "max_results": 1000, "run_view_type": "ALL"}
-        runs += len(_paged(base_url, "runs/search", body, "runs"))
+        runs += len(_paged(base_url, auth, "runs/search", body, "runs"))
     return runs
 
 
@@ -97,18 +100,21 @@ def check_upgrade(stack: LocalStack, key: str | None = None, python: str = sys.e
     scratch = backup.restore_to_scratch(stack, key, "mlflow_upgrade_check")
     try:
         runs_in_backup = _count_runs(stack, scratch)
-        env = tracking_server.server_env(stack.settings, stack.credentials, scratch)
-        log(f"running `mlflow db upgrade` (MLflow {version}) on {scratch!r} ...")
-        run_mlflow(["db", "upgrade", BACKEND_URI], env, python)
         (port,) = free_ports(1)
         base_url = f"http://{stack.settings.host}:{port}"
+        credentials = tracking_server.client_credentials(stack.credentials)
         with tempfile.TemporaryDirectory(prefix="mlflow-upgrade-check-") as tmp:
+            env = tracking_server.scratch_server_env(stack.settings, stack.credentials, scratch, Path(tmp))
+            log(f"running `mlflow db upgrade` (MLflow {version}) on {scratch!r} ...")
+            run_mlflow(["db", "upgrade", BACKEND_URI], env, python)
             server = ServiceProcess("mlflow-upgrade-check", Path(tmp) / "server.pid", Path(tmp) / "server.log")
             server.start(_server_argv(stack, port, python), env=env)
             try:
                 log(f"starting MLflow {version} on it at {base_url} ...")
-                server.wait_until(lambda: tracking_server.is_ready(base_url), timeout=180, what=f"{base_url}")
-                runs_served = _runs_served(base_url)
+                server.wait_until(
+                    lambda: tracking_server.is_ready(base_url, credentials), timeout=180, what=f"{base_url}"
+                )
+                runs_served = _runs_served(base_url, tracking_server.auth_header(credentials))
             finally:
                 server.stop()
     finally:

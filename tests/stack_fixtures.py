@@ -13,18 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from local_stack import LocalStack, StackSettings
 from local_stack.processes import free_ports
 from local_stack.settings import REPO_ROOT
 
 
 @contextmanager
-def started_stack(state_dir: Path, auth: bool = False) -> Iterator[LocalStack]:
-    """A stack started from this process (its servers are children of pytest); `auth`: as `make up AUTH=1`."""
+def started_stack(state_dir: Path) -> Iterator[LocalStack]:
+    """A stack started from this process (its servers are children of pytest); MLflow asks for its login."""
     postgres_port, s3_port, mlflow_port = free_ports(3)
-    settings = StackSettings(
-        state_dir=state_dir, postgres_port=postgres_port, s3_port=s3_port, mlflow_port=mlflow_port, auth=auth
-    )
+    settings = StackSettings(state_dir=state_dir, postgres_port=postgres_port, s3_port=s3_port, mlflow_port=mlflow_port)
     stack = LocalStack(settings)
     try:
         stack.up(log=lambda _msg: None)
@@ -53,3 +53,15 @@ def started_stack_cli(state_dir: Path) -> Iterator[LocalStack]:
         yield stack
     finally:
         stack.down(wipe=True)
+
+
+def use_stack(monkeypatch: pytest.MonkeyPatch, stack: LocalStack) -> dict[str, str]:
+    """Point this test's MLflow clients at ``stack`` with its login, as ``eval "$(make env)"`` does in a shell.
+
+    MLflow's client takes the login from the environment only (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``), and each
+    stack has its own admin password: a test on a stack of its own must set that stack's, not the shared one's.
+    """
+    env = stack.client_env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

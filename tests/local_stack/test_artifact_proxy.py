@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 
 from local_stack import postgres, tracking_server
 from local_stack.processes import ServiceProcess, free_ports
+from tests.stack_fixtures import use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +22,13 @@ def test_wrong_s3_credentials_fail_the_artifact_write(local_stack, tmp_path, mon
     postgres.create_database(stack.settings, creds, database)
     (port,) = free_ports(1)
     server = ServiceProcess("mlflow-wrong-creds", tmp_path / "server.pid", tmp_path / "server.log")
-    env = tracking_server.server_env(stack.settings, creds, database)
+    env = tracking_server.scratch_server_env(stack.settings, creds, database, tmp_path)
     env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
     server.start(tracking_server.server_argv(stack.settings, port), env=env)
     try:
         url = f"http://127.0.0.1:{port}"
-        server.wait_until(lambda: tracking_server.is_ready(url), timeout=120, what="ready")
+        login = use_stack(monkeypatch, stack)  # the second server asks for the same admin login
+        server.wait_until(lambda: tracking_server.is_ready(url, login), timeout=120, what="ready")
         monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the client would retry 500s for minutes
         client = MlflowClient(url)
         run_id = client.create_run("0").info.run_id

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from stack_cli import assert_one_line_error, run_cli
 
 from local_stack import LocalStack, StackSettings, postgres
+from tests.stack_fixtures import use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +79,11 @@ def _snapshot(client: MlflowClient) -> dict:
     }
 
 
-def test_backup_then_restore_brings_back_everything(day_two_stack: LocalStack, tmp_path: Path) -> None:
+def test_backup_then_restore_brings_back_everything(
+    day_two_stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = day_two_stack
+    use_stack(monkeypatch, stack)
     uri = stack.settings.tracking_uri
     with _tracking(uri):
         _fill(tmp_path)
@@ -121,8 +125,11 @@ def test_backup_then_restore_brings_back_everything(day_two_stack: LocalStack, t
     assert client.create_run(before["runs"][0]["info"]["experiment_id"]).info.status == "RUNNING"
 
 
-def test_restore_refuses_bad_backups_and_keeps_the_data(day_two_stack: LocalStack) -> None:
+def test_restore_refuses_bad_backups_and_keeps_the_data(
+    day_two_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = day_two_stack
+    use_stack(monkeypatch, stack)
     client = MlflowClient(stack.settings.tracking_uri)
     experiment_id = client.create_experiment("kept-through-bad-restores")
     bad = stack.settings.backup_dir / "not-a-dump.dump"

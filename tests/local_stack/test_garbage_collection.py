@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from stack_cli import assert_one_line_error, run_cli
 
 from local_stack import LocalStack, object_store
+from tests.stack_fixtures import use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +35,11 @@ def _run_with_artifacts(client: MlflowClient, experiment_id: str, name: str, tmp
     return run_id
 
 
-def test_gc_removes_the_deleted_runs_objects_and_keeps_all_others(day_two_stack: LocalStack, tmp_path: Path) -> None:
+def test_gc_removes_the_deleted_runs_objects_and_keeps_all_others(
+    day_two_stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = day_two_stack
+    use_stack(monkeypatch, stack)
     client = MlflowClient(stack.settings.tracking_uri)
     experiment_id = client.create_experiment("gc-test")
     doomed = _run_with_artifacts(client, experiment_id, "doomed", tmp_path)

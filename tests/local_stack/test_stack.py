@@ -67,11 +67,11 @@ def test_env_prints_evaluable_exports_for_a_client(local_stack):
 
 def test_status_and_up_output_never_show_the_secret_key(local_stack):
     state = local_stack.stack.settings.state_dir
-    secret = local_stack.env["AWS_SECRET_ACCESS_KEY"]
+    secrets = (local_stack.env["AWS_SECRET_ACCESS_KEY"], local_stack.env["MLFLOW_TRACKING_PASSWORD"])
     for command in ("status", "up"):
         result = _cli(command, state_dir=state)
         assert result.returncode == 0, result.stderr
-        assert secret not in result.stdout + result.stderr
+        assert not any(secret in result.stdout + result.stderr for secret in secrets)
     assert "MLFLOW_TRACKING_URI=" in _cli("up", state_dir=state).stdout
 
 

@@ -7,10 +7,15 @@ Its state directory sits in a parent whose mode (0750) must survive ``up`` and `
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import psutil
@@ -18,9 +23,10 @@ import pytest
 
 from local_stack import LocalStack, StackSettings, object_store
 from local_stack.processes import free_ports, port_in_use
+from local_stack.settings import REPO_ROOT
 from local_stack.stack import SERVICES
 from tests.local_stack.stack_cli import assert_one_line_error, run_cli
-from tests.stack_fixtures import started_stack_cli
+from tests.stack_fixtures import started_stack_cli, use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +41,11 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         yield stack
 
 
-def _status(stack: LocalStack) -> dict[str, str]:
+def _status(stack: LocalStack, healthy: bool) -> dict[str, str]:
+    """`status`'s line of each service; its exit status must agree (0 only when all is healthy, else 1), so that
+    a script or supervisor can act on it."""
     result = run_cli(stack, "status", timeout=60)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == (0 if healthy else 1), result
     lines = [line.split(None, 1) for line in result.stdout.splitlines() if not line.startswith("state:")]
     return {name: rest for name, rest in lines}
 
@@ -57,7 +65,7 @@ def _kill_leader(stack: LocalStack, name: str) -> int:
 def _up_and_healthy(stack: LocalStack) -> None:
     result = run_cli(stack, "up", timeout=240)
     assert result.returncode == 0, result.stderr
-    assert all(line.startswith("running, pid") for line in _status(stack).values())
+    assert all(line.startswith("running, pid") for line in _status(stack, healthy=True).values())
 
 
 def test_up_keeps_the_parent_mode_and_the_store_private(fault_stack):
@@ -72,7 +80,7 @@ def test_up_keeps_the_parent_mode_and_the_store_private(fault_stack):
 
 
 def test_status_of_a_healthy_stack_says_what_answers(fault_stack):
-    lines = _status(fault_stack)
+    lines = _status(fault_stack, healthy=True)
     assert set(lines) == {"postgres", "s3", "mlflow"}
     assert all(line.startswith("running, pid") for line in lines.values()), lines
     env = run_cli(fault_stack, "env", timeout=60)
@@ -93,7 +101,7 @@ def test_dead_mlflow_leader_with_live_workers_is_reported_and_left_alone(fault_s
     orphans = fault_stack.process(mlflow).inspect().orphans
     assert orphans, "kill -9 of the leader should leave its uvicorn processes behind"
 
-    line = _status(fault_stack)["mlflow"]
+    line = _status(fault_stack, healthy=False)["mlflow"]
     assert line.startswith("HALF-DEAD") and str(leader) in line and "make up" in line
     assert all(psutil.pid_exists(pid) for pid in orphans), "status must not kill anything"
     assert fault_stack.settings.pid_file("mlflow").exists(), "status must not clean up either"
@@ -111,7 +119,7 @@ def test_dead_mlflow_leader_with_live_workers_is_reported_and_left_alone(fault_s
 def test_killed_database_or_store_is_named_by_status_and_env(fault_stack, name):
     _kill_leader(fault_stack, name)
     deadline = time.monotonic() + 30
-    while not (line := _status(fault_stack)[name]).startswith(("STOPPED", "HALF-DEAD")):
+    while not (line := _status(fault_stack, healthy=False)[name]).startswith(("STOPPED", "HALF-DEAD")):
         assert time.monotonic() < deadline, line
         time.sleep(1)
     assert "make up" in line
@@ -127,7 +135,7 @@ def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack, monkeypat
     for obj in listed:
         client.delete_object(Bucket=settings.bucket, Key=obj["Key"])
     client.delete_bucket(Bucket=settings.bucket)
-    assert _status(fault_stack)["s3"].startswith("NOT ANSWERING")
+    assert _status(fault_stack, healthy=False)["s3"].startswith("NOT ANSWERING")
     # A PUT with the stack's (admin) keys does not create the bucket as a side effect.
     with pytest.raises(Exception, match="NoSuchBucket"):
         client.put_object(Bucket=settings.bucket, Key="mlartifacts/x.txt", Body=b"x")
@@ -135,6 +143,7 @@ def test_a_missing_bucket_is_reported_and_recreated_by_up(fault_stack, monkeypat
     # Nor does an artifact logged through MLflow's proxy (its PUT fails; retries off so it fails at once).
     from mlflow import MlflowClient
 
+    use_stack(monkeypatch, fault_stack)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     mlflow = MlflowClient(settings.tracking_uri)
     run = mlflow.create_run(mlflow.create_experiment(f"missing-bucket-{time.time_ns()}"))
@@ -159,7 +168,7 @@ def test_a_damaged_pid_file_is_reported_and_down_still_stops_mlflow(fault_stack)
     sockets = object_store.grpc_sockets(fault_stack.process(store).inspect().pid)
     assert len(sockets) == 4 and all(path.is_socket() for path in sockets)
 
-    line = _status(fault_stack)["mlflow"]
+    line = _status(fault_stack, healthy=False)["mlflow"]
     assert line.startswith("DAMAGED PID FILE") and str(pid_file) in line and str(leader.pid) in line, line
     down = run_cli(fault_stack, "down", timeout=120)
     assert down.returncode == 0 and "mlflow" in down.stdout, down
@@ -169,6 +178,60 @@ def test_a_damaged_pid_file_is_reported_and_down_still_stops_mlflow(fault_stack)
     assert not pid_file.exists()
     assert not any(path.exists() for path in sockets), "down leaves no gRPC socket of the store in /tmp"
     _up_and_healthy(fault_stack)
+
+
+#: Starts the MLflow server as versions before auth-by-default did (no `--app-name basic-auth`), from a child that
+#: exits at once: like the server `make up` left running before the upgrade, it is no child of pytest.
+_OLD_SERVER = """
+import sys
+from local_stack import LocalStack, StackSettings, tracking_server
+from local_stack.stack import SERVICES
+stack = LocalStack(StackSettings.load(state_dir=sys.argv[1]))
+settings, creds = stack.settings, stack.credentials
+argv = tracking_server.server_argv(settings, settings.mlflow_port)
+i = argv.index("--app-name")
+env = tracking_server.server_env(settings, creds)
+env = {k: v for k, v in env.items() if not k.startswith(("MLFLOW_AUTH", "MLFLOW_FLASK"))}
+process = stack.process(next(svc for svc in SERVICES if svc.name == tracking_server.SERVICE))
+process.start(argv[:i] + argv[i + 2:], env=env)
+anyone = {"MLFLOW_TRACKING_USERNAME": "-", "MLFLOW_TRACKING_PASSWORD": "-"}  # an open server ignores a login
+process.wait_until(lambda: tracking_server.is_ready(settings.tracking_uri, anyone), 120, "ready")
+"""
+
+
+def _answers_without_login(stack: LocalStack) -> int:
+    url = f"{stack.settings.tracking_uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_an_mlflow_server_left_open_by_an_older_version_is_named_and_refused(fault_stack):
+    """The upgrade: before auth became the default, `make up` started MLflow without a login and saved
+    `"auth": false`. Such a server must never pass for healthy: `status` names it (exit 1), `up` and `env` refuse
+    in one line with the fix, and `make down` + `make up` bring the login back, data kept."""
+    settings = fault_stack.settings
+    saved = settings.state_dir / "stack.json"
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "auth": False}))
+    mlflow = next(svc for svc in SERVICES if svc.name == "mlflow")
+    assert fault_stack.process(mlflow).stop()
+    old = subprocess.run(
+        [sys.executable, "-c", _OLD_SERVER, str(settings.state_dir)], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert old.returncode == 0, old.stderr
+    assert _answers_without_login(fault_stack) == 200  # the hole this test is about
+
+    line = _status(fault_stack, healthy=False)["mlflow"]
+    assert line.startswith("OPEN:") and "without a login" in line and "make down" in line, line
+    assert_one_line_error(run_cli(fault_stack, "up", timeout=60), "without a login", "`make down`, then `make up`")
+    assert_one_line_error(run_cli(fault_stack, "env", timeout=60), "mlflow OPEN", "make down")
+
+    assert run_cli(fault_stack, "down", timeout=120).returncode == 0
+    _up_and_healthy(fault_stack)
+    assert _answers_without_login(fault_stack) == 401
+    assert "auth" not in json.loads(saved.read_text())
 
 
 def test_foreign_program_on_a_port_is_named(fault_stack):
@@ -185,7 +248,7 @@ def test_foreign_program_on_a_port_is_named(fault_stack):
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
         settings.save()
-        line = _status(LocalStack(settings))["mlflow"]
+        line = _status(LocalStack(settings), healthy=False)["mlflow"]
     assert line.startswith(f"STOPPED, and port {port} is held by pid {os.getpid()}"), line
     assert "--mlflow-port" in line
 
@@ -204,4 +267,4 @@ def test_down_keeps_the_parent_mode_and_lost_credentials_are_explained(fault_sta
     finally:
         secrets.write_bytes(kept)
         secrets.chmod(0o600)
-    assert all(line.startswith("stopped") for line in _status(fault_stack).values())
+    assert all(line.startswith("stopped") for line in _status(fault_stack, healthy=False).values())

@@ -3,8 +3,9 @@
 The ports are not taken from our own code: they are read from the process table (every TCP and Unix socket the
 stack's processes listen on), and each one is tried with every protocol the store speaks: plain HTTP, HTTPS
 without a client certificate, gRPC in clear and over TLS without a client certificate, and the store's own
-clients (``weed shell``, ``weed backup``) that an attacker would reach for. Every reading or destructive request
-must fail, and the data must be intact afterwards. Positive controls with the stack's certificate prove that the
+clients (``weed shell``, ``weed backup``) that an attacker would reach for; the MLflow port with its REST API, the
+UI's ajax API, the UI page, the artifact proxy and ``/metrics``. Every reading or destructive request must fail,
+and the data must be intact afterwards. Positive controls with the stack's certificate prove that the
 same requests would work for a holder of the keys, so a refusal is the lock, not a wrong address.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import ssl
 import stat
@@ -26,10 +28,10 @@ import pytest
 from mlflow import MlflowClient
 from stack_cli import run_cli
 
-from local_stack import LocalStack, object_store, postgres
+from local_stack import LocalStack, object_store, postgres, tracking_server
 from local_stack.smoke_check import run_smoke_check
 from local_stack.stack import SERVICES
-from tests.stack_fixtures import started_stack_cli
+from tests.stack_fixtures import started_stack_cli, use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +47,27 @@ HTTP_ATTACKS = (
 #: A gRPC method every SeaweedFS master serves; on another server it is UNIMPLEMENTED, which still proves the
 #: connection was accepted: only UNAVAILABLE (refused before any call) counts as locked.
 GRPC_PROBE = "/master_pb.Seaweed/ListCollectionNames"
+
+#: Requests that read through the MLflow server (REST API, the UI's ajax API, the UI, the artifact proxy, the
+#: Prometheus scrape). ``/health``, ``/static`` and ``server-info`` answer anyone by MLflow's design and carry no
+#: tracking data. ``{run}``/``{experiment}``/``{artifact}`` come from the smoke check's run.
+MLFLOW_READS = (
+    ("GET", "/api/2.0/mlflow/experiments/search?max_results=10", None),
+    ("POST", "/api/2.0/mlflow/experiments/search", {"max_results": 10}),
+    ("GET", "/ajax-api/2.0/mlflow/experiments/search?max_results=10", None),
+    ("GET", "/api/2.0/mlflow/runs/get?run_id={run}", None),
+    ("POST", "/ajax-api/2.0/mlflow/runs/search", {"experiment_ids": ["{experiment}"]}),
+    ("GET", "/api/2.0/mlflow-artifacts/artifacts/{artifact}", None),
+    ("GET", "/get-artifact?path=hello.txt&run_uuid={run}", None),
+    ("GET", "/metrics", None),
+    ("GET", "/", None),
+)
+#: Requests that destroy through the MLflow server; with the login they are sent against a run of their own.
+MLFLOW_DELETES = (
+    ("POST", "/api/2.0/mlflow/runs/delete", {"run_id": "{run}"}),
+    ("POST", "/ajax-api/2.0/mlflow/experiments/delete", {"experiment_id": "{experiment}"}),
+    ("DELETE", "/api/2.0/mlflow-artifacts/artifacts/{artifact}", None),
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +107,20 @@ def _http(port: int, method: str, path: str, context: ssl.SSLContext | None) -> 
         return conn.getresponse().status
     except (OSError, http.client.HTTPException) as exc:
         return type(exc).__name__
+    finally:
+        conn.close()
+
+
+def _mlflow(port: int, request: tuple[str, str, dict | None], ids: dict[str, str], login: dict[str, str]) -> int:
+    """Status of one MLflow request with ``login`` (``Authorization`` header, or none) and ids filled in."""
+    method, template, body = request
+    path = template.format(**ids)
+    payload = json.dumps(body).replace("{run}", ids["run"]).replace("{experiment}", ids["experiment"])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {**login, **({"Content-Type": "application/json"} if body is not None else {})}
+        conn.request(method, path, body=payload.encode() if body is not None else None, headers=headers)
+        return conn.getresponse().status
     finally:
         conn.close()
 
@@ -202,6 +239,21 @@ def test_every_port_refuses_requests_without_the_stack_credentials(attacked: Loc
                 host="127.0.0.1", port=settings.postgres_port, user=user, dbname="mlflow", connect_timeout=5
             )
 
+    # MLflow: every read (API, UI, artifacts, metrics) and every delete needs the stack's login; a wrong one fails.
+    ids = {
+        "run": logged.run_id,
+        "experiment": logged.experiment_id,
+        "artifact": logged.object_key.removeprefix(f"{settings.artifact_prefix}/"),
+    }
+    admin = tracking_server.client_credentials(creds)
+    wrong_login = tracking_server.auth_header({**admin, "MLFLOW_TRACKING_PASSWORD": "not-the-password"})
+    mlflow_answers = {
+        (request[0], request[1], label): _mlflow(settings.mlflow_port, request, ids, login)
+        for request in (*MLFLOW_READS, *MLFLOW_DELETES)
+        for label, login in (("no login", {}), ("wrong password", wrong_login))
+    }
+    assert all(status == 401 for status in mlflow_answers.values()), mlflow_answers
+
     # Unix sockets beside the ports: owner-only, so no other local user can even connect.
     assert unix, "SeaweedFS opened no Unix socket; this test no longer sees where they are"
     for path, service in unix.items():
@@ -228,13 +280,27 @@ def test_every_port_refuses_requests_without_the_stack_credentials(attacked: Loc
     assert _http(master_http, "GET", "/dir/status", _tls_with_stack_cert(stack)) == 200
     code, listed = _weed([*shell_args], tmp_path, stdin="collection.list\n", config_dir=object_store.tls_dir(settings))
     assert code == 0 and settings.bucket in listed, listed
+    login = tracking_server.auth_header(admin)
+    read = {request[1]: _mlflow(settings.mlflow_port, request, ids, login) for request in MLFLOW_READS}
+    assert all(status == 200 for status in read.values()), read
+    throwaway = run_smoke_check(stack, experiment_name="attack-positive-control")  # the deletes hit this one
+    own = {
+        "run": throwaway.run_id,
+        "experiment": throwaway.experiment_id,
+        "artifact": throwaway.object_key.removeprefix(f"{settings.artifact_prefix}/"),
+    }
+    deleted = {request[1]: _mlflow(settings.mlflow_port, request, own, login) for request in MLFLOW_DELETES}
+    assert all(status == 200 for status in deleted.values()), deleted
 
 
-def test_a_backup_survives_the_loss_of_the_bucket_and_status_names_it(attacked: LocalStack) -> None:
+def test_a_backup_survives_the_loss_of_the_bucket_and_status_names_it(
+    attacked: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The issue's disaster, done by a holder of the keys (as a disk failure would): every object of the bucket
     becomes unreadable. `status` must say so, and the database backup, kept apart, must still restore."""
     stack = attacked
     settings = stack.settings
+    use_stack(monkeypatch, stack)
     client = MlflowClient(settings.tracking_uri)
     experiment_id = client.create_experiment("kept-by-the-backup")
     backed_up = run_cli(stack, "backup")
@@ -246,6 +312,7 @@ def test_a_backup_survives_the_loss_of_the_bucket_and_status_names_it(attacked: 
     wiped = _http(master_http, "POST", f"/col/delete?collection={settings.bucket}", _tls_with_stack_cert(stack))
     assert wiped in (200, 204), wiped
     status = run_cli(stack, "status")
+    assert status.returncode == 1, status  # not healthy: a script or supervisor sees it in the exit status
     s3_line = next(line for line in status.stdout.splitlines() if line.startswith(object_store.SERVICE))
     assert "BUCKET UNREADABLE" in s3_line and "make backups" in s3_line, status.stdout
 

@@ -25,6 +25,7 @@ import pytest
 from local_stack import object_store
 from local_stack.smoke_check import run_smoke_check
 from local_stack.stack import SERVICES
+from tests.stack_fixtures import use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +70,7 @@ def _call(
         return exc.code, exc.read()
 
 
-def test_filer_and_volume_ports_refuse_requests_without_the_stack_key(local_stack, tmp_path):
+def test_filer_and_volume_ports_refuse_requests_without_the_stack_key(local_stack, tmp_path, monkeypatch):
     stack = local_stack.stack
     settings, creds = stack.settings, stack.credentials
     logged = run_smoke_check(stack)  # an artifact logged through MLflow's proxy, stored via S3
@@ -101,5 +102,6 @@ def test_filer_and_volume_ports_refuse_requests_without_the_stack_key(local_stac
     assert not any("intruder" in key for key in keys)
     from mlflow import MlflowClient
 
+    use_stack(monkeypatch, stack)
     back = MlflowClient(settings.tracking_uri).download_artifacts(logged.run_id, "hello.txt", str(tmp_path))
     assert logged.run_id in Path(back).read_text()

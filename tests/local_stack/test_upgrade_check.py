@@ -10,6 +10,7 @@ from mlflow.entities import ViewType
 from stack_cli import assert_one_line_error, run_cli
 
 from local_stack import LocalStack, postgres
+from tests.stack_fixtures import use_stack
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +30,11 @@ def _all_runs(client: MlflowClient) -> list[str]:
     return [r.info.run_id for r in client.search_runs(ids, run_view_type=ViewType.ALL, max_results=1000)]
 
 
-def test_upgrade_check_serves_every_run_of_the_latest_backup(day_two_stack: LocalStack) -> None:
+def test_upgrade_check_serves_every_run_of_the_latest_backup(
+    day_two_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = day_two_stack
+    use_stack(monkeypatch, stack)
     client = MlflowClient(stack.settings.tracking_uri)
     experiment_id = client.create_experiment("upgrade-check")
     for name in ("first", "second"):
@@ -56,8 +60,11 @@ def test_upgrade_check_with_a_missing_interpreter_cleans_up(day_two_stack: Local
     assert _scratch_databases(day_two_stack) == []
 
 
-def test_upgrade_db_backs_up_first_and_serves_the_same_runs_after(day_two_stack: LocalStack) -> None:
+def test_upgrade_db_backs_up_first_and_serves_the_same_runs_after(
+    day_two_stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack = day_two_stack
+    use_stack(monkeypatch, stack)
     client = MlflowClient(stack.settings.tracking_uri)
     runs_before = sorted(_all_runs(client))
     upgraded = run_cli(stack, "upgrade-db")

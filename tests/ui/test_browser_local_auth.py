@@ -1,5 +1,5 @@
-"""`make up AUTH=1` in a real browser: without credentials the login challenge, with the admin's (what `make env`
-exports) the runs the links open."""
+"""The local stack's MLflow UI in a real browser: without credentials the login challenge (auth is the default),
+with the admin's (what `make env` exports) the runs the links open. It uses the suite's shared stack."""
 
 from __future__ import annotations
 
@@ -11,23 +11,20 @@ from airline_hpo import ui_links
 from mlflow import MlflowClient
 from ui_browser import missing
 
-from tests.stack_fixtures import started_stack
-
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 
 
 @pytest.fixture(scope="module")
-def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], str, str, str]]:
-    """A stack of this module's own with basic auth, and an experiment with one run the admin logged."""
-    with started_stack(tmp_path_factory.mktemp("auth-stack"), auth=True) as stack:
-        env = stack.client_env()
-        with pytest.MonkeyPatch.context() as patch:
-            for key, value in env.items():
-                patch.setenv(key, value)
-            client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-            experiment_id = client.create_experiment(f"ui-auth-{uuid.uuid4().hex[:6]}")
-            run = client.create_run(experiment_id, run_name=f"run-{uuid.uuid4().hex[:6]}")
-        yield env, experiment_id, run.info.run_id, run.info.run_name
+def auth_stack(local_stack) -> Iterator[tuple[dict[str, str], str, str, str]]:
+    """The shared stack, and an experiment of this module's own with one run the admin logged."""
+    env = local_stack.env
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        experiment_id = client.create_experiment(f"ui-auth-{uuid.uuid4().hex[:6]}")
+        run = client.create_run(experiment_id, run_name=f"run-{uuid.uuid4().hex[:6]}")
+    yield env, experiment_id, run.info.run_id, run.info.run_name
 
 
 def test_without_credentials_the_browser_gets_the_login_challenge(auth_stack, browser) -> None:

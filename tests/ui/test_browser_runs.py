@@ -27,6 +27,7 @@ class Searched:
     model_name: str
     links: dict[str, str]  # what `make demo` prints, label -> the link alone
     trial_names: list[str]
+    login: tuple[str, str]  # the stack's admin, as the user answers the browser's login prompt
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +50,12 @@ def searched(local_stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         trials = mlflow.MlflowClient().search_runs(
             [result.experiment_id], f"tags.mlflow.parentRunId = '{result.parent_run_id}'"
         )
-        yield Searched(result, name, links, sorted(t.info.run_name for t in trials))
+        login = (local_stack.env["MLFLOW_TRACKING_USERNAME"], local_stack.env["MLFLOW_TRACKING_PASSWORD"])
+        yield Searched(result, name, links, sorted(t.info.run_name for t in trials), login)
 
 
 def test_the_runs_link_lists_the_parent_with_its_trials_nested(searched: Searched, browser, tmp_path: Path) -> None:
-    b = browser()
+    b = browser(auth=searched.login)
     b.open(searched.links["trials in the UI"])
     parent = mlflow.MlflowClient().get_run(searched.result.parent_run_id).info.run_name
     b.wait_text(parent)
@@ -75,7 +77,7 @@ def test_the_runs_link_lists_the_parent_with_its_trials_nested(searched: Searche
 
 
 def test_the_parent_run_link_shows_its_plots_as_images(searched: Searched, browser) -> None:
-    b = browser()
+    b = browser(auth=searched.login)
     base, _, query = searched.links["parent run (plots)"].partition("?")
     b.open(f"{base}/artifacts/plots?{query}")  # the run's Artifacts tab, as "-> Artifacts: plots/" says
     for plot in ("search.png", "feature_importances.png"):
@@ -92,7 +94,7 @@ def test_the_parent_run_link_shows_its_plots_as_images(searched: Searched, brows
 
 
 def test_the_model_link_shows_champion_on_the_registered_version(searched: Searched, browser) -> None:
-    b = browser()
+    b = browser(auth=searched.login)
     b.open(searched.links["model in the UI"])
     version = searched.result.registered.version
     b.wait_text(f"Version {version}")

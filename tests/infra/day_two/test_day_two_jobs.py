@@ -29,6 +29,7 @@ from mock_harness import Deployment, run_program
 
 from local_stack import object_store, postgres
 from local_stack.processes import free_ports
+from tests.stack_fixtures import use_stack
 
 MOCK_KEY_ID, MOCK_SECRET = "AKIDEXAMPLEMOCKKEY", "mock-secret-access-key-value"  # mock_harness's generated key
 MOCK_DB_PASSWORD = "p" * 32  # mock_harness's RandomPassword result for the database password
@@ -38,7 +39,8 @@ CLUSTER_TRACKING = "http://rapids-mlflow-tracking.mlflow.svc.cluster.local:5000"
 
 @pytest.fixture(scope="module")
 def declared() -> Deployment:
-    return run_program({})
+    # The suite's stack asks every client for a login (auth is always on), as a cluster with basicAuth does.
+    return run_program({"basicAuth": "true"})
 
 
 def _swaps(declared: Deployment, stack) -> Swaps:
@@ -60,11 +62,17 @@ def _swaps(declared: Deployment, stack) -> Swaps:
 
 def _run(declared: Deployment, local_stack, name: str, root: Path) -> list[subprocess.CompletedProcess[str]]:
     stack = local_stack.stack
+    admin = declared_secrets(declared)["rapids-mlflow-tracking-auth"]
+    swaps = (
+        _swaps(declared, stack)
+        .add_exact(admin["MLFLOW_AUTH_ADMIN_USERNAME"], local_stack.env["MLFLOW_TRACKING_USERNAME"])
+        .add_exact(admin["MLFLOW_AUTH_ADMIN_PASSWORD"], local_stack.env["MLFLOW_TRACKING_PASSWORD"])
+    )
     results = run_pod(
         cron_pod_spec(declared, name),
         declared_secrets(declared),
         root,
-        _swaps(declared, stack),
+        swaps,
         {"AWS_ENDPOINT_URL_S3": stack.settings.s3_endpoint},
     )
     for result in results:
@@ -78,9 +86,10 @@ def _s3(stack):
 
 
 def test_the_declared_backup_dumps_the_database_into_backups_and_the_dump_restores(
-    declared: Deployment, local_stack, tmp_path: Path
+    declared: Deployment, local_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = local_stack.stack
+    use_stack(monkeypatch, stack)
     settings, creds = stack.settings, stack.credentials
     client = MlflowClient(local_stack.env["MLFLOW_TRACKING_URI"])
     experiment = client.create_experiment(f"backup-{uuid.uuid4().hex[:8]}")
@@ -135,9 +144,10 @@ def _keys_of(stack, run_id: str) -> list[str]:
 
 
 def test_the_declared_gc_removes_runs_deleted_long_enough_ago_and_nothing_else(
-    declared: Deployment, local_stack, tmp_path: Path
+    declared: Deployment, local_stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = local_stack.stack
+    use_stack(monkeypatch, stack)
     client = MlflowClient(local_stack.env["MLFLOW_TRACKING_URI"])
     experiment = client.create_experiment(f"gc-{uuid.uuid4().hex[:8]}")
     old, recent, kept = (client.create_run(experiment).info.run_id for _ in range(3))

@@ -52,7 +52,14 @@ def run_search(env: dict[str, str], fpath: Path, *extra: str, cwd: Path = TRAINE
     return subprocess.run([*argv, *extra], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+#: MLflow's client reads the login from this process's environment at every request (each stack has its own).
+LOGIN = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+
+
 def tracking_client(env: dict[str, str]) -> MlflowClient:
+    """A client of the stack in ``env``, with its login (auth is always on); the lifecycle tests' conftest puts
+    back the process's own login after each test."""
+    os.environ.update({name: env[name] for name in LOGIN if name in env})
     return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
 
 

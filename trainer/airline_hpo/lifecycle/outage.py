@@ -12,6 +12,11 @@ instead of refusing costs at most about twice the budget.
 When a call still fails, :func:`diagnose` asks the stack directly, once and with no retries, which part is down:
 the server itself (connection refused, timeout, ``/health`` fails), its database (a read through the API answers
 5xx), or the artifact store (a listing through the artifact proxy answers 5xx). The result is one line.
+
+A full disk is named as such (:func:`full_disk`): on the local stack, whose state directory ``make env`` exports as
+``LOCAL_STACK_DIR``, by the free space there (a server whose PostgreSQL cannot write hangs, so over HTTP it looks
+like any unreachable server: "Read timed out"); on any server, by the storage errors in a 5xx answer
+(PostgreSQL's "could not extend file ... No space left on device" and the like).
 """
 
 from __future__ import annotations
@@ -131,6 +136,54 @@ class TrackingDown(TrainerError):
         self.part = part or problem
 
 
+STACK_DIR_ENV = "LOCAL_STACK_DIR"
+#: Below this much free space the local stack's PostgreSQL and S3 store cannot write (``local_stack/disk.py``
+#: uses the same floor: PostgreSQL's WAL segments are 16 MiB).
+MIN_FREE_BYTES = 64 * 2**20
+#: Storage errors in a server's answer: errno 28's text, PostgreSQL's, SeaweedFS's, MySQL's.
+_DISK_WORDS = ("no space left on device", "could not extend file", "disk full", "diskfull", "not enough space")
+
+
+def full_disk(text: str = "") -> str | None:
+    """The full disk as the part that is down, or None: the local stack's state directory with under 64 MiB free,
+    or a storage error in ``text`` (a server's answer)."""
+    import shutil
+
+    directory = os.environ.get(STACK_DIR_ENV, "").strip()
+    if directory:
+        try:
+            usage = shutil.disk_usage(directory)
+        except OSError:
+            usage = None
+        if usage is not None and usage.free < MIN_FREE_BYTES:
+            return (
+                f"{_FULL_STACK_DISK} the stack's state directory {directory} is full ({usage.free // 2**20} MiB "
+                f"free of {usage.total // 2**20} MiB), so its database and artifact store cannot write"
+            )
+    if any(word in text.lower() for word in _DISK_WORDS):
+        return f"{_FULL_SERVER_DISK} ({_first_line(text)})"
+    return None
+
+
+_FULL_STACK_DISK = "the disk holding"
+_FULL_SERVER_DISK = "the tracking server's storage is full"
+
+
+def is_full_disk(part: str) -> bool:
+    """Whether ``part`` (a phrase of :func:`diagnose`) is a full disk: waiting longer will not help."""
+    return part.startswith((_FULL_STACK_DISK, _FULL_SERVER_DISK))
+
+
+def recovery(part: str) -> str:
+    """What brings ``part`` back, in a few words (the resume command follows it)."""
+    if part.startswith(_FULL_STACK_DISK):
+        directory = os.environ.get(STACK_DIR_ENV, "").strip()
+        return f"free space under {directory} (`make status` shows the disk), then `make up`"
+    if part.startswith(_FULL_SERVER_DISK):
+        return "free space on the tracking server's disk (its database's or artifact store's)"
+    return "bring it back (`make status`, the service's log)"
+
+
 _DB_WORDS = ("psycopg", "sqlalchemy", "operationalerror", "database", "postgres", "connection to server")
 _STORE_WORDS = ("s3", "boto", "bucket", "endpoint url", "artifact")
 
@@ -180,6 +233,9 @@ def diagnose(uri: str, timeout: float = 5.0) -> str | None:
     """
     import requests
 
+    disk = full_disk()
+    if disk or not uri.startswith(("http://", "https://")):
+        return disk  # asked first: with its disk full the server hangs, and any probe below would only time out
     base = uri.rstrip("/")
     headers = _auth_headers(uri)
     try:
@@ -203,6 +259,8 @@ def diagnose(uri: str, timeout: float = 5.0) -> str | None:
         return f"the MLflow tracking server at {uri} fails API calls ({type(exc).__name__})"
     if found.status_code >= 500:
         text = found.text
+        if full_disk(text):
+            return full_disk(text)
         if any(word in text.lower() for word in _DB_WORDS):
             return f"the tracking server's database is down (HTTP {found.status_code}: {_first_line(text)})"
         return f"the MLflow tracking server at {uri} fails API calls (HTTP {found.status_code}: {_first_line(text)})"
@@ -211,21 +269,24 @@ def diagnose(uri: str, timeout: float = 5.0) -> str | None:
     except requests.RequestException as exc:
         return f"the artifact proxy of {uri} is not answering ({type(exc).__name__})"
     if listed.status_code >= 500:
+        if full_disk(listed.text):
+            return full_disk(listed.text)
         return f"the artifact store behind {uri} is down (HTTP {listed.status_code}: {_first_line(listed.text)})"
     return None
 
 
-def down_error(uri: str, exc: BaseException, journal_note: str = "") -> TrackingDown:
-    """The one-line error after the budget ran out: the part that is down (asked now), else the client's error."""
-    part = exc.part if isinstance(exc, TrackingDown) else None
+def down_error(uri: str, exc: BaseException, journal_note: str = "", part: str | None = None) -> TrackingDown:
+    """The one-line error after the budget ran out: the part that is down (``part``, else asked now), else the
+    client's error."""
+    part = part or (exc.part if isinstance(exc, TrackingDown) else None)
     part = part or (diagnose(uri) if uri.startswith(("http://", "https://")) else None)
     if part is None:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        part = f"the tracking server at {uri} failed a call ({_first_line(message)})"
+        part = full_disk(message) or f"the tracking server at {uri} failed a call ({_first_line(message)})"
     budget = CURRENT.budget if CURRENT else DEFAULT_BUDGET_SECONDS
     return TrackingDown(
         f"{part}; gave up after the {budget:g} s retry budget{journal_note}",
-        "bring it back (`make status`, the service's log), then resume the search",
+        f"{recovery(part)}, then resume the search",
         part,
     )
 

@@ -117,9 +117,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+def _stack_fix(part: str) -> str:
+    return f"{outage.recovery(part)}, then run again" if outage.is_full_disk(part) else _STACK_FIX
+
+
 def _down(uri: str, what: str, exc: BaseException) -> TrainerError:
     part = outage.diagnose(uri) or f"{what} failed ({_first_line(exc)})"
-    return TrainerError(part, _STACK_FIX)
+    return TrainerError(part, _stack_fix(part))
 
 
 def check_artifact_store(artifact_root: str, uri: str) -> None:
@@ -162,7 +166,7 @@ def check_stack(uri: str) -> None:
 
     part = outage.diagnose(uri)
     if part:
-        raise TrainerError(part, _STACK_FIX)
+        raise TrainerError(part, _stack_fix(part))
     with quick_calls():
         try:
             MlflowClient().search_experiments(max_results=1)

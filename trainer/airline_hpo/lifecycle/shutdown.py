@@ -279,18 +279,19 @@ def gave_up(exc: BaseException) -> outage.TrackingDown:
 
     outage.fail_fast()
     uri = mlflow.get_tracking_uri()
-    note, fix = "", "bring it back (`make status`, the service's log), then run the entry point again"
+    found = getattr(exc, "part", None) or outage.diagnose(uri)
+    part = found or "the tracking server"
+    note, fix = "", f"{outage.recovery(part)}, then run the entry point again"
     if STATE.journal is not None and STATE.parent_run_id:
-        part = getattr(exc, "part", None) or outage.diagnose(uri) or "the tracking server"
         STATE.journal.parent("FAILED", f"tracking outage: {part}", _now_ms())
         kept = STATE.journal.trials
         note = f"; {kept} finished trial(s) kept in {STATE.journal.path}" if kept else "; every trial is in MLflow"
         fix = (
-            f"bring it back (`make status`, the service's log), then resume with -P "
-            f"resume_run_id={STATE.parent_run_id} (the journal is replayed first)"
+            f"{outage.recovery(part)}, then resume with -P resume_run_id={STATE.parent_run_id} "
+            "(the journal is replayed first)"
         )
         _pop_active_run(STATE.parent_run_id)
-    error = outage.down_error(uri, exc, note)
+    error = outage.down_error(uri, exc, note, found)
     error.fix = fix
     return error
 
