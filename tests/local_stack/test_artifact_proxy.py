@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -36,7 +37,11 @@ def test_wrong_s3_credentials_fail_the_artifact_write(local_stack, tmp_path, mon
         artifact.write_text("weights")
         with pytest.raises(MlflowException, match="500"):
             client.log_artifact(run_id, str(artifact))
-        # S3's own error is in the server log, and the run itself (metadata in PostgreSQL) is kept.
+        # S3's own error is in the server log (uvicorn writes the traceback just after the 500's access line, so
+        # it may land a moment after the answer), and the run itself (metadata in PostgreSQL) is kept.
+        deadline = time.monotonic() + 15
+        while "SignatureDoesNotMatch" not in server.log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert "SignatureDoesNotMatch" in server.log_file.read_text()
         assert client.get_run(run_id).info.run_id == run_id
     finally:
