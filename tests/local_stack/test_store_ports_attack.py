@@ -31,6 +31,7 @@ from stack_cli import run_cli
 from local_stack import LocalStack, object_store, postgres, tracking_server
 from local_stack.smoke_check import run_smoke_check
 from local_stack.stack import SERVICES
+from tests.other_local_user import connect_as_nobody
 from tests.stack_fixtures import started_stack_cli, use_stack
 
 pytestmark = pytest.mark.integration
@@ -259,15 +260,7 @@ def test_every_port_refuses_requests_without_the_stack_credentials(attacked: Loc
     for path, service in unix.items():
         mode = os.stat(path).st_mode
         assert stat.S_ISSOCK(mode) and not mode & 0o077, f"{service} socket {path} is open to others"
-        as_nobody = subprocess.run(
-            ["/usr/bin/python3", "-c", f"import socket; socket.socket(socket.AF_UNIX).connect({path!r})"],
-            user="nobody",
-            group="nogroup",
-            extra_groups=[],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        as_nobody = connect_as_nobody(path)
         assert as_nobody.returncode != 0 and "PermissionError" in as_nobody.stderr, (path, as_nobody.stderr)
 
     # Nothing was read or destroyed: S3 with the keys still serves the artifact, and the bucket is readable.

@@ -29,6 +29,7 @@ from airline_hpo.serving.server import UnixHTTPConnection, invocation
 
 from local_stack.processes import free_ports
 from local_stack.settings import REPO_ROOT
+from tests.other_local_user import connect_as_nobody
 
 pytestmark = pytest.mark.integration
 
@@ -109,15 +110,7 @@ def test_the_endpoint_answers_only_the_stacks_login_and_its_model_servers_only_t
             directory = Path(path).parent
             assert stat.S_IMODE(directory.stat().st_mode) == 0o700 and directory.stat().st_uid == os.getuid()
             # ... which another local user cannot even connect to (root here bypasses modes, so drop to nobody)
-            as_nobody = subprocess.run(
-                ["/usr/bin/python3", "-c", f"import socket; socket.socket(socket.AF_UNIX).connect({path!r})"],
-                user="nobody",
-                group="nogroup",
-                extra_groups=[],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            as_nobody = connect_as_nobody(path)
             assert as_nobody.returncode != 0 and "PermissionError" in as_nobody.stderr, (path, as_nobody.stderr)
             # Positive control: the socket's owner (the proxy) reaches the model server there.
             conn = UnixHTTPConnection(path, timeout=10)
