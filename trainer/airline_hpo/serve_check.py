@@ -10,11 +10,13 @@ in with the stack's MLflow login (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``, wh
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import requests
@@ -25,7 +27,7 @@ from airline_hpo.data.schema import FEATURES, LABEL_NAMES
 from airline_hpo.errors import EXIT_FAILED, PORT, OneLineParser, TrainerError, child_log, run_cli
 from airline_hpo.lifecycle import precheck
 from airline_hpo.model import registry
-from airline_hpo.serving.server import ModelServer, free_port, predict
+from airline_hpo.serving.server import ModelServer, predict, private_socket_dir
 
 #: The header the local endpoint (``make serve``) adds to every answer: the model version that answered.
 VERSION_HEADER = "X-Model-Version"
@@ -89,7 +91,13 @@ def _parser() -> OneLineParser:
     parser = OneLineParser(prog="serve_check", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default="airline-delay")
     parser.add_argument("--alias", default=registry.CHAMPION_ALIAS)
-    parser.add_argument("--port", type=PORT, default=0, help="port for the model server (0 = a free one)")
+    parser.add_argument(
+        "--port",
+        type=PORT,
+        default=0,
+        help="serve on this TCP port of 127.0.0.1, which any local user can reach "
+        "(default 0: on a Unix socket only you can reach)",
+    )
     parser.add_argument(
         "--timeout", type=errors.number(float, 0, 3600, above=True), default=180.0, help="seconds to wait for it"
     )
@@ -195,21 +203,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         answers = predict(url, inputs, output="both", auth=login)
         _print_answers(flights, check_answers(answers, model_threshold(served_uri)))
         return 0
-    port = args.port or free_port()
-    print(f"serving {model_uri} (version {version}) on http://127.0.0.1:{port} ...", flush=True)
     server_log = child_log("serve_check-model-server")  # kept on failure: the error line points to it
-    with ModelServer(model_uri, "127.0.0.1", port, server_log) as server:
+    with private_socket_dir() as socket_dir:
+        answers = _serve_and_ask(model_uri, version, args, flights, inputs, server_log, socket_dir)
+    server_log.unlink(missing_ok=True)  # a clean run leaves no log file
+    _print_answers(flights, answers)
+    print("model server stopped")
+    return 0
+
+
+def _serve_and_ask(
+    model_uri: str,
+    version: str,
+    args: argparse.Namespace,
+    flights: pd.DataFrame,
+    inputs: pd.DataFrame,
+    server_log: Path,
+    socket_dir: Path,
+) -> list:
+    """MLflow's scoring server for the check: on a Unix socket only this user can reach (every port we start needs
+    a key, and MLflow's scoring server has none), or on the TCP port ``--port`` names, for a user who wants one."""
+    socket_path = None if args.port else socket_dir / "model.sock"
+    where = f"http://127.0.0.1:{args.port}" if args.port else f"a private socket ({socket_path})"
+    print(f"serving {model_uri} (version {version}) on {where} ...", flush=True)
+    with ModelServer(model_uri, "127.0.0.1", args.port, server_log, socket_path=socket_path) as server:
         started = time.perf_counter()
         server.wait_ready(args.timeout)
         print(
             f"model server ready after {time.perf_counter() - started:.1f}s; asking for label and probability "
             f"of {len(flights)} flights ({len(inputs.columns)} columns)"
         )
-        answers = check_answers(server.predict(inputs, output="both"), model_threshold(model_uri))
-    server_log.unlink(missing_ok=True)  # a clean run leaves no log file
-    _print_answers(flights, answers)
-    print("model server stopped")
-    return 0
+        return check_answers(server.predict(inputs, output="both"), model_threshold(model_uri))
 
 
 if __name__ == "__main__":

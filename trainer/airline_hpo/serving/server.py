@@ -1,23 +1,27 @@
 """MLflow's scoring server as a child process group: start it, wait for ``/ping``, ask it, always stop it.
 
-The ``serve_check`` entry point uses one for a few seconds (``mlflow models serve`` on a local port); the local
-endpoint (``make serve``) keeps one per served version behind its proxy, each on a Unix socket in a directory only
-its user may enter: MLflow's own scoring app (``mlflow.pyfunc.scoring_server.app``, what ``mlflow models serve``
-runs) started by uvicorn with ``--uds``, because ``mlflow models serve`` only binds TCP ports, which any local user
-could call without the endpoint's key. MLflow execs ``uvicorn`` by name, so this interpreter's scripts go first on
+The ``serve_check`` entry point uses one for a few seconds, and the local endpoint (``make serve``) keeps one per
+served version behind its proxy; each listens on a Unix socket in a directory only its user may enter: MLflow's
+own scoring app (``mlflow.pyfunc.scoring_server.app``, what ``mlflow models serve`` runs) started by uvicorn with
+``--uds``, because ``mlflow models serve`` only binds TCP ports, which any local user could call without a key.
+MLflow execs ``uvicorn`` by name, so this interpreter's scripts go first on
 PATH (a venv need not be active).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +46,17 @@ def socket_server_command(model_uri: str, socket_path: Path, python: str = sys.e
     """MLflow's scoring app on a Unix socket: the command ``mlflow models serve`` builds
     (``mlflow.pyfunc.scoring_server.get_cmd``), with ``--uds`` for its host and port."""
     return [python, "-m", "uvicorn", "--uds", str(socket_path), "mlflow.pyfunc.scoring_server.app:app"]
+
+
+@contextmanager
+def private_socket_dir() -> Iterator[Path]:
+    """A directory only this user may enter, for model servers' sockets, removed afterwards (``mkdtemp``: mode
+    0700 from the start, and a short path, since a Unix socket's path is limited to 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="airline-serve-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -148,7 +163,16 @@ class ModelServer:
         )
 
     def predict(self, flights: pd.DataFrame, output: str = "both") -> list:
-        return predict(self.url, flights, output)
+        if not self.socket_path:
+            return predict(self.url, flights, output)
+        conn = connection(self.url, timeout=60)
+        try:
+            body = json.dumps(invocation(flights, output))
+            conn.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return _answer(response.status, response.read().decode(errors="replace"))
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -193,10 +217,15 @@ def predict(
     """POST the flights to ``url``/invocations as a user would, asking for ``output`` (label, probability, both);
     ``auth``: the stack's user and password for the local endpoint (``make serve``)."""
     response = (session or requests).post(f"{url}/invocations", json=invocation(flights, output), timeout=60, auth=auth)
-    if response.status_code != 200:
+    return _answer(response.status_code, response.text)
+
+
+def _answer(status: int, text: str) -> list:
+    """The predictions of an ``/invocations`` answer, one dict per row; any other answer is one line."""
+    if status != 200:
         raise TrainerError(
-            f"the model server answered HTTP {response.status_code}: {response.text[:200]}",
+            f"the model server answered HTTP {status}: {text[:200]}",
             "check that the model's signature matches the airline schema",
             exit_code=EXIT_FAILED,
         )
-    return records(response.json()["predictions"])
+    return records(json.loads(text)["predictions"])
