@@ -43,6 +43,8 @@ def test_basic_auth_generates_admin_credentials_and_auth_config(deploy) -> None:
     assert ini["mlflow"]["database_uri"] == db_uri
     assert ini["mlflow"]["admin_username"] == "admin"
     assert ini["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    # a successful login check is cached for a minute (MLflow 3.17's option), or every request pays scrypt
+    assert ini["mlflow"]["auth_cache_ttl_seconds"] == "60"
     assert "tracking_password" in d.secret_exports
     assert d.exports["tracking_password"] == data["MLFLOW_AUTH_ADMIN_PASSWORD"]
 
