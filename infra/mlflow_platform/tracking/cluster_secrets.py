@@ -102,6 +102,21 @@ class ClusterSecrets(pulumi.ComponentResource):
                 name=secret_name, namespace=namespace, labels=labels(cfg.name_prefix, component)
             )
 
+        def user_secret(role: str, secret_name: str, username: str, component: str) -> None:
+            """A non-admin MLflow user's login in a Secret of its own, with a generated password."""
+            password = random.RandomPassword(f"{name}-{role}-password", length=30, special=False, opts=child)
+            self._data[secret_name] = {
+                "MLFLOW_TRACKING_USERNAME": username,
+                "MLFLOW_TRACKING_PASSWORD": pulumi.Output.secret(password.result),
+            }
+            k8s.core.v1.Secret(
+                f"{name}-{role}-auth",
+                metadata=meta(secret_name, component),
+                type="Opaque",
+                string_data=self._data[secret_name],
+                opts=child,
+            )
+
         if cfg.uses_access_key:
             assert store.access_key_id is not None and store.secret_access_key is not None
             self._data[names.s3_secret] = {
@@ -160,33 +175,11 @@ class ClusterSecrets(pulumi.ComponentResource):
                 opts=child,
             )
             # The training Jobs' own user, in a Secret of its own: a Job never holds the admin's password.
-            training = random.RandomPassword(f"{name}-training-password", length=30, special=False, opts=child)
-            self._data[names.training_auth_secret] = {
-                "MLFLOW_TRACKING_USERNAME": AUTH_TRAINING_USER,
-                "MLFLOW_TRACKING_PASSWORD": pulumi.Output.secret(training.result),
-            }
-            k8s.core.v1.Secret(
-                f"{name}-training-auth",
-                metadata=meta(names.training_auth_secret, "training-job"),
-                type="Opaque",
-                string_data=self._data[names.training_auth_secret],
-                opts=child,
-            )
+            user_secret("training", names.training_auth_secret, AUTH_TRAINING_USER, "training-job")
 
             if cfg.serving:
                 # The scoring endpoint's read-only user, in a Secret of its own (`serving_user`).
-                serving = random.RandomPassword(f"{name}-serving-password", length=30, special=False, opts=child)
-                self._data[names.serving_auth_secret] = {
-                    "MLFLOW_TRACKING_USERNAME": AUTH_SERVING_USER,
-                    "MLFLOW_TRACKING_PASSWORD": pulumi.Output.secret(serving.result),
-                }
-                k8s.core.v1.Secret(
-                    f"{name}-serving-auth",
-                    metadata=meta(names.serving_auth_secret, "model-serving"),
-                    type="Opaque",
-                    string_data=self._data[names.serving_auth_secret],
-                    opts=child,
-                )
+                user_secret("serving", names.serving_auth_secret, AUTH_SERVING_USER, "model-serving")
 
         self.register_outputs({"backend_store_uri": self.backend_store_uri, "admin_password": self.admin_password})
 
