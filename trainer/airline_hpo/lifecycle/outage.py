@@ -318,10 +318,16 @@ def is_outage(exc: BaseException) -> bool:
 
 
 def is_glitch(exc: BaseException) -> bool:
-    """A client-side hiccup worth one more try, as opposed to an outage (which MLflow's own retries already
-    waited out for the whole budget): the telemetry race of MLflow 3.17 (``KeyError:
-    '_MLFLOW_TELEMETRY_SESSION_ID'``, seen once in 3,200 calls under load) and a 429/5xx that reached the caller
-    as a :class:`~mlflow.exceptions.RestException` instead of being retried."""
+    """A failure worth one more try, as opposed to an outage (which MLflow's own retries already waited out for
+    the whole budget): the telemetry race of MLflow 3.17 (``KeyError: '_MLFLOW_TELEMETRY_SESSION_ID'``, seen once
+    in 3,200 calls under load), a 429/5xx that reached the caller as a
+    :class:`~mlflow.exceptions.RestException` instead of being retried, and an answer cut off mid-body.
+
+    The last one is what a server killed while it answers leaves: the headers came, the body stops short
+    (``IncompleteRead``). urllib3's ``Retry`` covers a request up to the answer's headers; the body is read after
+    it, so the error reaches MLflow's client unretried, at once, and would end the search without any wait. One
+    more call goes through MLflow's retries again, which wait for the server for the whole budget. MLflow's own
+    retries already resend a POST whose answer never came, so this adds no new kind of repeat."""
     from mlflow.exceptions import RestException
 
     if isinstance(exc, KeyError) and "TELEMETRY" in str(exc).upper():
@@ -329,6 +335,22 @@ def is_glitch(exc: BaseException) -> bool:
     if isinstance(exc, RestException):
         status = exc.get_http_status_code()
         return status == 429 or status >= 500
+    return _cut_off_mid_answer(exc)
+
+
+def _cut_off_mid_answer(exc: BaseException | None) -> bool:
+    """``exc`` or its cause is a body that ended short: requests' ``ChunkedEncodingError`` (raised for any broken
+    read of the body, chunked or not) or urllib3's ``ProtocolError``; MLflow's client wraps either in an
+    ``MlflowException`` raised while handling it."""
+    import requests
+    import urllib3
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
+            return True
+        exc = exc.__cause__ or exc.__context__
     return False
 
 
