@@ -167,10 +167,18 @@ def test_the_serving_user_made_before_any_model_serves_each_champion_once_grante
     assert _serve(stack, tmp_path / "serve-1", rows) == model.predict(rows).tolist()
     assert "is version 1: rolling deployment" in _follow(stack, tmp_path / "follow-1")
 
-    # A later search in a new experiment moves the alias: granted before the follower rolls, then served.
+    # A later search in a new experiment moves the alias: granted before the follower rolls, then loadable by the
+    # serving user (the scoring container's command is proven above; what is new here is the grant).
     model2, rows2, second_experiment = _register(stack, f"search-{uuid.uuid4().hex[:6]}", seed=3, sign=-1)
+    with pytest.MonkeyPatch.context() as patch:
+        _signed_in(patch, stack.uri, stack.serving)
+        with pytest.raises(Exception, match="403"):
+            mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
     assert f"READ granted on experiment {second_experiment}" in _run_grants(stack, tmp_path / "grants-3")
-    assert _serve(stack, tmp_path / "serve-2", rows2) == model2.predict(rows2).tolist()
+    with pytest.MonkeyPatch.context() as patch:
+        _signed_in(patch, stack.uri, stack.serving)
+        served = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+        assert served.predict(rows2).tolist() == model2.predict(rows2).tolist()
 
 
 def test_the_serving_user_cannot_move_the_alias_or_write(stack: Stack, tmp_path) -> None:

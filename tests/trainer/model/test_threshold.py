@@ -1,12 +1,13 @@
 """The decision threshold: F1's and a cost ratio's pick on validation probabilities, against a brute force over
-every candidate with scikit-learn's own metrics."""
+every candidate with scikit-learn's own metrics (its curves count every distinct probability as a threshold in one
+call, where a ``f1_score`` per candidate took 40 s for 4,000 rows)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from airline_hpo.model.threshold import ThresholdRule, counts
-from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_curve, roc_curve
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ def imbalanced() -> tuple[np.ndarray, np.ndarray]:
 def test_f1_picks_the_threshold_with_the_highest_f1(imbalanced):
     y, p = imbalanced
     chosen = ThresholdRule("f1").choose(y, p)
-    best = max(f1_score(y, (p >= t).astype(int)) for t in np.unique(p))
+    precision, recall, _ = precision_recall_curve(y, p, drop_intermediate=False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        best = np.nanmax(2 * precision * recall / (precision + recall))  # F1 at every distinct probability
     assert f1_score(y, (p >= chosen).astype(int)) == pytest.approx(best)
     assert chosen < 0.5  # with 16% positives almost nothing reaches 0.5: a 0.5 label would find few of them
     assert counts(y, p, chosen)["f1"] == pytest.approx(best)
@@ -34,11 +37,17 @@ def test_cost_picks_the_cheapest_threshold_and_a_dearer_miss_lowers_it(imbalance
         _, false_positive, false_negative, _ = confusion_matrix(y, (p >= t).astype(int)).ravel()
         return fp * false_positive + fn * false_negative
 
+    def cheapest(fp: float, fn: float) -> float:
+        """The lowest cost over every distinct probability, from scikit-learn's ROC counts (rates times class
+        sizes: false positives, and the positives not yet found)."""
+        fpr, tpr, _ = roc_curve(y, p, drop_intermediate=False)
+        negatives, positives = int((y == 0).sum()), int((y == 1).sum())
+        return float(np.min(fp * fpr * negatives + fn * (1 - tpr) * positives))
+
     even = ThresholdRule("cost", 1, 1).choose(y, p)
     dear_miss = ThresholdRule("cost", 1, 5).choose(y, p)
-    candidates = np.unique(p)
-    assert cost(dear_miss, 1, 5) == pytest.approx(min(cost(t, 1, 5) for t in candidates))
-    assert cost(even, 1, 1) == pytest.approx(min(cost(t, 1, 1) for t in candidates))
+    assert cost(dear_miss, 1, 5) == pytest.approx(cheapest(1, 5))
+    assert cost(even, 1, 1) == pytest.approx(cheapest(1, 1))
     assert dear_miss < even  # missing a late flight costs more: answer "late" sooner
 
 
