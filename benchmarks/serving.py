@@ -9,8 +9,11 @@ alone) on the prepared benchmark file, then:
   checks the login, in front of a scoring server on a Unix socket);
 - 10,000-row requests: rows/s over HTTP against the same pyfunc's ``predict`` in this process on the same rows;
   the ratio is the HTTP overhead (JSON encoding, transfer, decoding). Requests are built as docs/serving.md tells
-  clients to (:func:`airline_hpo.serving.server.invocation`: ``dataframe_split`` from numpy values, answers as
-  columns), the payload's building and the answer's decoding included. Goal of issue 17: at most 25% over;
+  clients to (:func:`airline_hpo.serving.server.invocation`: ``dataframe_split`` written by orjson from the
+  frame's numpy values, answers as columns read by orjson), the body's building and the answer's decoding
+  included. Goal of issue 17: at most 25% over. Where that request's time goes is timed step by step in this
+  process with MLflow's own scoring-server functions (the ones its ``/invocations`` handler calls), the rest
+  being HTTP itself (uvicorn, the hop to a worker thread, the transfer);
 - ``score``: rows/s of the batch entry point on the whole file (read, predict, write, publish), as a run.
 
 Timings are wall-clock on this machine (2 shared cores here): compare rows, not machines.
@@ -37,7 +40,8 @@ from airline_hpo.data import prepare
 from airline_hpo.errors import OneLineParser, run_cli
 from airline_hpo.model import registry
 from airline_hpo.serving import score
-from airline_hpo.serving.server import ModelServer, free_port, invocation
+from airline_hpo.serving.server import JSON_HEADERS, ModelServer, answer, free_port, invocation
+from mlflow.pyfunc import scoring_server
 
 from local_stack.model_proxy import Backend, Login, ModelProxy
 
@@ -64,23 +68,25 @@ def latencies(url: str, row: pd.DataFrame, count: int, auth: tuple[str, str] | N
     times = []
     for _ in range(count + 5):
         started = time.perf_counter()
-        response = session.post(f"{url}/invocations", json=payload, timeout=60)
+        response = session.post(f"{url}/invocations", data=payload, headers=JSON_HEADERS, timeout=60)
         times.append(time.perf_counter() - started)
         response.raise_for_status()
     return times[5:]  # the first requests warm the connection and the model
 
 
 def http_seconds(url: str, rows: pd.DataFrame, repeats: int, auth: tuple[str, str] | None = None) -> float:
-    """Median seconds of one ``len(rows)``-row request, payload built as a client would (included)."""
+    """Median seconds of one ``len(rows)``-row request, the body built and the answer read as a client would
+    (both included)."""
     session = requests.Session()
     session.auth = auth
     times = []
     for _ in range(repeats + 1):
         started = time.perf_counter()
-        response = session.post(f"{url}/invocations", json=invocation(rows, "both"), timeout=120)
+        response = session.post(f"{url}/invocations", data=invocation(rows, "both"), headers=JSON_HEADERS, timeout=120)
         response.raise_for_status()
-        assert len(response.json()["predictions"]["probability"]) == len(rows)
+        predictions = answer(response.content)
         times.append(time.perf_counter() - started)
+        assert len(predictions["probability"]) == len(rows)
     return statistics.median(times[1:])
 
 
@@ -91,6 +97,36 @@ def inprocess_seconds(model, rows: pd.DataFrame, repeats: int) -> float:
         model.predict(rows, params=PARAMS)
         times.append(time.perf_counter() - started)
     return statistics.median(times[1:])
+
+
+def _median_seconds(step, repeats: int):
+    """``step()``'s result and its median seconds over ``repeats`` calls after a first one (warm-up)."""
+    result, times = step(), []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - started)
+    return result, statistics.median(times)
+
+
+def request_steps(model, rows: pd.DataFrame, repeats: int) -> dict[str, float]:
+    """Median seconds of each step of one ``/invocations`` request, in this process: the client's (our
+    ``invocation`` and ``answer``) and the scoring server's, with the functions MLflow's handler
+    (``scoring_server.invocations``) calls in order: ``_parse_json_data`` (the JSON into a DataFrame), the
+    model's ``predict`` on that DataFrame, ``predictions_to_json``."""
+    schema = model.metadata.get_input_schema()
+    body, encode = _median_seconds(lambda: invocation(rows, "both"), repeats)
+    parsed, parse = _median_seconds(lambda: scoring_server._parse_json_data(body, model.metadata, schema), repeats)
+    raw, predict = _median_seconds(lambda: model.predict(parsed.data, params=parsed.params), repeats)
+
+    def write() -> str:
+        out = io.StringIO()
+        scoring_server.predictions_to_json(raw, out)
+        return out.getvalue()
+
+    text, respond = _median_seconds(write, repeats)
+    _, decode = _median_seconds(lambda: answer(text.encode()), repeats)
+    return {"encode": encode, "parse": parse, "predict": predict, "respond": respond, "decode": decode}
 
 
 def register(fpath: str, trees: int, depth: int) -> str:
@@ -156,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             behind.stop()
             server.stop()
         local = inprocess_seconds(model, big, args.repeats)
+        steps = request_steps(model, big, args.repeats)
         output = Path(tmp) / "scores.parquet"
         with redirect_stdout(io.StringIO()):
             code = run_cli(score.main, ["--input", fpath, "--output", str(output), "--model", uri])
@@ -168,16 +205,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_results=1,
         )[0]
     print()
-    print(report(args.requests, direct, proxied, len(big), local, over_http, over_proxy, run.data.metrics))
+    print(report(args.requests, direct, proxied, len(big), local, over_http, over_proxy, steps, run.data.metrics))
     return 0
 
 
-def report(count, direct, proxied, rows, local, over_http, over_proxy, metrics) -> str:
+def report(count, direct, proxied, rows, local, over_http, over_proxy, steps, metrics) -> str:
     ms = 1000.0
     overhead = over_http / local - 1.0
+    rest = over_http - sum(steps.values())
+    step_lines = [
+        ("client: build the body (invocation, orjson)", steps["encode"]),
+        ("server: parse it (MLflow: json.loads x2, frame)", steps["parse"]),
+        ("server: predict", steps["predict"]),
+        ("server: write the answer (MLflow's json.dump)", steps["respond"]),
+        ("client: read the answer (orjson)", steps["decode"]),
+        ("HTTP: uvicorn, thread hop, transfer (the rest)", rest),
+    ]
     lines = [
         f"serving benchmark: {MODEL_NAME}, scikit-learn forest, MLflow scoring server (--env-manager local); "
-        f"requests: dataframe_split, params {PARAMS}",
+        f"requests: dataframe_split (orjson), params {PARAMS}",
         "",
         f"{'one-row request, ' + str(count) + ' requests':44}{'p50':>10}{'p99':>10}",
         f"{'  scoring server (what a cluster pod runs)':44}{_percentile(direct, 0.5) * ms:>8.1f}ms"
@@ -189,6 +235,9 @@ def report(count, direct, proxied, rows, local, over_http, over_proxy, metrics) 
         f"{'  in-process model.predict':44}{local:>10.3f}{rows / local:>12,.0f}{'1.00x':>12}",
         f"{'  HTTP, scoring server':44}{over_http:>10.3f}{rows / over_http:>12,.0f}{over_http / local:>11.2f}x",
         f"{'  HTTP, local endpoint':44}{over_proxy:>10.3f}{rows / over_proxy:>12,.0f}{over_proxy / local:>11.2f}x",
+        "",
+        f"{'where the scoring server request goes (median)':54}{'ms':>8}{'vs predict':>12}",
+        *(f"{'  ' + label:54}{seconds * ms:>8.1f}{seconds / local:>11.0%} " for label, seconds in step_lines),
         "",
         f"{'score (batch entry point)':44}{'seconds':>10}{'rows/s':>12}",
         f"{'  ' + format(int(metrics['rows_in']), ',') + ' rows, ' + str(int(metrics['batches'])) + ' batch(es)':44}"
