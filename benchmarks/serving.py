@@ -237,7 +237,7 @@ def report(count, direct, proxied, rows, local, over_http, over_proxy, steps, me
         f"{'  HTTP, local endpoint':44}{over_proxy:>10.3f}{rows / over_proxy:>12,.0f}{over_proxy / local:>11.2f}x",
         "",
         f"{'where the scoring server request goes (median)':54}{'ms':>8}{'vs predict':>12}",
-        *(f"{'  ' + label:54}{seconds * ms:>8.1f}{seconds / local:>11.0%} " for label, seconds in step_lines),
+        *(f"{'  ' + label:54}{seconds * ms:>8.1f}{seconds / local:>12.0%}" for label, seconds in step_lines),
         "",
         f"{'score (batch entry point)':44}{'seconds':>10}{'rows/s':>12}",
         f"{'  ' + format(int(metrics['rows_in']), ',') + ' rows, ' + str(int(metrics['batches'])) + ' batch(es)':44}"
