@@ -1,11 +1,15 @@
 """The body docs/serving.md tells clients to send (``invocation``: ``dataframe_split`` written by orjson from the
 frame's numpy values, ``orient=columns``) reaches the model as the frame it was built from: through MLflow's
 real scoring server the answers equal the model's own ``predict`` on the same rows, and MLflow's own parser
-reads text, timestamps and missing values back as they were sent. A value JSON cannot carry is one line."""
+reads text, timestamps and missing values back as they were sent. A value JSON cannot carry is one line. In a
+scoring server (only there) the model freezes the start-up objects out of the garbage collector's scans."""
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from contextlib import redirect_stdout
 
 import mlflow
@@ -54,6 +58,18 @@ def test_the_documented_body_gets_the_models_own_predictions_from_mlflows_scorin
     np.testing.assert_allclose(columns["probability"], own["probability"], rtol=1e-12)
     np.testing.assert_allclose(served["probability"], own["probability"], rtol=1e-12)
     np.testing.assert_allclose(probability, own["probability"], rtol=1e-12)
+
+    # Loaded as MLflow's scoring server loads it, the model freezes the process's start-up objects out of the
+    # garbage collector's scans (each full scan costs a 10,000-row request hundreds of ms); a plain load_model
+    # (a notebook, `score`) leaves the collector alone.
+    frozen = "import gc, mlflow, sys; mlflow.pyfunc.load_model(sys.argv[1]); print(gc.get_freeze_count())"
+    plain = subprocess.run([sys.executable, "-c", frozen, uri], capture_output=True, text=True, check=True)
+    server_env = {**os.environ, scoring_server._SERVER_MODEL_PATH: uri}
+    in_server = subprocess.run(
+        [sys.executable, "-c", frozen, uri], capture_output=True, text=True, check=True, env=server_env
+    )
+    assert int(plain.stdout.split()[-1]) == 0
+    assert int(in_server.stdout.split()[-1]) > 100_000
 
 
 def test_text_timestamps_and_missing_values_reach_the_model_as_sent():
