@@ -117,19 +117,27 @@ def big_request_seconds(model, rows: pd.DataFrame, servers: dict, repeats: int) 
     schema = model.metadata.get_input_schema()
     first = next(iter(servers))
     times: dict[str, list[float]] = {}
-    for round_ in range(repeats + 1):
-        sample = {name: _timed(_request, sessions[name], servers[name][0], rows)[1] for name in servers}
-        sample["predict"] = _timed(model.predict, rows, params=PARAMS)[1]
-        body, sample["encode"] = _timed(invocation, rows, "both")
-        parsed, sample["parse"] = _timed(scoring_server._parse_json_data, body, model.metadata, schema)
-        raw, sample["server predict"] = _timed(model.predict, parsed.data, params=parsed.params)
-        text, sample["respond"] = _timed(_respond, raw)
-        sample["decode"] = _timed(answer, text.encode())[1]
-        steps = ("encode", "parse", "server predict", "respond", "decode")
-        sample["rest"] = sample[first] - sum(sample[step] for step in steps)
-        for key, seconds in sample.items():
-            if round_:
-                times.setdefault(key, []).append(seconds)
+    # As the scoring server does once its model is loaded (served_model.freeze_long_lived_objects): otherwise the
+    # full collections that the timed steps' allocations set off would scan this process's own heap (MLflow's
+    # client, the trainer, the table) inside whichever step, or in-process predict, they happen to fall.
+    gc.collect()
+    gc.freeze()
+    try:
+        for round_ in range(repeats + 1):
+            sample = {name: _timed(_request, sessions[name], servers[name][0], rows)[1] for name in servers}
+            sample["predict"] = _timed(model.predict, rows, params=PARAMS)[1]
+            body, sample["encode"] = _timed(invocation, rows, "both")
+            parsed, sample["parse"] = _timed(scoring_server._parse_json_data, body, model.metadata, schema)
+            raw, sample["server predict"] = _timed(model.predict, parsed.data, params=parsed.params)
+            text, sample["respond"] = _timed(_respond, raw)
+            sample["decode"] = _timed(answer, text.encode())[1]
+            steps = ("encode", "parse", "server predict", "respond", "decode")
+            sample["rest"] = sample[first] - sum(sample[step] for step in steps)
+            for key, seconds in sample.items():
+                if round_:
+                    times.setdefault(key, []).append(seconds)
+    finally:
+        gc.unfreeze()
     return {key: statistics.median(values) for key, values in times.items()}
 
 
@@ -177,11 +185,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     columns = model.metadata.get_input_schema().input_names()
     table = pd.read_parquet(fpath, columns=columns)
     big = table.head(10_000)
-    # As the scoring server does once its model is loaded (served_model.freeze_long_lived_objects): without it,
-    # the full collections that the timed steps' allocations set off would scan this process's own heap (MLflow's
-    # client, the trainer, the table) inside whichever step, or in-process predict, they happen to fall.
-    gc.collect()
-    gc.freeze()
 
     login = ("bench", secrets.token_urlsafe(16))
     with tempfile.TemporaryDirectory() as tmp:
