@@ -9,8 +9,13 @@ alone) on the prepared benchmark file, then:
   checks the login, in front of a scoring server on a Unix socket);
 - 10,000-row requests: rows/s over HTTP against the same pyfunc's ``predict`` in this process on the same rows;
   the ratio is the HTTP overhead (JSON encoding, transfer, decoding). Requests are built as docs/serving.md tells
-  clients to (:func:`airline_hpo.serving.server.invocation`: ``dataframe_split`` from numpy values, answers as
-  columns), the payload's building and the answer's decoding included. Goal of issue 17: at most 25% over;
+  clients to (:func:`airline_hpo.serving.server.invocation`: ``dataframe_split`` written by orjson from the
+  frame's numpy values, answers as columns read by orjson), the body's building and the answer's decoding
+  included. Goal of issue 17: at most 25% over. Measured in rounds that take one of each in turn (requests to
+  both paths, ``predict``, the steps below), so a shared machine's changing load weighs on all alike. Where a
+  request's time goes is timed step by step in this process with MLflow's own scoring-server functions (the
+  ones its ``/invocations`` handler calls), the rest being HTTP itself (uvicorn, the hop to a worker thread,
+  the transfer);
 - ``score``: rows/s of the batch entry point on the whole file (read, predict, write, publish), as a run.
 
 Timings are wall-clock on this machine (2 shared cores here): compare rows, not machines.
@@ -18,6 +23,7 @@ Timings are wall-clock on this machine (2 shared cores here): compare rows, not 
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import secrets
@@ -37,7 +43,8 @@ from airline_hpo.data import prepare
 from airline_hpo.errors import OneLineParser, run_cli
 from airline_hpo.model import registry
 from airline_hpo.serving import score
-from airline_hpo.serving.server import ModelServer, free_port, invocation
+from airline_hpo.serving.server import JSON_HEADERS, ModelServer, answer, free_port, invocation
+from mlflow.pyfunc import scoring_server
 
 from local_stack.model_proxy import Backend, Login, ModelProxy
 
@@ -64,33 +71,74 @@ def latencies(url: str, row: pd.DataFrame, count: int, auth: tuple[str, str] | N
     times = []
     for _ in range(count + 5):
         started = time.perf_counter()
-        response = session.post(f"{url}/invocations", json=payload, timeout=60)
+        response = session.post(f"{url}/invocations", data=payload, headers=JSON_HEADERS, timeout=60)
         times.append(time.perf_counter() - started)
         response.raise_for_status()
     return times[5:]  # the first requests warm the connection and the model
 
 
-def http_seconds(url: str, rows: pd.DataFrame, repeats: int, auth: tuple[str, str] | None = None) -> float:
-    """Median seconds of one ``len(rows)``-row request, payload built as a client would (included)."""
-    session = requests.Session()
-    session.auth = auth
-    times = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        response = session.post(f"{url}/invocations", json=invocation(rows, "both"), timeout=120)
-        response.raise_for_status()
-        assert len(response.json()["predictions"]["probability"]) == len(rows)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[1:])
+def _timed(step, *args, **kwargs):
+    """``step(*args, **kwargs)``'s result and the seconds it took."""
+    started = time.perf_counter()
+    result = step(*args, **kwargs)
+    return result, time.perf_counter() - started
 
 
-def inprocess_seconds(model, rows: pd.DataFrame, repeats: int) -> float:
-    times = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        model.predict(rows, params=PARAMS)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[1:])
+def _request(session: requests.Session, url: str, rows: pd.DataFrame) -> dict:
+    """One request as a client following docs/serving.md sends it: the body built, the answer read."""
+    response = session.post(f"{url}/invocations", data=invocation(rows, "both"), headers=JSON_HEADERS, timeout=120)
+    response.raise_for_status()
+    predictions = answer(response.content)
+    assert len(predictions["probability"]) == len(rows)
+    return predictions
+
+
+def _respond(raw) -> str:
+    """What MLflow's handler sends back for ``raw`` predictions (``scoring_server.predictions_to_json``)."""
+    out = io.StringIO()
+    scoring_server.predictions_to_json(raw, out)
+    return out.getvalue()
+
+
+def big_request_seconds(model, rows: pd.DataFrame, servers: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each way to score ``rows``, over ``repeats`` rounds (after one to warm up), each round
+    taking one of each in turn, so that the load of a shared machine weighs on all of them alike:
+
+    - ``servers``' requests (name -> (url, login or None)), the body built and the answer read as a client does;
+    - ``predict``: the model's ``predict`` in this process on the same rows;
+    - one request's steps timed in this process: the client's (``invocation``, ``answer``) and the scoring
+      server's, with the functions MLflow's ``/invocations`` handler (``scoring_server.invocations``) calls in
+      order: ``_parse_json_data`` (the JSON into a DataFrame), the model's ``predict`` on that DataFrame,
+      ``predictions_to_json``; ``rest`` is the first server's request less those steps in the same round: HTTP
+      itself (uvicorn, the hop to a worker thread, the transfer)."""
+    sessions = {name: requests.Session() for name in servers}
+    for name, (_, login) in servers.items():
+        sessions[name].auth = login
+    schema = model.metadata.get_input_schema()
+    first = next(iter(servers))
+    times: dict[str, list[float]] = {}
+    # As the scoring server does once its model is loaded (served_model.freeze_long_lived_objects): otherwise the
+    # full collections that the timed steps' allocations set off would scan this process's own heap (MLflow's
+    # client, the trainer, the table) inside whichever step, or in-process predict, they happen to fall.
+    gc.collect()
+    gc.freeze()
+    try:
+        for round_ in range(repeats + 1):
+            sample = {name: _timed(_request, sessions[name], servers[name][0], rows)[1] for name in servers}
+            sample["predict"] = _timed(model.predict, rows, params=PARAMS)[1]
+            body, sample["encode"] = _timed(invocation, rows, "both")
+            parsed, sample["parse"] = _timed(scoring_server._parse_json_data, body, model.metadata, schema)
+            raw, sample["server predict"] = _timed(model.predict, parsed.data, params=parsed.params)
+            text, sample["respond"] = _timed(_respond, raw)
+            sample["decode"] = _timed(answer, text.encode())[1]
+            steps = ("encode", "parse", "server predict", "respond", "decode")
+            sample["rest"] = sample[first] - sum(sample[step] for step in steps)
+            for key, seconds in sample.items():
+                if round_:
+                    times.setdefault(key, []).append(seconds)
+    finally:
+        gc.unfreeze()
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def register(fpath: str, trees: int, depth: int) -> str:
@@ -113,7 +161,7 @@ def _parser() -> OneLineParser:
     parser.add_argument("--trees", type=int, default=50)
     parser.add_argument("--depth", type=int, default=12)
     parser.add_argument("--requests", type=int, default=200, help="one-row requests per path")
-    parser.add_argument("--repeats", type=int, default=5, help="10,000-row requests (median)")
+    parser.add_argument("--repeats", type=int, default=15, help="rounds of 10,000-row requests (median)")
     parser.add_argument("--use-env", action="store_true", help="use MLFLOW_TRACKING_URI as set, not the local stack")
     return parser
 
@@ -149,13 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             proxy.switch(Backend(behind.url, version))
             direct = latencies(server.url, table.head(1), args.requests)
             proxied = latencies(proxy.url, table.head(1), args.requests, login)
-            over_http = http_seconds(server.url, big, args.repeats)
-            over_proxy = http_seconds(proxy.url, big, args.repeats, login)
+            paths = {"server": (server.url, None), "endpoint": (proxy.url, login)}
+            big_seconds = big_request_seconds(model, big, paths, args.repeats)
         finally:
             proxy.shutdown()
             behind.stop()
             server.stop()
-        local = inprocess_seconds(model, big, args.repeats)
         output = Path(tmp) / "scores.parquet"
         with redirect_stdout(io.StringIO()):
             code = run_cli(score.main, ["--input", fpath, "--output", str(output), "--model", uri])
@@ -168,16 +215,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_results=1,
         )[0]
     print()
-    print(report(args.requests, direct, proxied, len(big), local, over_http, over_proxy, run.data.metrics))
+    print(report(args.requests, direct, proxied, len(big), big_seconds, run.data.metrics))
     return 0
 
 
-def report(count, direct, proxied, rows, local, over_http, over_proxy, metrics) -> str:
+def report(count, direct, proxied, rows, big, metrics) -> str:
     ms = 1000.0
+    local, over_http, over_proxy = big["predict"], big["server"], big["endpoint"]
     overhead = over_http / local - 1.0
+    step_lines = [
+        ("client: build the body (invocation, orjson)", big["encode"]),
+        ("server: parse it (MLflow: json.loads x2, frame)", big["parse"]),
+        ("server: predict", big["server predict"]),
+        ("server: write the answer (MLflow's json.dump)", big["respond"]),
+        ("client: read the answer (orjson)", big["decode"]),
+        ("HTTP: uvicorn, thread hop, transfer (the rest)", big["rest"]),
+    ]
     lines = [
         f"serving benchmark: {MODEL_NAME}, scikit-learn forest, MLflow scoring server (--env-manager local); "
-        f"requests: dataframe_split, params {PARAMS}",
+        f"requests: dataframe_split (orjson), params {PARAMS}",
         "",
         f"{'one-row request, ' + str(count) + ' requests':44}{'p50':>10}{'p99':>10}",
         f"{'  scoring server (what a cluster pod runs)':44}{_percentile(direct, 0.5) * ms:>8.1f}ms"
@@ -185,10 +241,13 @@ def report(count, direct, proxied, rows, local, over_http, over_proxy, metrics) 
         f"{'  local endpoint (make serve: proxy + socket)':44}{_percentile(proxied, 0.5) * ms:>8.1f}ms"
         f"{_percentile(proxied, 0.99) * ms:>8.1f}ms",
         "",
-        f"{f'{rows:,}-row request (median)':44}{'seconds':>10}{'rows/s':>12}{'vs predict':>12}",
+        f"{f'{rows:,}-row request (median, interleaved)':44}{'seconds':>10}{'rows/s':>12}{'vs predict':>12}",
         f"{'  in-process model.predict':44}{local:>10.3f}{rows / local:>12,.0f}{'1.00x':>12}",
         f"{'  HTTP, scoring server':44}{over_http:>10.3f}{rows / over_http:>12,.0f}{over_http / local:>11.2f}x",
         f"{'  HTTP, local endpoint':44}{over_proxy:>10.3f}{rows / over_proxy:>12,.0f}{over_proxy / local:>11.2f}x",
+        "",
+        f"{'where the scoring server request goes (median)':54}{'ms':>8}{'vs predict':>12}",
+        *(f"{'  ' + label:54}{seconds * ms:>8.1f}{seconds / local:>12.0%}" for label, seconds in step_lines),
         "",
         f"{'score (batch entry point)':44}{'seconds':>10}{'rows/s':>12}",
         f"{'  ' + format(int(metrics['rows_in']), ',') + ' rows, ' + str(int(metrics['batches'])) + ' batch(es)':44}"

@@ -1,6 +1,7 @@
 """`make bench`'s serving figures: the benchmark runs against the real local stack and prints its table (one-row
-p50/p99 on both paths, 10,000-row rows/s against in-process predict, score rows/s, the goal's verdict). The
-figures themselves are not asserted: speed goals live in the benchmark, not in a timed test."""
+p50/p99 on both paths, 10,000-row rows/s against in-process predict, where that request's time goes step by
+step, score rows/s, the goal's verdict). The figures themselves are not asserted: speed goals live in the
+benchmark, not in a timed test."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def test_serving_benchmark_prints_every_figure(stack_client_env, tmp_path, capsy
     assert re.search(r"^  in-process model.predict\s+[\d.]+\s+[\d,]+\s+1.00x$", out, re.MULTILINE), out
     assert re.search(r"^  HTTP, scoring server\s+[\d.]+\s+[\d,]+\s+[\d.]+x$", out, re.MULTILINE), out
     assert re.search(r"^  20,000 rows, 1 batch\(es\)\s+[\d.]+\s+[\d,]+$", out, re.MULTILINE), out
+    steps = re.findall(r"^  (client|server|HTTP): .+?\s+-?[\d.]+\s+-?\d+%$", out, re.MULTILINE)
+    assert steps == ["client", "server", "server", "server", "client", "HTTP"], out
     assert re.search(
         r"^HTTP overhead on a 10,000-row request: [+-]\d+% over in-process predict; goal <= 25%: (met|NOT met)$",
         out,

@@ -22,7 +22,7 @@ import pytest
 import requests
 from airline_hpo import serve_check, train
 from airline_hpo.errors import run_cli
-from airline_hpo.serving.server import invocation, predict
+from airline_hpo.serving.server import JSON_HEADERS, invocation, predict
 from mlflow import MlflowClient
 
 from local_stack.processes import free_ports
@@ -60,7 +60,7 @@ class RequestLoop(threading.Thread):
         payload = invocation(self.rows, "both")
         while not self.stop.is_set():
             try:
-                response = session.post(f"{self.url}/invocations", json=payload, timeout=30)
+                response = session.post(f"{self.url}/invocations", data=payload, headers=JSON_HEADERS, timeout=30)
                 if response.status_code == 200:
                     self.versions.append(response.headers["X-Model-Version"])
                 else:
@@ -83,7 +83,8 @@ def _login(stack_env) -> tuple[str, str]:
 
 def _answers(url: str, rows, login: tuple[str, str]) -> list[dict]:
     """What a client following docs/serving.md gets: the answer comes as columns, read back as one dict a row."""
-    raw = requests.post(f"{url}/invocations", json=invocation(rows, "both"), timeout=30, auth=login)
+    body = invocation(rows, "both")
+    raw = requests.post(f"{url}/invocations", data=body, headers=JSON_HEADERS, timeout=30, auth=login)
     assert raw.status_code == 200, raw.text
     assert set(raw.json()["predictions"]) == {"label", "probability"}  # columns, not one object per row
     return predict(url, rows, "both", auth=login)

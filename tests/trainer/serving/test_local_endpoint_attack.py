@@ -78,7 +78,7 @@ def test_the_endpoint_answers_only_the_stacks_login_and_its_model_servers_only_t
     assert "MLFLOW_TRACKING_PASSWORD" in started.stderr and password not in started.stdout + started.stderr
     try:
         rows = serve_check.sample_flights()[serve_check.model_inputs("models:/attacked@champion")]
-        body = json.dumps(invocation(rows, "both")).encode()
+        body = invocation(rows, "both")
         attempts = {
             "no header": None,
             "wrong password": _basic(user, password + "x"),

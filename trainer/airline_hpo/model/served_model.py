@@ -21,6 +21,10 @@ scoring server answers as one JSON object per row) or ``columns`` (a dict of two
 writes a DataFrame row by row through its pure-Python JSON encoder). A model logged before ``orient`` existed
 ignores it (MLflow drops parameters its signature does not name) and answers records.
 
+In MLflow's scoring server the model, once loaded, freezes the process's start-up objects out of the garbage
+collector's scans (:func:`freeze_long_lived_objects`: a full collection otherwise costs a 10,000-row request
+about 36 ms on average); a plain ``load_model`` leaves the collector alone.
+
 A model of a spec's table with text or datetime columns takes them raw (strings, timestamps) and encodes them
 as training did (``table_encoding``, logged beside this file).
 
@@ -32,6 +36,8 @@ before the threshold was chosen has none in its config and answers ``probability
 
 from __future__ import annotations
 
+import gc
+import os
 from typing import Any
 
 import mlflow
@@ -66,6 +72,8 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
         self.features = list(context.model_config.get("forest_columns") or self.columns)
         #: None for a model logged before thresholds were chosen: it keeps its ``> 0.5``.
         self.threshold = context.model_config.get("threshold")
+        if in_scoring_server():
+            freeze_long_lived_objects()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         output = (params or {}).get("output", "label")
@@ -95,6 +103,29 @@ class LateArrivalModel(mlflow.pyfunc.PythonModel):
         if orient == "columns":
             return {"label": label, "probability": probability}
         return pd.DataFrame({"label": label, "probability": probability})
+
+
+def in_scoring_server() -> bool:
+    """True in MLflow's scoring server (``mlflow models serve``, or its app under uvicorn as ``make serve`` runs
+    it): MLflow names the model its app loads in this variable of the server's process, never elsewhere."""
+    from mlflow.pyfunc import scoring_server
+
+    return bool(os.environ.get(scoring_server._SERVER_MODEL_PATH))
+
+
+def freeze_long_lived_objects() -> None:
+    """Collect what is garbage now, then move every object still alive (the forest, and MLflow, pandas,
+    scikit-learn and the rest imported to run it: some 350,000 objects) out of the garbage collector's scans.
+
+    Why: MLflow's handling of a 10,000-row request (its JSON parsed into lists, each value checked, frames
+    built) allocates enough to set off a full collection about every tenth request, and a full collection
+    scans every tracked object: about 360 ms each time here, 36 ms a request on average, more than all the
+    request's JSON work. Frozen objects are skipped (about 0.3 ms a request); they are still freed as soon as
+    nothing refers to them, only a reference cycle among them waits for the process to end, which is why this
+    happens only in a scoring server, whose start-up objects outlive every request (:func:`gc.freeze`'s
+    documented use). An in-process ``predict`` allocates too little to set off full collections."""
+    gc.collect()
+    gc.freeze()
 
 
 mlflow.models.set_model(LateArrivalModel())
