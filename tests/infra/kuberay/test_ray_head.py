@@ -42,7 +42,7 @@ def cluster() -> dict:
         "bash", str(SANDBOX), "head", "10.244.0.10",
         sys.executable, str(REPO / "tests" / "infra" / "ray_head_probe.py"), str(REPO / "infra"), str(SANDBOX),
     ]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=420)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=540)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
