@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -376,10 +376,14 @@ def _traceback_note(path: Path) -> str:
 
 def _chained_trainer_error(exc: BaseException) -> TrainerError | None:
     """A :class:`TrainerError` that caused ``exc`` (e.g. MLflow failing to close a run while one was raised)."""
+    return next((link for link in exception_chain(exc) if isinstance(link, TrainerError)), None)
+
+
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what caused it or was being handled when it was raised, and so on (each once: a chain may
+    loop)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, TrainerError):
-            return exc
         seen.add(id(exc))
+        yield exc
         exc = exc.__cause__ or exc.__context__
-    return None

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from airline_hpo.errors import EXIT_FAILED, TrainerError, number
+from airline_hpo.errors import EXIT_FAILED, TrainerError, exception_chain, number
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -299,21 +299,18 @@ def is_outage(exc: BaseException) -> bool:
     import requests
     from mlflow.exceptions import MlflowException, RestException
 
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, BrokenPipeError):  # our own stdout/stderr whose reader died (`| tee`, Ctrl-C)
+    for link in exception_chain(exc):
+        if isinstance(link, BrokenPipeError):  # our own stdout/stderr whose reader died (`| tee`, Ctrl-C)
             return False
-        if isinstance(exc, requests.RequestException | ConnectionError | TimeoutError):
+        if isinstance(link, requests.RequestException | ConnectionError | TimeoutError):
             return True
-        if isinstance(exc, RestException):
-            if exc.get_http_status_code() >= 500:
+        if isinstance(link, RestException):
+            if link.get_http_status_code() >= 500:
                 return True
-        elif isinstance(exc, MlflowException):
-            text = str(exc).lower()
+        elif isinstance(link, MlflowException):
+            text = str(link).lower()
             if any(m in text for m in ("max retries exceeded", "failed with exception", "connection refused")):
                 return True
-        exc = exc.__cause__ or exc.__context__
     return False
 
 
@@ -345,13 +342,8 @@ def _cut_off_mid_answer(exc: BaseException | None) -> bool:
     import requests
     import urllib3
 
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    broken = requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError
+    return any(isinstance(link, broken) for link in exception_chain(exc))
 
 
 def retry_glitches(fn: Callable[[], T], attempts: int = 3, pause: float = 0.5) -> T:
