@@ -23,7 +23,7 @@ if [ "$role" = head ]; then
   done
 else
   dev=v1
-  for _ in $(seq 100); do ip link show v1 >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 600); do ip link show v1 >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 ip addr add "$ip/24" dev "$dev"
 ip link set "$dev" up

@@ -64,6 +64,34 @@ def _ss(args: str, pid: int | None = None) -> list[str]:
     return subprocess.run([*prefix, "ss", *args.split()], capture_output=True, text=True).stdout.splitlines()
 
 
+def _move_into_own_netns(link: str, pid: int, within_s: float = 60.0) -> bool:
+    """Move `link` into the network namespace of `pid` once that process has made its own.
+
+    Until `unshare` has called unshare(2), `/proc/<pid>/ns/net` is still this namespace, and `ip link set ... netns
+    <pid>` succeeds while moving nothing: under load the worker then waited for a link that never came and exited.
+    """
+    ours = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != ours:
+                moved = subprocess.run(["ip", "link", "set", link, "netns", str(pid)], capture_output=True)
+                return moved.returncode == 0
+        except FileNotFoundError:
+            return False  # the worker's sandbox already exited
+        time.sleep(0.05)
+    return False
+
+
+def _worker_log(pid: int) -> str:
+    """The worker's `ray start` output, from its own /tmp (a tmpfs only its mount namespace sees)."""
+    try:
+        with open(f"/proc/{pid}/root/tmp/ray-worker.log") as log:
+            return log.read()[-2000:]
+    except OSError as error:
+        return f"(no worker log: {error})"
+
+
 def main(infra_dir: str, sandbox: str) -> None:
     sys.path.insert(0, infra_dir)
     from mlflow_platform.core.config import parse
@@ -106,13 +134,7 @@ def main(infra_dir: str, sandbox: str) -> None:
         ["unshare", "--net", "--mount", "bash", sandbox, "worker", WORKER_IP, "bash", "-c", wait_gcs],
         env=_env(worker_container),
     )
-    for _ in range(50):  # until `unshare` has made the worker's network namespace
-        if (
-            subprocess.run(["ip", "link", "set", "v1", "netns", str(worker_pod.pid)], capture_output=True).returncode
-            == 0
-        ):
-            break
-        time.sleep(0.1)
+    moved = _move_into_own_netns("v1", worker_pod.pid)
 
     client = _CLIENT.format(ip=HEAD_IP, port=CLIENT_PORT)
     driver_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, "HOME": "/tmp/driver"}
@@ -147,6 +169,8 @@ def main(infra_dir: str, sandbox: str) -> None:
     results = [line[7:] for line in run.stdout.splitlines() if line.startswith("RESULT ")] if run else []
     report["driver"] = json.loads(results[0]) if results else failure
     report["seconds_to_trial"] = round(time.monotonic() - started, 1)
+    report["worker_link_moved"] = moved
+    report["worker_log"] = _worker_log(worker_pod.pid)
     report["pods"] = {
         "head": {"ip": HEAD_IP, "listening": _ss("-ltnH"), "connections": _ss("-tnH")},
         "worker": {

@@ -80,6 +80,10 @@ def _opened(port: int, policy_ports: tuple[set[int], list[range]]) -> bool:
 def test_a_trial_runs_on_the_gpu_worker_and_the_head_runs_read_only(cluster: dict) -> None:
     assert cluster["read_only_root"] is True
     driver = cluster["driver"]
+    assert isinstance(driver, dict), (
+        f"no driver reached the trial in {cluster['seconds_to_trial']} s: {driver}\n"
+        f"worker's link moved in: {cluster['worker_link_moved']}; worker's log: {cluster['worker_log']}"
+    )
     assert driver["head"] == {"ip": "10.244.0.10", "root_writable": False, "home": "/tmp/home"}
     assert driver["trial"] == {"ip": "10.244.0.11", "gpu_ids": [0]}
     assert cluster["running"] == {"head": True, "worker": True}
