@@ -7,12 +7,15 @@ STAMP := $(VENV)/.installed
 
 # ---- set-up (issue 18): requirements.txt = the pinned runtime (make demo installs only it), requirements-dev.txt
 # = test, lint and docs tools (make test/check/lint/docs add them). Installed with uv (about 25-40 s fresh, against
-# pip's 3-20 min here, see docs/development.md); INSTALLER=pip uses plain pip instead.
+# pip's 3-20 min here, see docs/development.md); INSTALLER=pip uses plain pip instead. --compile-bytecode writes
+# every .pyc at install, as pip does: uv leaves them to the first import, and where PYTHONDONTWRITEBYTECODE is set
+# (this machine, many CI images) no import ever writes them, so every process compiled MLflow, Ray and Pulumi's
+# SDKs from source again (an MLflow + scikit-learn + hyperopt import: 3.8 s of CPU with .pyc files, ~10 s without).
 INSTALLER ?= uv
 UV_VERSION := 0.13.9
 DEV_STAMP := $(VENV)/.installed-dev
 ifeq ($(INSTALLER),uv)
-INSTALL = $(VENV)/bin/uv pip install --quiet --python $(PY)
+INSTALL = $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY)
 else
 INSTALL = $(PY) -m pip install --quiet --disable-pip-version-check
 endif

@@ -14,6 +14,7 @@ turns it into a draft-4 schema the `jsonschema` package runs:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,16 @@ import yaml
 _OBJECT_KEYWORDS = ("properties",)
 
 
+@functools.cache
+def crd_document(crd_path: Path) -> dict[str, Any]:
+    """The CRD in `crd_path`, parsed once per process (callers must not change it) with libyaml's safe loader where
+    PyYAML has it: KubeRay's RayCluster CRD is 0.9 MB, 1.3 s in pure Python and 0.3 s in C."""
+    return yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def served_schema(crd_path: Path, version: str) -> dict[str, Any]:
     """The `openAPIV3Schema` of one served version of the CRD in `crd_path`."""
-    crd = yaml.safe_load(crd_path.read_text())
+    crd = crd_document(crd_path)
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
             if not entry.get("served"):
@@ -65,8 +73,10 @@ def to_json_schema(schema: Any) -> Any:
     return out
 
 
+@functools.cache
 def validator(crd_path: Path, version: str) -> jsonschema.Draft4Validator:
-    """A validator for objects of `version` of the CRD (metadata is the API server's to check, not the CRD's)."""
+    """A validator for objects of `version` of the CRD (metadata is the API server's to check, not the CRD's); one
+    per process, as `to_json_schema` copies what it keeps of the cached document."""
     schema = to_json_schema(served_schema(crd_path, version))
     schema["properties"]["metadata"] = {"type": "object"}
     jsonschema.Draft4Validator.check_schema(schema)

@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
+from crd_schema import crd_document
 from declared_pods import Swaps, cron_pod_spec, declared_secrets, prepare
 from mlflow_platform.core.config import ConfigError, parse
 from mock_harness import KUBERNETES_VERSION, Deployment, Recorded, manifests, run_policies
@@ -43,7 +43,7 @@ def _deploy(deploy, variant: str) -> Deployment:
 
 
 def _crd_schema() -> dict[str, Any]:
-    crd = yaml.safe_load(CRD.read_text())
+    crd = crd_document(CRD)
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return version["schema"]["openAPIV3Schema"]
 

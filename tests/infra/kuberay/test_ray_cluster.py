@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from crd_schema import problems, validator
+from crd_schema import crd_document, problems, validator
 from mlflow_platform.core.config import ConfigError, parse
 from mlflow_platform.core.gpu_taint import parse_taint
 from mlflow_platform.core.naming import Names
@@ -27,7 +27,7 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 from toleration_matching import tolerated_by
 
 FIXTURES = REPO / "tests" / "infra" / "fixtures" / "kuberay-v1.7.0"
-CRD = validator(FIXTURES / "ray.io_rayclusters.yaml", "v1")
+CRD_PATH = FIXTURES / "ray.io_rayclusters.yaml"
 CHART_VALUES = yaml.safe_load((FIXTURES / "kuberay-operator-values.yaml").read_text())
 RAY = {"ray": "true", "rayImageTag": "0a1b2c3"}
 VARIANTS = {
@@ -81,7 +81,7 @@ def ray_deployment() -> Deployment:
 def test_the_ray_cluster_is_valid_for_kuberays_crd(deploy, variant: str) -> None:
     cluster = _cluster(deploy(VARIANTS[variant]))
     assert cluster["apiVersion"] == "ray.io/v1"
-    assert problems(CRD, cluster) == []
+    assert problems(validator(CRD_PATH, "v1"), cluster) == []
 
 
 def test_the_crd_check_is_strict_about_fields_and_types(ray_deployment: Deployment) -> None:
@@ -89,16 +89,18 @@ def test_the_crd_check_is_strict_about_fields_and_types(ray_deployment: Deployme
     cluster = _cluster(ray_deployment)
     group = cluster["spec"]["workerGroupSpecs"][0]
     broken = {**cluster, "spec": {**cluster["spec"], "workerGroupSpecs": [{**group, "maxReplica": 4}]}}
-    assert problems(CRD, broken) == [
+    assert problems(validator(CRD_PATH, "v1"), broken) == [
         "spec.workerGroupSpecs.0: Additional properties are not allowed ('maxReplica' was unexpected)"
     ]
     broken = {**cluster, "spec": {**cluster["spec"], "authOptions": {"mode": "tokens"}}}
-    assert problems(CRD, broken) == ["spec.authOptions.mode: 'tokens' is not one of ['disabled', 'token']"]
+    assert problems(validator(CRD_PATH, "v1"), broken) == [
+        "spec.authOptions.mode: 'tokens' is not one of ['disabled', 'token']"
+    ]
 
 
 def test_no_cel_rule_of_the_crd_applies_to_a_field_we_set(ray_deployment: Deployment) -> None:
     """CEL rules (`x-kubernetes-validations`) are not evaluated by jsonschema; the CRD has three, on two fields."""
-    crd = yaml.safe_load((FIXTURES / "ray.io_rayclusters.yaml").read_text())
+    crd = crd_document(CRD_PATH)
     (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     spec_schema = v1["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     ruled = {name for name, sub in spec_schema.items() if "x-kubernetes-validations" in sub}
