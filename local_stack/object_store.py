@@ -242,6 +242,11 @@ def bucket_reachable(settings: StackSettings, creds: StackCredentials) -> None:
         _read_back(client, settings.bucket, key)
 
 
+def log_dir(settings: StackSettings) -> Path:
+    """SeaweedFS's own log files (its stdout goes to the stack's ``s3.log``)."""
+    return settings.log_dir / "s3"
+
+
 def start(settings: StackSettings, creds: StackCredentials, process: ServiceProcess) -> None:
     """Start SeaweedFS with S3 auth and JWT on, create the artifact bucket, and wait for a real S3 round trip."""
     binary = weed_binary()
@@ -255,11 +260,15 @@ def start(settings: StackSettings, creds: StackCredentials, process: ServiceProc
     if sockets.stat().st_uid != os.geteuid():
         raise StackError(f"s3: {sockets} belongs to another user; remove it or use a shorter --state-dir")
     sockets.chmod(0o700)
+    log_dir(settings).mkdir(mode=0o700, parents=True, exist_ok=True)
     master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3_grpc = free_ports(7, settings.host)
     argv = [
         str(binary),
         # Read before the usual places (./, ~/.seaweedfs, /etc/seaweedfs): a stray security.toml cannot weaken it.
         f"-config_dir={config_dir}",
+        # Its own log files (glog's INFO/WARNING/ERROR) beside the stack's other logs: by default they go to
+        # /tmp, a new set for every start, which `down --wipe` never removed.
+        f"-logdir={log_dir(settings)}",
         "server",
         f"-dir={data}",
         f"-master.dir={data / 'master'}",

@@ -48,6 +48,19 @@ def test_data_path_run_metric_artifact_and_bucket_object(local_stack):
     assert result.object_key.endswith("/artifacts/hello.txt")
 
 
+def test_seaweedfs_writes_its_log_files_in_the_stack_not_in_tmp(local_stack):
+    """glog's default is the system's temporary directory: a new set of files for every start, which `down --wipe`
+    never removed."""
+    import tempfile
+
+    logs = object_store.log_dir(local_stack.stack.settings)
+    written = sorted(logs.glob("weed.*.log.INFO.*"))
+    assert written, f"no SeaweedFS log file in {logs}"
+    pids = {path.name.rsplit(".", 1)[-1] for path in written}
+    in_tmp = [p for p in Path(tempfile.gettempdir()).glob("weed.*.log.*") if p.name.rsplit(".", 1)[-1] in pids]
+    assert in_tmp == []
+
+
 def test_up_twice_starts_no_duplicates(local_stack):
     before = local_stack.stack.status()
     assert all(before.values())

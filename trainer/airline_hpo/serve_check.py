@@ -109,19 +109,16 @@ def _parser() -> OneLineParser:
 
 def model_inputs(model_uri: str) -> list[str]:
     """The columns the model's signature names (a model trained without post-landing columns wants fewer)."""
-    import mlflow.models
-
-    signature = mlflow.models.get_model_info(model_uri).signature
+    signature = registry.model_info(model_uri).signature
     return list(FEATURES) if signature is None else signature.inputs.input_names()
 
 
 def model_threshold(model_uri: str) -> float | None:
     """The decision threshold the model's label uses (its pyfunc config); None for a model logged before
     thresholds were chosen (its label is ``probability > 0.5``)."""
-    import mlflow.models
     from mlflow.models.model import MODEL_CONFIG
 
-    flavor = mlflow.models.get_model_info(model_uri).flavors.get("python_function", {})
+    flavor = registry.model_info(model_uri).flavors.get("python_function", {})
     threshold = (flavor.get(MODEL_CONFIG) or {}).get("threshold")
     return None if threshold is None else float(threshold)
 

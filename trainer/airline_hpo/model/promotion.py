@@ -26,6 +26,7 @@ entry points print the decision as one line.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,13 +193,16 @@ def _inputs_for(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame) -> pd.Data
 
 
 def model_probabilities(model_uri: str, rows: pd.DataFrame) -> np.ndarray:
-    """A registered model's late probabilities through pyfunc, as a user would ask for them."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    frame = _inputs_for(model, rows)
-    params = model.metadata.get_params_schema()
-    if params is None or "output" not in {p.name for p in params.params}:
-        raise ValueError("it answers labels only, no probabilities")
-    return np.asarray(model.predict(frame, params={"output": "probability"}), dtype=np.float64).ravel()
+    """A registered model's late probabilities through pyfunc, as a user would ask for them. The model is
+    downloaded into a directory removed afterwards (MLflow's own temporary copy is never removed), and kept
+    until ``predict`` has run: a model's code paths may be imported only then."""
+    with tempfile.TemporaryDirectory(prefix="airline-champion-") as scratch:
+        model = mlflow.pyfunc.load_model(model_uri, dst_path=scratch)
+        frame = _inputs_for(model, rows)
+        params = model.metadata.get_params_schema()
+        if params is None or "output" not in {p.name for p in params.params}:
+            raise ValueError("it answers labels only, no probabilities")
+        return np.asarray(model.predict(frame, params={"output": "probability"}), dtype=np.float64).ravel()
 
 
 def current_champion(model_name: str) -> str | None:

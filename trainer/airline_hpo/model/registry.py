@@ -204,6 +204,21 @@ def _model_files(model: Any, folder: Path) -> tuple[dict[str, str], list[str]]:
     return {"forest": str(path)}, []
 
 
+def model_info(model_uri: str) -> Any:
+    """``mlflow.models.get_model_info`` without its leftover: that is ``Model.load(model_uri)``, which downloads the
+    MLmodel file into a temporary directory it never removes (one more in /tmp on every call). Here the
+    directory is removed. A logged model's URI (``models:/m-<id>``) is resolved first, as ``Model.load`` does."""
+    from mlflow.models import Model
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    uri = model_uri.rstrip("/")
+    if ModelsArtifactRepository._is_logged_model_uri(uri):
+        uri = ModelsArtifactRepository.get_underlying_uri(uri)
+    with tempfile.TemporaryDirectory(prefix="airline-mlmodel-") as scratch:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/MLmodel", dst_path=scratch)
+        return Model.load(local).get_model_info()
+
+
 def registry_error(model_name: str, exc: Exception) -> TrainerError:
     message = getattr(exc, "message", str(exc)) or repr(exc)
     return TrainerError(

@@ -70,7 +70,7 @@ def resolve_model(model_uri: str) -> ResolvedModel:
     from mlflow.exceptions import MlflowException
 
     try:
-        signature = mlflow.models.get_model_info(uri).signature
+        signature = registry.model_info(uri).signature
     except MlflowException as exc:
         raise TrainerError(f"model {uri} cannot be read from the registry ({exc.error_code})", fix) from exc
     if signature is None or signature.inputs is None or not signature.inputs.has_input_names():
@@ -191,8 +191,18 @@ def _temp_output(uri: str) -> Path:
 def score_file(
     source: pq.ParquetFile, keys: list[str], output_uri: str, model: ResolvedModel, batch_size: int
 ) -> Tally:
-    """Score every row of ``source`` into ``output_uri``; nothing appears there unless all of it succeeded."""
-    pyfunc = mlflow.pyfunc.load_model(model.uri)
+    """Score every row of ``source`` into ``output_uri``; nothing appears there unless all of it succeeded.
+
+    The model is downloaded into a directory removed at the end (MLflow's own temporary copy is never removed;
+    a model's code paths may be imported only when it first predicts)."""
+    with tempfile.TemporaryDirectory(prefix="airline-score-model-") as scratch:
+        pyfunc = mlflow.pyfunc.load_model(model.uri, dst_path=scratch)
+        return _score_with(pyfunc, source, keys, output_uri, model, batch_size)
+
+
+def _score_with(
+    pyfunc: object, source: pq.ParquetFile, keys: list[str], output_uri: str, model: ResolvedModel, batch_size: int
+) -> Tally:
     columns = list(dict.fromkeys([*keys, *model.inputs]))
     tally = Tally()
     tmp = _temp_output(output_uri)

@@ -115,6 +115,9 @@ class ModelServer:
         self.socket_path = socket_path
         self.url = f"unix:{socket_path}" if socket_path else f"http://{host}:{port}"
         self.process: subprocess.Popen | None = None
+        #: The server's TMPDIR, removed by ``stop``: MLflow downloads the model into a temporary directory
+        #: (``tempfile.mkdtemp``) and never removes it, so every start left a copy of the model in /tmp.
+        self.scratch: Path | None = None
 
     def __enter__(self) -> ModelServer:
         return self.start()
@@ -129,13 +132,14 @@ class ModelServer:
             extra = {scoring_server._SERVER_MODEL_PATH: self.model_uri}
         else:
             command, extra = server_command(self.model_uri, self.host, self.port), {}
+        self.scratch = Path(tempfile.mkdtemp(prefix="airline-model-"))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**server_env(env), **extra},
+                env={**server_env(env), **extra, "TMPDIR": str(self.scratch)},
                 start_new_session=True,
             )
         return self
@@ -178,14 +182,18 @@ class ModelServer:
             conn.close()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
         try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+            if self.process is not None and self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=5)
+        finally:
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                self.scratch = None
 
 
 def invocation(flights: pd.DataFrame, output: str = "both") -> bytes:
