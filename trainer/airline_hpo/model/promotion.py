@@ -26,7 +26,6 @@ entry points print the decision as one line.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,11 +192,9 @@ def _inputs_for(model: mlflow.pyfunc.PyFuncModel, rows: pd.DataFrame) -> pd.Data
 
 
 def model_probabilities(model_uri: str, rows: pd.DataFrame) -> np.ndarray:
-    """A registered model's late probabilities through pyfunc, as a user would ask for them. The model is
-    downloaded into a directory removed afterwards (MLflow's own temporary copy is never removed), and kept
-    until ``predict`` has run: a model's code paths may be imported only then."""
-    with tempfile.TemporaryDirectory(prefix="airline-champion-") as scratch:
-        model = mlflow.pyfunc.load_model(model_uri, dst_path=scratch)
+    """A registered model's late probabilities through pyfunc, as a user would ask for them (its download
+    removed afterwards: :func:`airline_hpo.model.registry.loaded_model`)."""
+    with registry.loaded_model(model_uri, "champion") as model:
         frame = _inputs_for(model, rows)
         params = model.metadata.get_params_schema()
         if params is None or "output" not in {p.name for p in params.params}:

@@ -6,7 +6,9 @@ The MLflow client retries a dead server for minutes before it gives up; :func:`c
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,17 @@ def _model_files(model: Any, folder: Path) -> tuple[dict[str, str], list[str]]:
     path = folder / "forest.skops"
     skops.io.dump(model, path)
     return {"forest": str(path)}, []
+
+
+@contextlib.contextmanager
+def loaded_model(model_uri: str, purpose: str = "model") -> Iterator[Any]:
+    """``mlflow.pyfunc.load_model`` into a directory removed when the block ends (without ``dst_path`` MLflow
+    downloads into a temporary directory it never removes). Predict inside the block: a model's code paths may
+    be imported only when it first predicts."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix=f"airline-{purpose}-") as scratch:
+        yield mlflow.pyfunc.load_model(model_uri, dst_path=scratch)
 
 
 def model_info(model_uri: str) -> Any:

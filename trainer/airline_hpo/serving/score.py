@@ -191,23 +191,16 @@ def _temp_output(uri: str) -> Path:
 def score_file(
     source: pq.ParquetFile, keys: list[str], output_uri: str, model: ResolvedModel, batch_size: int
 ) -> Tally:
-    """Score every row of ``source`` into ``output_uri``; nothing appears there unless all of it succeeded.
-
-    The model is downloaded into a directory removed at the end (MLflow's own temporary copy is never removed;
-    a model's code paths may be imported only when it first predicts)."""
-    with tempfile.TemporaryDirectory(prefix="airline-score-model-") as scratch:
-        pyfunc = mlflow.pyfunc.load_model(model.uri, dst_path=scratch)
-        return _score_with(pyfunc, source, keys, output_uri, model, batch_size)
-
-
-def _score_with(
-    pyfunc: object, source: pq.ParquetFile, keys: list[str], output_uri: str, model: ResolvedModel, batch_size: int
-) -> Tally:
+    """Score every row of ``source`` into ``output_uri``; nothing appears there unless all of it succeeded (the
+    model's download removed at the end: :func:`airline_hpo.model.registry.loaded_model`)."""
     columns = list(dict.fromkeys([*keys, *model.inputs]))
     tally = Tally()
     tmp = _temp_output(output_uri)
     try:
-        with pq.ParquetWriter(tmp, output_schema(source.schema_arrow, keys)) as writer:
+        with (
+            registry.loaded_model(model.uri, "score-model") as pyfunc,
+            pq.ParquetWriter(tmp, output_schema(source.schema_arrow, keys)) as writer,
+        ):
             batches = source.iter_batches(batch_size=batch_size, columns=columns)
             while True:
                 with tally.timed("read"):
